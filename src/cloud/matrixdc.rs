@@ -1,0 +1,406 @@
+//! The HTTP client for the MatrixDC compute API.
+
+use std::collections::{BTreeMap, HashSet};
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use reqwest::{Method, Url};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::wire;
+use super::{
+    Cloud, CloudError, CloudErrorKind, CreateRequest, DEFAULT_CAPACITY_PATTERNS, Endpoint, Instance, InstanceStatus,
+    PowerOff, Region, Sku, StatusMap, classify, redact,
+};
+use crate::secret::Secret;
+
+/// How the client reaches and treats the API. The token is not here: it comes
+/// from the environment or a credential file, never from a settings file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientSettings {
+    /// Up to and including `/mdc/api/v1`.
+    pub base_url: String,
+    /// The `namespace` header: the user id.
+    pub namespace: String,
+    /// Each attempt, from connecting to the last byte of the answer.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub requests_per_second: u32,
+    pub burst: u32,
+    /// Retries after the first attempt, for reads, power_off, power_on and delete.
+    pub retries: u32,
+    #[serde(with = "humantime_serde")]
+    pub retry_min_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max_delay: Duration,
+    /// A 429 asking for a longer wait than this ends the call instead.
+    #[serde(with = "humantime_serde")]
+    pub retry_after_max: Duration,
+    pub paging: Paging,
+    /// Extra API status strings and the state each means, e.g. `Hibernating: stopped`.
+    pub status_aliases: BTreeMap<String, InstanceStatus>,
+    /// Phrases in a 4xx body that mean "no free GPU" (the wording is undocumented).
+    pub capacity_patterns: Vec<String>,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            base_url: "https://neolink-ai.com/mdc/api/v1".into(),
+            namespace: String::new(),
+            timeout: Duration::from_secs(15),
+            requests_per_second: 5,
+            burst: 10,
+            retries: 4,
+            retry_min_delay: Duration::from_millis(500),
+            retry_max_delay: Duration::from_secs(20),
+            retry_after_max: Duration::from_secs(60),
+            paging: Paging::default(),
+            status_aliases: BTreeMap::new(),
+            capacity_patterns: DEFAULT_CAPACITY_PATTERNS.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+}
+
+/// The instance list answers `hasNextPage` but documents no paging
+/// parameters; these are our guess, sent on every list call. An empty
+/// `page_param` sends none, and then a `hasNextPage: true` is an error.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Paging {
+    pub page_param: String,
+    pub size_param: String,
+    pub page_size: u32,
+    pub first_page: u32,
+    /// A list longer than this many pages is refused as runaway paging.
+    pub max_pages: u32,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Paging {
+            page_param: "page".into(),
+            size_param: "pageSize".into(),
+            page_size: 100,
+            first_page: 1,
+            max_pages: 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientSetupError {
+    #[error("base_url {0:?} is not an http(s) URL")]
+    BaseUrl(String),
+    #[error("namespace is empty: set it to your MatrixDC user id")]
+    Namespace,
+    #[error("the API token is empty")]
+    Token,
+    #[error("requests_per_second and burst must be at least 1")]
+    RateLimit,
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+pub struct MatrixDcClient {
+    http: reqwest::Client,
+    base: Url,
+    token: Secret,
+    limiter: DefaultDirectRateLimiter,
+    statuses: StatusMap,
+    settings: ClientSettings,
+}
+
+impl std::fmt::Debug for MatrixDcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatrixDcClient")
+            .field("base", &self.base.as_str())
+            .field("namespace", &self.settings.namespace)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request, ready to be sent as many times as the retry policy allows.
+struct Call<'a> {
+    endpoint: Endpoint,
+    method: Method,
+    url: Url,
+    body: Option<&'a serde_json::Value>,
+}
+
+impl MatrixDcClient {
+    pub fn new(settings: ClientSettings, token: Secret) -> Result<Self, ClientSetupError> {
+        let base = Url::parse(settings.base_url.trim_end_matches('/'))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base())
+            .ok_or_else(|| ClientSetupError::BaseUrl(settings.base_url.clone()))?;
+        if settings.namespace.trim().is_empty() {
+            return Err(ClientSetupError::Namespace);
+        }
+        if token.is_empty() {
+            return Err(ClientSetupError::Token);
+        }
+        let (Some(rate), Some(burst)) =
+            (NonZeroU32::new(settings.requests_per_second), NonZeroU32::new(settings.burst))
+        else {
+            return Err(ClientSetupError::RateLimit);
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("mdc-autoscaler/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(settings.timeout)
+            .build()
+            .map_err(|e| ClientSetupError::Http(e.to_string()))?;
+        let statuses = settings
+            .status_aliases
+            .iter()
+            .fold(StatusMap::default(), |map, (raw, status)| map.with_alias(raw, status.clone()));
+        Ok(MatrixDcClient {
+            http,
+            base,
+            token,
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            statuses,
+            settings,
+        })
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut().expect("checked in new()").extend(segments);
+        url
+    }
+
+    /// Sends a call, retrying transient failures when the endpoint is idempotent.
+    async fn send(&self, call: &Call<'_>) -> Result<String, CloudError> {
+        let attempt = || self.attempt(call);
+        if !call.endpoint.is_idempotent() || self.settings.retries == 0 {
+            return attempt().await;
+        }
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.settings.retry_min_delay)
+            .with_max_delay(self.settings.retry_max_delay)
+            .with_max_times(self.settings.retries as usize)
+            .with_jitter();
+        let retry_after_max = self.settings.retry_after_max;
+        attempt
+            .retry(backoff)
+            .when(CloudError::is_transient)
+            .adjust(move |error, delay| match (error.retry_after(), delay) {
+                (Some(asked), Some(_)) if asked > retry_after_max => None,
+                (Some(asked), Some(_)) => Some(asked),
+                (None, delay) => delay,
+                (Some(_), None) => None,
+            })
+            .notify(|error, delay| {
+                tracing::warn!(endpoint = %call.endpoint, %error, retry_in_ms = delay.as_millis() as u64, "retrying MatrixDC call");
+            })
+            .await
+    }
+
+    async fn attempt(&self, call: &Call<'_>) -> Result<String, CloudError> {
+        let fail = |kind| CloudError::new(call.endpoint, kind);
+        self.limiter.until_ready().await;
+        let started = Instant::now();
+        let mut request = self
+            .http
+            .request(call.method.clone(), call.url.clone())
+            .timeout(self.settings.timeout)
+            .header("namespace", &self.settings.namespace)
+            .header(reqwest::header::AUTHORIZATION, format!("bearer {}", self.token.expose()));
+        if let Some(body) = call.body {
+            request = request.json(body);
+        }
+        let result = async {
+            let response = request.send().await?;
+            let status = response.status();
+            let retry_after = retry_after(response.headers());
+            let body = response.text().await?;
+            Ok::<_, reqwest::Error>((status, retry_after, body))
+        }
+        .await;
+        let (status, retry_after, body) = result.map_err(|e| {
+            fail(if e.is_timeout() {
+                CloudErrorKind::Timeout
+            } else {
+                CloudErrorKind::Transport(transport_message(&e))
+            })
+        })?;
+        tracing::debug!(endpoint = %call.endpoint, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "MatrixDC call");
+        if status.is_success() {
+            return Ok(body);
+        }
+        let excerpt = self.excerpt(&body);
+        Err(fail(classify(status.as_u16(), excerpt, retry_after, &self.settings.capacity_patterns)))
+    }
+
+    fn excerpt(&self, body: &str) -> String {
+        redact::excerpt(body, &[self.token.expose()])
+    }
+
+    fn decode<T: DeserializeOwned>(&self, endpoint: Endpoint, body: &str) -> Result<T, CloudError> {
+        serde_json::from_str(body).map_err(|e| self.malformed(endpoint, e.to_string(), body))
+    }
+
+    fn malformed(&self, endpoint: Endpoint, reason: String, body: &str) -> CloudError {
+        CloudError::new(endpoint, CloudErrorKind::Malformed { reason, excerpt: self.excerpt(body) })
+    }
+
+    /// power_off, power_on and delete answer the JSON string `"ok"`; power_on's
+    /// answer is undocumented, so an empty body passes too.
+    fn expect_ok(&self, endpoint: Endpoint, body: &str) -> Result<(), CloudError> {
+        let trimmed = body.trim();
+        match serde_json::from_str::<String>(trimmed) {
+            Ok(word) if word.eq_ignore_ascii_case("ok") => Ok(()),
+            _ if trimmed.is_empty() => Ok(()),
+            _ => Err(self.malformed(endpoint, "expected \"ok\"".into(), body)),
+        }
+    }
+
+    fn instance(&self, endpoint: Endpoint, raw: wire::Instance) -> Result<Instance, CloudError> {
+        raw.into_domain(&self.statuses)
+            .map_err(|reason| CloudError::new(endpoint, CloudErrorKind::Malformed { reason, excerpt: String::new() }))
+    }
+
+    async fn list_page(&self, cluster: &str, page: u32) -> Result<wire::InstanceList, CloudError> {
+        let endpoint = Endpoint::ListInstances;
+        let paging = &self.settings.paging;
+        let mut url = self.url(&["clusters", cluster, "instances"]);
+        if !paging.page_param.is_empty() {
+            let mut query = url.query_pairs_mut();
+            query.append_pair(&paging.page_param, &page.to_string());
+            if !paging.size_param.is_empty() {
+                query.append_pair(&paging.size_param, &paging.page_size.to_string());
+            }
+        }
+        let body = self.send(&Call { endpoint, method: Method::GET, url, body: None }).await?;
+        self.decode(endpoint, &body)
+    }
+}
+
+impl Cloud for MatrixDcClient {
+    async fn list_regions(&self) -> Result<Vec<Region>, CloudError> {
+        let endpoint = Endpoint::ListRegions;
+        let url = self.url(&["regions"]);
+        let body = self.send(&Call { endpoint, method: Method::GET, url, body: None }).await?;
+        let regions: Vec<wire::Region> = self.decode(endpoint, &body)?;
+        Ok(regions.into_iter().map(Region::from).collect())
+    }
+
+    async fn list_skus(&self, region_id: &str) -> Result<Vec<Sku>, CloudError> {
+        let endpoint = Endpoint::ListSkus;
+        let mut url = self.url(&["skus", "computings"]);
+        url.query_pairs_mut().append_pair("region_id", region_id);
+        let body = self.send(&Call { endpoint, method: Method::GET, url, body: None }).await?;
+        let skus: Vec<wire::Sku> = self.decode(endpoint, &body)?;
+        skus.into_iter().map(|sku| sku.into_domain().map_err(|reason| self.malformed(endpoint, reason, ""))).collect()
+    }
+
+    async fn list_instances(&self, cluster: &str) -> Result<Vec<Instance>, CloudError> {
+        let endpoint = Endpoint::ListInstances;
+        let paging = &self.settings.paging;
+        let incomplete =
+            |page: u32, why: String| CloudError::new(endpoint, CloudErrorKind::Incomplete(why)).on_page(page);
+        let mut page = paging.first_page;
+        let mut pages = 0u32;
+        let mut names = HashSet::new();
+        let mut instances = Vec::new();
+        let total = loop {
+            let list = self.list_page(cluster, page).await.map_err(|e| e.on_page(page))?;
+            pages += 1;
+            for raw in list.nodes {
+                let instance = self.instance(endpoint, raw).map_err(|e| e.on_page(page))?;
+                if !names.insert(instance.name.clone()) {
+                    return Err(incomplete(
+                        page,
+                        format!("{} appears twice: the API may ignore the paging settings", instance.name),
+                    ));
+                }
+                instances.push(instance);
+            }
+            if !list.has_next_page {
+                break list.total_count;
+            }
+            if paging.page_param.is_empty() {
+                return Err(incomplete(page, "hasNextPage is true but no page parameter is configured".into()));
+            }
+            if pages >= paging.max_pages {
+                return Err(incomplete(page, format!("still more pages after {pages}")));
+            }
+            page += 1;
+        };
+        if (instances.len() as u64) < total as u64 {
+            return Err(incomplete(page, format!("{} instances listed, totalCount says {total}", instances.len())));
+        }
+        Ok(instances)
+    }
+
+    async fn get_instance(&self, cluster: &str, name: &str) -> Result<Instance, CloudError> {
+        let endpoint = Endpoint::GetInstance;
+        let url = self.url(&["clusters", cluster, "instances", name]);
+        let body = self.send(&Call { endpoint, method: Method::GET, url, body: None }).await?;
+        let raw: wire::Instance = self.decode(endpoint, &body)?;
+        self.instance(endpoint, raw)
+    }
+
+    async fn create_instance(&self, request: &CreateRequest) -> Result<Instance, CloudError> {
+        let endpoint = Endpoint::CreateInstance;
+        let url = self.url(&["clusters", &request.cluster, "instances"]);
+        let body = serde_json::to_value(wire::CreateBody::new(&self.settings.namespace, request))
+            .expect("the create body serialises");
+        let answer = self.send(&Call { endpoint, method: Method::POST, url, body: Some(&body) }).await?;
+        let raw: wire::Instance = self.decode(endpoint, &answer)?;
+        self.instance(endpoint, raw)
+    }
+
+    async fn power_off(&self, cluster: &str, name: &str, request: &PowerOff) -> Result<(), CloudError> {
+        let endpoint = Endpoint::PowerOff;
+        let url = self.url(&["clusters", cluster, "instances", name, "power_off"]);
+        let body = serde_json::to_value(wire::PowerOffBody::from(request)).expect("the power_off body serialises");
+        let answer = self.send(&Call { endpoint, method: Method::POST, url, body: Some(&body) }).await?;
+        self.expect_ok(endpoint, &answer)
+    }
+
+    async fn power_on(&self, cluster: &str, name: &str) -> Result<(), CloudError> {
+        let endpoint = Endpoint::PowerOn;
+        let url = self.url(&["clusters", cluster, "instances", name, "power_on"]);
+        let answer = self.send(&Call { endpoint, method: Method::POST, url, body: None }).await?;
+        self.expect_ok(endpoint, &answer)
+    }
+
+    async fn delete_instance(&self, cluster: &str, name: &str) -> Result<(), CloudError> {
+        let endpoint = Endpoint::DeleteInstance;
+        let mut url = self.url(&["clusters", cluster, "instances"]);
+        url.query_pairs_mut().append_pair("name", name);
+        let answer = self.send(&Call { endpoint, method: Method::DELETE, url, body: None }).await?;
+        self.expect_ok(endpoint, &answer)
+    }
+}
+
+/// `Retry-After` in seconds; the HTTP-date form is rare from APIs and read as absent.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// reqwest's messages can include the URL; ours carry the endpoint instead,
+/// and the URL never holds a secret, but keep the message to its kind.
+fn transport_message(error: &reqwest::Error) -> String {
+    let kind = if error.is_connect() {
+        "could not connect"
+    } else if error.is_body() || error.is_decode() {
+        "answer body cut short"
+    } else if error.is_request() {
+        "request failed"
+    } else {
+        "transport error"
+    };
+    match std::error::Error::source(error) {
+        Some(source) => format!("{kind}: {source}"),
+        None => kind.to_owned(),
+    }
+}

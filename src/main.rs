@@ -1,0 +1,216 @@
+//! Command-line wiring. The one place that reads the clock.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, FixedOffset, Utc};
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use mdc_autoscaler::secret::Secret;
+use mdc_autoscaler::sim::clock::Clock;
+use mdc_autoscaler::sim::faults::Faults;
+use mdc_autoscaler::sim::fleet::{DEFAULT_FLEET, FleetFile};
+use mdc_autoscaler::sim::server::{API_PREFIX, DEMO_NAMESPACE, DEMO_TOKEN, FakeCloud};
+
+#[derive(Parser)]
+#[command(
+    name = "mdc-autoscaler",
+    version,
+    about = "Cost-aware autoscaler for GPU instances on the MatrixDC compute API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a simulated MatrixDC platform over the vendor's HTTP API.
+    FakeCloud(FakeCloudArgs),
+}
+
+#[derive(Args)]
+struct FakeCloudArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// Fleet file (YAML); the built-in one (config/fleet.yaml) when absent.
+    #[arg(long)]
+    fleet: Option<PathBuf>,
+    /// The `namespace` header clients must send.
+    #[arg(long, env = "MDC_NAMESPACE", default_value = DEMO_NAMESPACE)]
+    namespace: String,
+    /// The bearer token clients must send.
+    #[arg(long, env = "MDC_TOKEN", default_value = DEMO_TOKEN, hide_env_values = true, hide_default_value = true)]
+    token: String,
+    /// Run simulated time this many times faster than real time.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Freeze simulated time; move it with `POST /_sim/clock/advance?by=90s`.
+    #[arg(long, conflicts_with = "speed")]
+    manual_clock: bool,
+    /// Simulated time at start (RFC 3339); overrides the fleet file's `start`.
+    #[arg(long)]
+    start: Option<DateTime<FixedOffset>>,
+    /// Seed for names, tokens and fault rolls; overrides the fleet file's.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Base URL clients use to reach this server (for the Jupyter links).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Fault settings (YAML or JSON, shaped like `GET /_sim/faults`).
+    #[arg(long)]
+    faults: Option<PathBuf>,
+    /// Share of API calls answered with an error status (0..1).
+    #[arg(long)]
+    error_rate: Option<f64>,
+    /// Statuses for --error-rate, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    error_statuses: Option<Vec<u16>>,
+    /// Latency added to every API answer, e.g. 200ms.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    latency: Option<Duration>,
+    /// Share of answers replaced by invalid JSON.
+    #[arg(long)]
+    malformed_rate: Option<f64>,
+    /// Share of answers cut off half-way.
+    #[arg(long)]
+    truncated_rate: Option<f64>,
+    /// Make this page of every instance list fail with 500.
+    #[arg(long)]
+    fail_list_page: Option<u32>,
+    /// Share of snapshots that fail.
+    #[arg(long)]
+    snapshot_failure_rate: Option<f64>,
+    /// GPU resource keys (or `*`) with no free GPUs, e.g. nvidia.com/gpu-h20.
+    #[arg(long)]
+    no_free_gpus: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    match Cli::parse().command {
+        Command::FakeCloud(args) => fake_cloud(args).await,
+    }
+}
+
+/// Plain lines without timestamps under journald (it adds its own).
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn fake_cloud(args: FakeCloudArgs) -> anyhow::Result<()> {
+    let (source, text) = match &args.fleet {
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path).with_context(|| format!("cannot read fleet file {}", path.display()))?,
+        ),
+        None => ("config/fleet.yaml (built in)".to_owned(), DEFAULT_FLEET.to_owned()),
+    };
+    let mut fleet = FleetFile::parse(&source, &text)?;
+    if let Some(seed) = args.seed {
+        fleet.seed = seed;
+    }
+    let start = args.start.or(fleet.start).map_or_else(Utc::now, |t| t.to_utc());
+    let faults = faults(&args, fleet.faults.clone())?;
+    let sim = fleet.build(&args.namespace, start)?;
+    let clock = if args.manual_clock { Clock::manual(start) } else { Clock::real(start, args.speed) };
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let public_url = args.public_url.clone().unwrap_or_else(|| {
+        let host = if local.ip().is_unspecified() { "127.0.0.1".to_owned() } else { local.ip().to_string() };
+        format!("http://{host}:{}", local.port())
+    });
+    let server = FakeCloud::new(sim, clock, Secret::new(args.token), faults, &public_url);
+    tracing::info!(
+        api = %format!("{public_url}{API_PREFIX}"),
+        namespace = %args.namespace,
+        fleet = %source,
+        simulated_start = %start,
+        speed = if args.manual_clock { 0.0 } else { args.speed },
+        "fake MatrixDC listening"
+    );
+    server.serve(listener, shutdown_signal()).await?;
+    tracing::info!("fake MatrixDC stopped");
+    Ok(())
+}
+
+fn faults(args: &FakeCloudArgs, from_fleet: Faults) -> anyhow::Result<Faults> {
+    let mut faults = match &args.faults {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => from_fleet,
+    };
+    let wire = &mut faults.wire;
+    let set = |target: &mut f64, value: Option<f64>| value.into_iter().for_each(|v| *target = v);
+    set(&mut wire.error_rate, args.error_rate);
+    set(&mut wire.malformed_rate, args.malformed_rate);
+    set(&mut wire.truncated_rate, args.truncated_rate);
+    set(&mut faults.platform.snapshot_failure_rate, args.snapshot_failure_rate);
+    if let Some(statuses) = &args.error_statuses {
+        wire.error_statuses = statuses.clone();
+    }
+    if let Some(latency) = args.latency {
+        wire.latency = latency;
+    }
+    if args.fail_list_page.is_some() {
+        wire.fail_list_page = args.fail_list_page;
+    }
+    faults.platform.no_free_gpus.extend(args.no_free_gpus.iter().cloned());
+    for (name, rate) in [
+        ("error-rate", wire.error_rate),
+        ("malformed-rate", wire.malformed_rate),
+        ("truncated-rate", wire.truncated_rate),
+        ("snapshot-failure-rate", faults.platform.snapshot_failure_rate),
+    ] {
+        anyhow::ensure!((0.0..=1.0).contains(&rate), "--{name} must be between 0 and 1, not {rate}");
+    }
+    Ok(faults)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

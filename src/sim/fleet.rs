@@ -1,0 +1,400 @@
+//! Fleet files: a simulated platform described in YAML (regions and their GPU
+//! pools, SKUs with prices and discount windows, instances and their activity).
+//! `config/fleet.yaml` is the default, built from the vendor page's samples.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, NaiveTime, Utc};
+use serde::Deserialize;
+
+use super::faults::Faults;
+use super::{
+    Activity, DiscountSchedule, Phase, PlatformSettings, Session, SimDiscount, SimInstance, SimRegion, SimSku,
+    SimVolume, Simulator,
+};
+use crate::cloud::BillingType;
+use crate::money::{Money, Ratio};
+
+pub const DEFAULT_FLEET: &str = include_str!("../../config/fleet.yaml");
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FleetError(String);
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFile {
+    /// Simulated time at start; the real time when absent.
+    #[serde(default)]
+    pub start: Option<DateTime<FixedOffset>>,
+    /// Seeds names, tokens and fault rolls: the same seed gives the same run.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub platform: PlatformSettings,
+    #[serde(default)]
+    pub faults: Faults,
+    pub regions: Vec<FleetRegion>,
+    pub skus: Vec<FleetSku>,
+    #[serde(default)]
+    pub instances: Vec<FleetInstance>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetRegion {
+    pub id: String,
+    pub name: String,
+    pub cluster: String,
+    #[serde(default)]
+    pub harbor_addr: String,
+    #[serde(default)]
+    pub howler_id: String,
+    /// Total GPUs per resource key.
+    pub gpus: BTreeMap<String, u32>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FleetBilling {
+    PayAsYouGo,
+    Monthly,
+    Weekly,
+    Daily,
+}
+
+impl From<FleetBilling> for BillingType {
+    fn from(b: FleetBilling) -> Self {
+        match b {
+            FleetBilling::PayAsYouGo => BillingType::PayAsYouGo,
+            FleetBilling::Monthly => BillingType::Monthly,
+            FleetBilling::Weekly => BillingType::Weekly,
+            FleetBilling::Daily => BillingType::Daily,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSku {
+    pub id: String,
+    pub region: String,
+    pub name: String,
+    pub gpu_product: String,
+    #[serde(default)]
+    pub gpu_series: Option<String>,
+    pub gpu_resource_key: String,
+    pub gpu_count: u32,
+    pub gpu_memory_gb: u32,
+    pub cpu_cores: u32,
+    pub memory_gb: u32,
+    #[serde(default = "default_cpu_arch")]
+    pub cpu_arch: String,
+    #[serde(default)]
+    pub cpu_series: String,
+    #[serde(default)]
+    pub cpu_vendor: String,
+    #[serde(default = "default_system_gb")]
+    pub system_storage_gb: u32,
+    #[serde(default = "default_data_gb")]
+    pub data_storage_gb: u32,
+    #[serde(default = "default_billing")]
+    pub billing: FleetBilling,
+    /// CNY per hour.
+    pub price: f64,
+    #[serde(default)]
+    pub discount: Option<FleetDiscount>,
+}
+
+fn default_cpu_arch() -> String {
+    "x86-64".into()
+}
+fn default_system_gb() -> u32 {
+    30
+}
+fn default_data_gb() -> u32 {
+    50
+}
+fn default_billing() -> FleetBilling {
+    FleetBilling::PayAsYouGo
+}
+
+/// Either a fixed window (`start`, `end`) or a daily one (`daily`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetDiscount {
+    pub id: String,
+    pub ratio: f64,
+    #[serde(default)]
+    pub start: Option<DateTime<FixedOffset>>,
+    #[serde(default)]
+    pub end: Option<DateTime<FixedOffset>>,
+    #[serde(default)]
+    pub daily: Option<DailyWindow>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DailyWindow {
+    /// `HH:MM` local time.
+    pub from: String,
+    pub to: String,
+    pub timezone: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FleetStatus {
+    Running,
+    Stopped,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetInstance {
+    pub display_name: String,
+    pub cluster: String,
+    pub sku: String,
+    pub image: String,
+    pub status: FleetStatus,
+    #[serde(default = "default_billing")]
+    pub billing: FleetBilling,
+    /// `CostTime` for prepaid instances, e.g. `30D`.
+    #[serde(default)]
+    pub term: String,
+    #[serde(default)]
+    pub volumes: Vec<FleetVolume>,
+    /// Created (and, if running, started) this long before the start.
+    #[serde(default, with = "humantime_serde")]
+    pub age: Duration,
+    /// For stopped instances: shut down this long before the start.
+    #[serde(default, with = "humantime_serde")]
+    pub stopped_for: Duration,
+    #[serde(default)]
+    pub activity: FleetActivity,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetVolume {
+    #[serde(default = "default_volume_path")]
+    pub path: String,
+    pub size_gb: u32,
+    #[serde(default = "default_volume_type", rename = "type")]
+    pub kind: String,
+}
+
+fn default_volume_path() -> String {
+    "/root/data".into()
+}
+fn default_volume_type() -> String {
+    "shared-filesystem".into()
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetActivity {
+    pub connections: u32,
+    pub busy_kernels: u32,
+    pub idle_kernels: u32,
+    /// Last activity this long before the start.
+    #[serde(with = "humantime_serde")]
+    pub idle_for: Option<Duration>,
+    pub sessions: Vec<FleetSession>,
+}
+
+/// Busy from `from` to `to` after the start.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetSession {
+    #[serde(with = "humantime_serde")]
+    pub from: Duration,
+    #[serde(with = "humantime_serde")]
+    pub to: Duration,
+}
+
+impl FleetFile {
+    /// Parses a fleet file; errors carry the line and column.
+    pub fn parse(source: &str, text: &str) -> Result<FleetFile, FleetError> {
+        let options = serde_saphyr::options! { strict_booleans: true };
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| FleetError(format!("{source}: {e}")))
+    }
+
+    /// Builds the simulated platform as it stands at `start`.
+    pub fn build(&self, namespace: &str, start: DateTime<Utc>) -> Result<Simulator, FleetError> {
+        let mut sim = Simulator::new(namespace, start, self.seed, self.platform.clone());
+        sim.faults = self.faults.platform.clone();
+        let fail = |what: String| FleetError(what);
+        for r in &self.regions {
+            sim.add_region(SimRegion {
+                id: r.id.clone(),
+                name: r.name.clone(),
+                cluster: r.cluster.clone(),
+                harbor_addr: r.harbor_addr.clone(),
+                howler_id: r.howler_id.clone(),
+                created_at: start,
+                gpus: r.gpus.clone(),
+            });
+        }
+        for s in &self.skus {
+            if !self.regions.iter().any(|r| r.id == s.region) {
+                return Err(fail(format!("SKU {}: unknown region {:?}", s.id, s.region)));
+            }
+            let price = Money::from_yuan_f64(s.price)
+                .filter(|p| *p >= Money::ZERO)
+                .ok_or_else(|| fail(format!("SKU {}: bad price {}", s.id, s.price)))?;
+            sim.add_sku(SimSku {
+                id: s.id.clone(),
+                region_id: s.region.clone(),
+                name: s.name.clone(),
+                gpu_product: s.gpu_product.clone(),
+                gpu_series: s.gpu_series.clone().unwrap_or_else(|| s.gpu_product.clone()),
+                gpu_resource_key: s.gpu_resource_key.clone(),
+                gpu_count: s.gpu_count,
+                gpu_memory_gb: s.gpu_memory_gb,
+                cpu_cores: s.cpu_cores,
+                cpu_arch: s.cpu_arch.clone(),
+                cpu_series: s.cpu_series.clone(),
+                cpu_vendor: s.cpu_vendor.clone(),
+                memory_gb: s.memory_gb,
+                system_storage_gb: s.system_storage_gb,
+                data_storage_gb: s.data_storage_gb,
+                billing_type: s.billing.into(),
+                price_per_hour: price,
+                discount: s.discount.as_ref().map(|d| discount(&s.id, d)).transpose()?,
+            });
+        }
+        for f in &self.instances {
+            let age = chrono::Duration::from_std(f.age).map_err(|e| fail(e.to_string()))?;
+            let created_at = start - age;
+            let running = f.status == FleetStatus::Running;
+            let stopped_at = start - chrono::Duration::from_std(f.stopped_for).map_err(|e| fail(e.to_string()))?;
+            let since = |d: Duration| chrono::Duration::from_std(d).map(|d| start + d).map_err(|e| fail(e.to_string()));
+            let activity = Activity {
+                connections: f.activity.connections,
+                busy_kernels: f.activity.busy_kernels,
+                idle_kernels: f.activity.idle_kernels,
+                last_activity: f
+                    .activity
+                    .idle_for
+                    .map(|d| chrono::Duration::from_std(d).map(|d| start - d))
+                    .transpose()
+                    .map_err(|e| fail(e.to_string()))?,
+                sessions: f
+                    .activity
+                    .sessions
+                    .iter()
+                    .map(|s| Ok(Session { start: since(s.from)?, end: since(s.to)? }))
+                    .collect::<Result<_, FleetError>>()?,
+            };
+            let billing: BillingType = f.billing.into();
+            let prepaid_until = match billing {
+                BillingType::PayAsYouGo => None,
+                ref prepaid => Some(
+                    created_at
+                        + chrono::Duration::hours(super::term_hours(prepaid, &f.term).ok_or_else(|| {
+                            fail(format!("instance {}: term {:?} is not like 30D", f.display_name, f.term))
+                        })?),
+                ),
+            };
+            let instance = SimInstance {
+                name: String::new(),
+                uid: String::new(),
+                display_name: f.display_name.clone(),
+                cluster: f.cluster.clone(),
+                region_id: self
+                    .regions
+                    .iter()
+                    .find(|r| r.cluster == f.cluster)
+                    .map(|r| r.id.clone())
+                    .ok_or_else(|| fail(format!("instance {}: unknown cluster {:?}", f.display_name, f.cluster)))?,
+                image: f.image.clone(),
+                sku_id: f.sku.clone(),
+                billing_type: billing,
+                term: f.term.clone(),
+                coupon_id: String::new(),
+                disk_sku_id: "1".into(),
+                order_id: String::new(),
+                volumes: f
+                    .volumes
+                    .iter()
+                    .map(|v| SimVolume {
+                        path: v.path.clone(),
+                        kind: v.kind.clone(),
+                        size_gb: v.size_gb,
+                        pvc: String::new(),
+                    })
+                    .collect(),
+                created_at,
+                phase: if running { Phase::Running } else { Phase::Stopped },
+                until: None,
+                holds_gpu: running,
+                billed_since: None,
+                started_at: created_at,
+                stopped_at: (!running).then_some(stopped_at),
+                prepaid_until: prepaid_until.filter(|_| running),
+                data_purged: false,
+                access: super::Access {
+                    jupyter_token: String::new(),
+                    ssh_port: 0,
+                    ssh_password: String::new(),
+                    pod_suffix: String::new(),
+                    node: String::new(),
+                    ip: String::new(),
+                },
+                activity,
+                status_override: None,
+            };
+            sim.seed_instance(instance, start).map_err(|e| fail(format!("instance {}: {e}", f.display_name)))?;
+        }
+        Ok(sim)
+    }
+}
+
+fn discount(sku: &str, d: &FleetDiscount) -> Result<SimDiscount, FleetError> {
+    let fail = |what: &str| FleetError(format!("SKU {sku}: discount {what}"));
+    let ratio =
+        Ratio::from_f64(d.ratio).filter(|r| *r <= Ratio::ONE).ok_or_else(|| fail("ratio must be between 0 and 1"))?;
+    let schedule = match (&d.start, &d.end, &d.daily) {
+        (Some(start), Some(end), None) if start < end => {
+            DiscountSchedule::Fixed { start: start.to_utc(), end: end.to_utc() }
+        }
+        (None, None, Some(daily)) => {
+            let time =
+                |t: &str| NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| fail(&format!("time {t:?} is not HH:MM")));
+            DiscountSchedule::Daily {
+                from: time(&daily.from)?,
+                to: time(&daily.to)?,
+                timezone: daily
+                    .timezone
+                    .parse()
+                    .map_err(|_| fail(&format!("time zone {:?} is unknown", daily.timezone)))?,
+            }
+        }
+        _ => return Err(fail("needs either start < end, or daily")),
+    };
+    Ok(SimDiscount { id: d.id.clone(), ratio, schedule })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_fleet_builds() {
+        let fleet = FleetFile::parse("fleet.yaml", DEFAULT_FLEET).unwrap();
+        let sim = fleet.build("demo", Utc::now()).unwrap();
+        assert!(sim.instances().count() >= 5);
+        assert!(sim.skus().any(|s| s.discount.is_some()));
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let err = FleetFile::parse("bad.yaml", "regions: []\nskus: []\nseed: yes\n").unwrap_err().to_string();
+        assert!(err.starts_with("bad.yaml"), "{err}");
+        assert!(err.contains('3'), "{err}");
+        let err = FleetFile::parse("bad.yaml", "regions: []\nskus: []\nsed: 1\n").unwrap_err().to_string();
+        assert!(err.contains("sed"), "{err}");
+    }
+}
