@@ -234,7 +234,7 @@ impl MatrixDcClient {
         if status.is_success() {
             return Ok(body);
         }
-        let excerpt = self.excerpt(&body);
+        let excerpt = self.excerpt(&error_message(&body).unwrap_or(body));
         Err(fail(classify(status.as_u16(), excerpt, retry_after, &self.settings.capacity_patterns)))
     }
 
@@ -381,6 +381,17 @@ impl Cloud for MatrixDcClient {
     }
 }
 
+/// The message of a JSON error body (`{"message": ...}` and its usual
+/// spellings); the format is undocumented, so anything else is quoted as is.
+fn error_message(body: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        #[serde(alias = "msg", alias = "error")]
+        message: String,
+    }
+    serde_json::from_str::<ErrorBody>(body).ok().map(|e| e.message).filter(|m| !m.trim().is_empty())
+}
+
 /// `Retry-After` in seconds; the HTTP-date form is rare from APIs and read as absent.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
@@ -402,5 +413,18 @@ fn transport_message(error: &reqwest::Error) -> String {
     match std::error::Error::source(error) {
         Some(source) => format!("{kind}: {source}"),
         None => kind.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_message;
+
+    #[test]
+    fn error_bodies_give_their_message() {
+        assert_eq!(error_message(r#"{"code":409,"message":"GPU \u4e0d\u8db3"}"#).as_deref(), Some("GPU 不足"));
+        assert_eq!(error_message(r#"{"msg":"quota"}"#).as_deref(), Some("quota"));
+        assert_eq!(error_message("<html>502</html>"), None);
+        assert_eq!(error_message(r#"{"message":""}"#), None);
     }
 }

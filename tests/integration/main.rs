@@ -1,6 +1,7 @@
 //! Integration tests: one binary, as zero-to-production does it.
 
 mod client;
+mod fake_cloud_process;
 mod harness;
 mod sim_properties;
 mod vendor_samples;
