@@ -1,6 +1,7 @@
 //! mdc-autoscaler: a cost-aware autoscaler for GPU instances on the MatrixDC compute API.
 
 pub mod cloud;
+pub mod config;
 pub mod money;
 pub mod pricing;
 pub mod secret;

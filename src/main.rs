@@ -9,6 +9,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use mdc_autoscaler::config::load::load_file;
 use mdc_autoscaler::secret::Secret;
 use mdc_autoscaler::sim::clock::Clock;
 use mdc_autoscaler::sim::faults::Faults;
@@ -28,8 +29,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check a policy file and report every problem as file:line:column.
+    Validate {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Serve a simulated MatrixDC platform over the vendor's HTTP API.
-    FakeCloud(FakeCloudArgs),
+    FakeCloud(Box<FakeCloudArgs>),
 }
 
 #[derive(Args)]
@@ -94,7 +100,8 @@ struct FakeCloudArgs {
 async fn main() -> anyhow::Result<()> {
     init_logging();
     match Cli::parse().command {
-        Command::FakeCloud(args) => fake_cloud(args).await,
+        Command::Validate { config } => validate(&config),
+        Command::FakeCloud(args) => fake_cloud(*args).await,
     }
 }
 
@@ -106,6 +113,22 @@ fn init_logging() {
         builder.without_time().with_ansi(false).init();
     } else {
         builder.init();
+    }
+}
+
+/// Exit 1 on any error, 0 with warnings only.
+fn validate(path: &std::path::Path) -> anyhow::Result<()> {
+    let (config, report) = load_file(path);
+    print!("{report}");
+    match config {
+        Some(config) => {
+            println!("{}: {} policies, {} warnings", path.display(), config.policies.len(), report.warnings());
+            Ok(())
+        }
+        None => {
+            println!("{}: {} errors, {} warnings", path.display(), report.errors(), report.warnings());
+            std::process::exit(1);
+        }
     }
 }
 

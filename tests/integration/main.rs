@@ -4,4 +4,5 @@ mod client;
 mod fake_cloud_process;
 mod harness;
 mod sim_properties;
+mod validate;
 mod vendor_samples;

@@ -1,0 +1,430 @@
+//! Checks of meaning: raw settings and policies become resolved ones, and
+//! every problem found on the way is recorded with its position.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use super::policy::{self, Cron, Glob, Signal, SnapshotTemplate};
+use super::raw;
+use super::yaml::{Loc, Pos};
+use crate::cloud::{BillingType, VolumeSpec};
+use crate::money::Money;
+
+/// The platform clears a stopped instance's data 15 days after shutdown.
+pub const PLATFORM_PURGE_DAYS: i64 = 15;
+/// Schedules fall back to the platform's own zone.
+pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Shanghai;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diagnostic {
+    pub pos: Pos,
+    pub severity: Severity,
+    pub message: String,
+}
+
+#[derive(Default)]
+pub struct Checker {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checker {
+    pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic { pos, severity: Severity::Error, message: message.into() });
+    }
+
+    pub fn warning(&mut self, pos: Pos, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic { pos, severity: Severity::Warning, message: message.into() });
+    }
+
+    fn timezone(&mut self, zone: &Loc<String>) -> Option<Tz> {
+        match zone.value.parse::<Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                let known: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+                let hint = super::yaml::suggestion(&zone.value, &known);
+                self.error(zone.pos, format!("unknown time zone `{}`{hint}", zone.value));
+                None
+            }
+        }
+    }
+
+    fn cron(&mut self, text: &Loc<String>) -> Option<Cron> {
+        match Cron::parse(&text.value) {
+            Ok(cron) => {
+                // A fixed reference, not the clock: the answer must not depend on today.
+                let reference = Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).unwrap();
+                if cron.next(chrono_tz::UTC, reference).is_none() {
+                    self.error(text.pos, format!("cron expression `{}` never fires", text.value));
+                    return None;
+                }
+                Some(cron)
+            }
+            Err(message) => {
+                self.error(text.pos, message);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, value: &Loc<raw::Human>, what: &str) -> Option<Duration> {
+        match Duration::from_std(value.value.0) {
+            Ok(d) if d > Duration::zero() => Some(d),
+            _ => {
+                self.error(value.pos, format!("{what} must be longer than zero"));
+                None
+            }
+        }
+    }
+
+    fn money(&mut self, value: &Loc<f64>, what: &str) -> Option<Money> {
+        match Money::from_yuan_f64(value.value).filter(|m| *m > Money::ZERO) {
+            Some(money) => Some(money),
+            None => {
+                self.error(value.pos, format!("{what} must be a positive amount in CNY, not {}", value.value));
+                None
+            }
+        }
+    }
+
+    pub fn settings(&mut self, raw: raw::Settings, token: Option<raw::TokenSource>) -> policy::Settings {
+        let timezone = raw.timezone.as_ref().and_then(|z| self.timezone(z));
+        let limits = policy::Limits {
+            actions_per_cycle: *raw.limits.actions_per_cycle,
+            actions_per_hour: *raw.limits.actions_per_hour,
+        };
+        if limits.actions_per_cycle == 0 {
+            self.error(raw.limits.actions_per_cycle.pos, "actions_per_cycle must be at least 1");
+        }
+        if limits.actions_per_hour < limits.actions_per_cycle {
+            self.warning(raw.limits.actions_per_hour.pos, "actions_per_hour is below actions_per_cycle");
+        }
+        let budget = raw.budget.as_ref().and_then(|b| self.budget(b, timezone, None, Pos::default()));
+        policy::Settings {
+            api: raw.api,
+            token: token.map(|t| match t {
+                raw::TokenSource::Env(var) => policy::TokenSource::Env(var),
+                raw::TokenSource::File(path) => policy::TokenSource::File(path),
+            }),
+            limits,
+            budget,
+            capacity_backoff: raw
+                .capacity_backoff
+                .and_then(|h| Duration::from_std(h.0).ok())
+                .unwrap_or(Duration::minutes(5)),
+            prometheus_url: raw.prometheus.map(|p| p.url.value),
+        }
+    }
+
+    fn budget(
+        &mut self,
+        b: &raw::Budget,
+        fallback: Option<Tz>,
+        schedule: Option<Tz>,
+        at: Pos,
+    ) -> Option<policy::Budget> {
+        let daily = b.daily.as_ref().and_then(|d| self.money(d, "a daily budget"));
+        let monthly = b.monthly.as_ref().and_then(|m| self.money(m, "a monthly budget"));
+        if b.daily.is_none() && b.monthly.is_none() {
+            self.error(at, "a budget needs `daily`, `monthly`, or both");
+        }
+        if let (Some(d), Some(m), Some(pos)) = (daily, monthly, b.monthly.as_ref().map(|m| m.pos))
+            && m < d
+        {
+            self.warning(pos, "the monthly budget is below the daily one");
+        }
+        let timezone = match &b.timezone {
+            Some(zone) => self.timezone(zone)?,
+            None => match schedule.or(fallback) {
+                Some(tz) => tz,
+                None => {
+                    let pos = b.daily.as_ref().or(b.monthly.as_ref()).map_or(at, |v| v.pos);
+                    self.error(pos, "a budget needs a time zone (its own `timezone`, the schedule's, or `settings.timezone`): days and months start at midnight somewhere");
+                    return None;
+                }
+            },
+        };
+        Some(policy::Budget { daily, monthly, timezone, when_exceeded: b.when_exceeded })
+    }
+
+    pub fn policy(&mut self, raw: raw::Policy, settings_zone: Option<Tz>, prometheus: bool) -> Option<policy::Policy> {
+        let name = raw.name.value.trim().to_owned();
+        let valid_name = !name.is_empty()
+            && name.len() <= 40
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-');
+        if !valid_name {
+            self.error(raw.name.pos, format!("policy name `{name}` must be 1-40 lowercase letters, digits or `-`"));
+        }
+        if raw.select.is_none() && raw.pool.is_none() {
+            self.error(
+                raw.name.pos,
+                format!("policy `{name}` needs `select` (adopt instances) or `pool` (create them)"),
+            );
+        }
+        let schedule_zone = match raw.schedule.as_ref().and_then(|s| s.timezone.as_ref()) {
+            Some(zone) => self.timezone(zone),
+            None => settings_zone,
+        };
+        let select = raw.select.map(|s| policy::Selector {
+            clusters: s.cluster.map(|c| c.0).unwrap_or_default(),
+            display_names: s.display_name.map(|d| d.0.iter().map(|g| Glob::new(g)).collect()).unwrap_or_default(),
+            gpu_products: s.gpu_product.map(|p| p.0).unwrap_or_default(),
+            billing: s.billing.map(|b| b.0.into_iter().map(billing).collect()).unwrap_or_default(),
+        });
+        let protect = raw.protect.map(|p| p.display_name.0.iter().map(|g| Glob::new(g)).collect()).unwrap_or_default();
+        let idle = raw.idle.and_then(|i| self.idle(i, prometheus));
+        let schedule = raw.schedule.map(|s| {
+            let start = s.start.as_ref().and_then(|c| self.cron(c));
+            let stop = s.stop.as_ref().and_then(|c| self.cron(c));
+            let sets_pool_zone = raw.pool.as_ref().is_some_and(|p| !p.desired_schedule.is_empty());
+            if s.start.is_none() && s.stop.is_none() && !sets_pool_zone {
+                self.error(raw.name.pos, format!("the schedule of `{name}` needs `start`, `stop`, or both"));
+            }
+            policy::Schedule { timezone: schedule_zone.unwrap_or(DEFAULT_TIMEZONE), start, stop, enforce: s.enforce }
+        });
+        let pool = raw.pool.and_then(|p| self.pool(p, &name, schedule_zone.unwrap_or(DEFAULT_TIMEZONE)));
+        let budget = raw.budget.as_ref().and_then(|b| self.budget(b, settings_zone, schedule_zone, raw.name.pos));
+        let max_disrupted = raw.max_disrupted.and_then(|share| {
+            if share.value.0 > 0.0 && share.value.0 <= 1.0 {
+                Some(share.value.0)
+            } else {
+                self.error(share.pos, "max_disrupted must be above 0% and at most 100%");
+                None
+            }
+        });
+        Some(policy::Policy { name, select, protect, idle, schedule, pool, budget, max_disrupted })
+    }
+
+    fn idle(&mut self, i: raw::Idle, prometheus: bool) -> Option<policy::IdleRule> {
+        let stop_after = self.duration(&i.stop_after, "stop_after");
+        let delete_after_stopped = i.delete_after_stopped.as_ref().and_then(|d| {
+            let duration = self.duration(d, "delete_after_stopped")?;
+            if duration >= Duration::days(PLATFORM_PURGE_DAYS) {
+                self.error(
+                    d.pos,
+                    format!(
+                        "delete_after_stopped must be under {PLATFORM_PURGE_DAYS} days: the platform clears a stopped instance's data after {PLATFORM_PURGE_DAYS} days"
+                    ),
+                );
+                return None;
+            }
+            Some(duration)
+        });
+        let max_runtime = i.max_runtime.as_ref().and_then(|d| self.duration(d, "max_runtime"));
+        if let (Some(stop), Some(max), Some(pos)) = (stop_after, max_runtime, i.max_runtime.as_ref().map(|m| m.pos))
+            && max <= stop
+        {
+            self.warning(pos, "max_runtime is not longer than stop_after");
+        }
+        if i.signals.is_empty() {
+            self.error(i.stop_after.pos, "idle needs at least one signal (jupyter, heartbeat, prometheus)");
+        }
+        let signals = i
+            .signals
+            .into_iter()
+            .map(|s| match s {
+                raw::Signal::Jupyter => Signal::Jupyter,
+                raw::Signal::Heartbeat => Signal::Heartbeat,
+                raw::Signal::Prometheus(p) => {
+                    if !prometheus {
+                        self.error(p.query.pos, "the prometheus signal needs `settings.prometheus.url`");
+                    }
+                    if !p.query.contains("{name}") && !p.query.contains("{display_name}") {
+                        self.warning(p.query.pos, "the query names no instance ({name} or {display_name}): every instance gets the same answer");
+                    }
+                    Signal::Prometheus { query: p.query.value, threshold: p.threshold }
+                }
+            })
+            .collect();
+        let snapshot = i.snapshot.map(|s| {
+            for template in [&s.image, &s.tag] {
+                self.placeholders(template);
+            }
+            SnapshotTemplate { image: s.image.value, tag: s.tag.value }
+        });
+        if delete_after_stopped.is_some() && snapshot.is_none() && !i.delete_without_snapshot {
+            self.warning(
+                i.delete_after_stopped.as_ref().map_or(i.stop_after.pos, |d| d.pos),
+                "delete_after_stopped without a snapshot never deletes (no snapshot is known to succeed); set `snapshot` or `delete_without_snapshot: true`",
+            );
+        }
+        Some(policy::IdleRule {
+            signals,
+            stop_after: stop_after?,
+            snapshot,
+            delete_after_stopped,
+            delete_without_snapshot: i.delete_without_snapshot,
+            stop_prepaid: i.stop_prepaid,
+            max_runtime,
+            grace_period_seconds: i.grace_period.map_or(10, |g| g.0.as_secs().min(u32::MAX as u64) as u32),
+        })
+    }
+
+    fn placeholders(&mut self, template: &Loc<String>) {
+        let mut rest = template.value.as_str();
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else {
+                self.error(template.pos, format!("`{}` has a `{{` without its `}}`", template.value));
+                return;
+            };
+            let name = &rest[open + 1..open + close];
+            if !SnapshotTemplate::PLACEHOLDERS.contains(&name) {
+                let hint = super::yaml::suggestion(name, &SnapshotTemplate::PLACEHOLDERS);
+                self.error(template.pos, format!("unknown placeholder `{{{name}}}`{hint}"));
+            }
+            rest = &rest[open + close + 1..];
+        }
+    }
+
+    fn pool(&mut self, p: raw::Pool, policy: &str, zone: Tz) -> Option<policy::Pool> {
+        let min = p.min.as_ref().map_or(0, |m| m.value);
+        let max = p.max.as_ref().map_or(u32::MAX, |m| m.value);
+        if let (Some(lo), Some(hi)) = (&p.min, &p.max)
+            && lo.value > hi.value
+        {
+            self.error(lo.pos, format!("min ({}) is above max ({})", lo.value, hi.value));
+        }
+        if p.desired.is_none() && p.desired_schedule.is_empty() {
+            self.error(p.image.pos, "a pool needs `desired`, `desired_schedule`, or both");
+        }
+        let desired = p.desired.as_ref().map_or(min, |d| d.value);
+        if let Some(d) = &p.desired
+            && min <= max
+            && (d.value < min || d.value > max)
+        {
+            self.error(d.pos, format!("desired ({}) is outside min..max ({min}..{max})", d.value));
+        }
+        let desired_schedule = p
+            .desired_schedule
+            .iter()
+            .filter_map(|edge| {
+                if edge.count.value < min || edge.count.value > max {
+                    self.error(
+                        edge.count.pos,
+                        format!("count {} is outside min..max ({min}..{max})", edge.count.value),
+                    );
+                }
+                Some((self.cron(&edge.cron)?, edge.count.value))
+            })
+            .collect();
+        if p.gpu.products.is_empty() {
+            self.error(p.gpu.count.pos, "gpu.products must name at least one GPU model");
+        }
+        if p.gpu.count.value == 0 {
+            self.error(p.gpu.count.pos, "gpu.count must be at least 1");
+        }
+        if p.image.trim().is_empty() {
+            self.error(p.image.pos, "the pool needs an image");
+        }
+        if p.cluster.is_empty() {
+            self.error(p.image.pos, "the pool needs a cluster");
+        }
+        let max_price_per_hour = p.max_price_per_hour.as_ref().and_then(|m| self.money(m, "max_price_per_hour"));
+        let wait_for_discount = p.wait_for_discount.as_ref().and_then(|w| self.duration(w, "wait_for_discount"));
+        let billing = billing(p.billing);
+        if billing.is_prepaid() && p.term.trim().is_empty() {
+            self.warning(p.image.pos, "a prepaid pool without `term` buys one unit of its billing type");
+        }
+        let name_prefix = p.name_prefix.map_or_else(|| policy.to_owned(), |n| n.value);
+        Some(policy::Pool {
+            clusters: p.cluster.0,
+            image: p.image.value,
+            desired,
+            desired_schedule,
+            schedule_timezone: zone,
+            min,
+            max,
+            gpu: policy::GpuSpec {
+                products: p.gpu.products.0,
+                count: p.gpu.count.value,
+                min_memory_gb: p.gpu.min_memory_gb,
+            },
+            billing,
+            term: p.term,
+            max_price_per_hour,
+            prefer_discount: p.prefer_discount,
+            wait_for_discount,
+            only_during_discount: p.only_during_discount,
+            volume: p.volume.map(|v| VolumeSpec { path: v.path, size_gb: v.size_gb, kind: v.kind }),
+            scale_down: p.scale_down,
+            name_prefix,
+            disk_sku_id: p.disk_sku_id.unwrap_or_else(|| "1".into()),
+        })
+    }
+
+    /// Names must be unique; an instance can belong to one policy only (the
+    /// first that selects it), so policies that overlap are worth a look.
+    pub fn across_policies(&mut self, policies: &[(Pos, policy::Policy)]) {
+        let mut seen: BTreeMap<&str, Pos> = BTreeMap::new();
+        for (pos, p) in policies {
+            if let Some(first) = seen.insert(&p.name, *pos) {
+                self.error(*pos, format!("policy name `{}` is used twice (first at line {})", p.name, first.line));
+            }
+        }
+        for (i, (_, a)) in policies.iter().enumerate() {
+            for (pos, b) in &policies[i + 1..] {
+                if let (Some(sa), Some(sb)) = (&a.select, &b.select)
+                    && may_overlap(sa, sb)
+                {
+                    self.warning(
+                        *pos,
+                        format!(
+                            "policies `{}` and `{}` may select the same instances; each instance belongs to the first that selects it (`{}`)",
+                            a.name, b.name, a.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn billing(b: raw::Billing) -> BillingType {
+    match b {
+        raw::Billing::PayAsYouGo => BillingType::PayAsYouGo,
+        raw::Billing::Monthly => BillingType::Monthly,
+        raw::Billing::Weekly => BillingType::Weekly,
+        raw::Billing::Daily => BillingType::Daily,
+    }
+}
+
+/// Whether two selectors could both match one instance. Conservative on
+/// names: two globs overlap unless their literal prefixes or suffixes differ.
+fn may_overlap(a: &policy::Selector, b: &policy::Selector) -> bool {
+    let any_common = |x: &[String], y: &[String]| x.is_empty() || y.is_empty() || x.iter().any(|v| y.contains(v));
+    let billing = a.billing.is_empty() || b.billing.is_empty() || a.billing.iter().any(|v| b.billing.contains(v));
+    let names = a.display_names.is_empty()
+        || b.display_names.is_empty()
+        || a.display_names.iter().any(|x| b.display_names.iter().any(|y| globs_may_overlap(x, y)));
+    any_common(&a.clusters, &b.clusters) && any_common(&a.gpu_products, &b.gpu_products) && billing && names
+}
+
+fn globs_may_overlap(a: &Glob, b: &Glob) -> bool {
+    let literal_prefix = |g: &Glob| g.as_str().split(['*', '?']).next().unwrap_or("").to_owned();
+    let literal_suffix = |g: &Glob| g.as_str().rsplit(['*', '?']).next().unwrap_or("").to_owned();
+    let (pa, pb) = (literal_prefix(a), literal_prefix(b));
+    let (sa, sb) = (literal_suffix(a), literal_suffix(b));
+    (pa.starts_with(&pb) || pb.starts_with(&pa)) && (sa.ends_with(&sb) || sb.ends_with(&sa))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_overlap_is_conservative() {
+        let g = Glob::new;
+        assert!(globs_may_overlap(&g("nb-*"), &g("nb-keep-*")));
+        assert!(globs_may_overlap(&g("*"), &g("train-*")));
+        assert!(!globs_may_overlap(&g("nb-*"), &g("train-*")));
+        assert!(!globs_may_overlap(&g("*-gpu"), &g("*-cpu")));
+    }
+}

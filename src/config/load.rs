@@ -1,0 +1,181 @@
+//! Reading a policy file: YAML → tree → typed sections → checks of meaning,
+//! with every problem reported as `file:line:column: message`.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+use super::check::{Checker, Diagnostic, Severity};
+use super::policy::Config;
+use super::raw;
+use super::yaml::{self, Loc, Located, Node, Pos, Problem};
+
+/// Every problem found in one file, errors and warnings, in file order.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub source: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.diagnostics {
+            let level = match d.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            writeln!(f, "{}:{}:{}: {level}: {}", self.source, d.pos.line, d.pos.column, d.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks a policy file. The config is there only when nothing is
+/// an error; warnings may come with it.
+pub fn load_file(path: &Path) -> (Option<Config>, Report) {
+    let source = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&source, &text),
+        Err(e) => {
+            let report = Report {
+                source,
+                diagnostics: vec![Diagnostic {
+                    pos: Pos { line: 1, column: 1 },
+                    severity: Severity::Error,
+                    message: format!("cannot read the file: {e}"),
+                }],
+            };
+            (None, report)
+        }
+    }
+}
+
+pub fn load_str(source: &str, text: &str) -> (Option<Config>, Report) {
+    let mut checker = Checker::default();
+    let config = match yaml::parse(text) {
+        Ok(root) => build(&root, &mut checker),
+        Err(e) => {
+            checker.error(e.pos.unwrap_or(Pos { line: 1, column: 1 }), e.message);
+            None
+        }
+    };
+    let mut diagnostics = checker.diagnostics;
+    diagnostics.sort();
+    diagnostics.dedup();
+    let report = Report { source: source.to_owned(), diagnostics };
+    (config.filter(|_| report.errors() == 0), report)
+}
+
+fn build(root: &Located, checker: &mut Checker) -> Option<Config> {
+    let Node::Map(entries) = &root.node else {
+        checker.error(root.pos, "the file must be a mapping with `settings` and `policies`");
+        return None;
+    };
+    unknown_keys(entries, &["settings", "policies"], checker);
+    let settings_node = root.get("settings");
+    let raw_settings = match settings_node {
+        Some(node) => {
+            let without_token = without_key(node, "token");
+            decode::<raw::Settings>(&without_token, checker).unwrap_or_default()
+        }
+        None => raw::Settings::default(),
+    };
+    let token = settings_node.and_then(|s| s.get("token")).and_then(|node| {
+        let mut quiet = Vec::new();
+        match yaml::decode::<raw::TokenSource>(node, &mut quiet) {
+            Ok(token) if quiet.is_empty() => Some(token),
+            _ => {
+                checker.error(node.pos, "token must be `{env: VARIABLE}` or `{file: /path}`, never the token itself");
+                None
+            }
+        }
+    });
+    let settings_zone = raw_settings.timezone.as_ref().and_then(|z| z.value.parse().ok());
+    let prometheus = raw_settings.prometheus.is_some();
+    let settings = checker.settings(raw_settings, token);
+
+    let mut policies = Vec::new();
+    match root.get("policies").map(|p| &p.node) {
+        Some(Node::Seq(items)) => {
+            for item in items {
+                if let Some(raw) = raw_policy(item, checker)
+                    && let Some(policy) = checker.policy(raw, settings_zone, prometheus)
+                {
+                    policies.push((item.pos, policy));
+                }
+            }
+        }
+        Some(_) => checker.error(root.get("policies").map_or(root.pos, |p| p.pos), "`policies` must be a list"),
+        None => checker.warning(root.pos, "no `policies`: the autoscaler will watch and do nothing"),
+    }
+    checker.across_policies(&policies);
+    Some(Config { settings, policies: policies.into_iter().map(|(_, p)| p).collect() })
+}
+
+fn raw_policy(node: &Located, checker: &mut Checker) -> Option<raw::Policy> {
+    let Node::Map(entries) = &node.node else {
+        checker.error(node.pos, "a policy must be a mapping with at least `name`");
+        return None;
+    };
+    unknown_keys(entries, &raw::Policy::KEYS, checker);
+    let name = match node.get("name") {
+        Some(n) => decode::<Loc<String>>(n, checker)?,
+        None => {
+            checker.error(node.pos, "this policy has no `name`");
+            return None;
+        }
+    };
+    let section = |key: &str| node.get(key).cloned();
+    Some(raw::Policy {
+        select: section("select").and_then(|n| decode(&n, checker)),
+        protect: section("protect").and_then(|n| decode(&n, checker)),
+        idle: section("idle").and_then(|n| decode(&n, checker)),
+        schedule: section("schedule").and_then(|n| decode(&n, checker)),
+        pool: section("pool").and_then(|n| decode(&n, checker)),
+        budget: section("budget").and_then(|n| decode(&n, checker)),
+        max_disrupted: section("max_disrupted").and_then(|n| decode(&n, checker)),
+        name,
+    })
+}
+
+fn decode<T: DeserializeOwned>(node: &Located, checker: &mut Checker) -> Option<T> {
+    let mut problems: Vec<Problem> = Vec::new();
+    let result = yaml::decode(node, &mut problems);
+    if let Err(problem) = &result {
+        problems.push(problem.clone());
+    }
+    for p in problems {
+        checker.error(p.pos, p.message);
+    }
+    result.ok()
+}
+
+fn unknown_keys(entries: &[(Located, Located)], known: &[&str], checker: &mut Checker) {
+    for (key, _) in entries {
+        let Node::Str(text) = &key.node else { continue };
+        if !known.contains(&text.as_str()) {
+            checker.error(key.pos, format!("unknown key `{text}`{}", yaml::suggestion(text, known)));
+        }
+    }
+}
+
+fn without_key(node: &Located, key: &str) -> Located {
+    match &node.node {
+        Node::Map(entries) => Located {
+            node: Node::Map(entries.iter().filter(|(k, _)| k.node != Node::Str(key.to_owned())).cloned().collect()),
+            pos: node.pos,
+        },
+        _ => node.clone(),
+    }
+}

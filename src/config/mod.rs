@@ -1,0 +1,8 @@
+//! Settings and policies: the YAML users write, decoded with every problem
+//! reported at once.
+
+pub mod check;
+pub mod load;
+pub mod policy;
+pub mod raw;
+pub mod yaml;

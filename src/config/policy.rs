@@ -1,0 +1,373 @@
+//! Policies and settings after every check: the planner's input, with time
+//! zones, cron expressions, money and globs already parsed.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+
+use crate::cloud::matrixdc::ClientSettings;
+use crate::cloud::{BillingType, Instance, VolumeSpec};
+use crate::money::Money;
+use crate::secret::Secret;
+
+pub use super::raw::{ScaleDown, WhenExceeded};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub settings: Settings,
+    pub policies: Vec<Policy>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub api: ClientSettings,
+    pub token: Option<TokenSource>,
+    pub limits: Limits,
+    /// Over every policy together.
+    pub budget: Option<Budget>,
+    pub capacity_backoff: Duration,
+    pub prometheus_url: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TokenSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl TokenSource {
+    /// Reads the token; the error names the source, never the value.
+    pub fn read(&self) -> Result<Secret, String> {
+        let value = match self {
+            TokenSource::Env(var) => {
+                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
+            }
+            TokenSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?,
+        };
+        let token = value.trim();
+        if token.is_empty() {
+            return Err(match self {
+                TokenSource::Env(var) => format!("environment variable {var} is empty"),
+                TokenSource::File(path) => format!("the token file {} is empty", path.display()),
+            });
+        }
+        Ok(Secret::new(token))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    pub actions_per_cycle: u32,
+    pub actions_per_hour: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub name: String,
+    /// Which existing instances the policy adopts; `None` for a pool alone.
+    pub select: Option<Selector>,
+    pub protect: Vec<Glob>,
+    pub idle: Option<IdleRule>,
+    pub schedule: Option<Schedule>,
+    pub pool: Option<Pool>,
+    pub budget: Option<Budget>,
+    /// At most this share of the policy's instances disrupted at once.
+    pub max_disrupted: Option<f64>,
+}
+
+impl Policy {
+    /// Whether the policy owns this instance: selected, or one of its pool's slots.
+    pub fn owns(&self, instance: &Instance) -> bool {
+        self.select.as_ref().is_some_and(|s| s.matches(instance))
+            || self
+                .pool
+                .as_ref()
+                .is_some_and(|p| p.slot_of(&instance.display_name).is_some() && p.clusters.contains(&instance.cluster))
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Selector {
+    /// Empty means any.
+    pub clusters: Vec<String>,
+    pub display_names: Vec<Glob>,
+    pub gpu_products: Vec<String>,
+    pub billing: Vec<BillingType>,
+}
+
+impl Selector {
+    pub fn matches(&self, instance: &Instance) -> bool {
+        (self.clusters.is_empty() || self.clusters.contains(&instance.cluster))
+            && (self.display_names.is_empty() || self.display_names.iter().any(|g| g.matches(&instance.display_name)))
+            && (self.gpu_products.is_empty()
+                || self.gpu_products.iter().any(|p| p.eq_ignore_ascii_case(&instance.resources.gpu_type)))
+            && (self.billing.is_empty() || self.billing.contains(&instance.cost.billing_type))
+    }
+}
+
+/// A shell-style pattern: `*` any run of characters, `?` one character.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Glob(String);
+
+impl Glob {
+    pub fn new(pattern: &str) -> Self {
+        Glob(pattern.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        let (p, t): (Vec<char>, Vec<char>) = (self.0.chars().collect(), text.chars().collect());
+        let (mut pi, mut ti) = (0, 0);
+        let mut backtrack: Option<(usize, usize)> = None;
+        while ti < t.len() {
+            match p.get(pi) {
+                Some('*') => {
+                    backtrack = Some((pi, ti));
+                    pi += 1;
+                }
+                Some(&c) if c == '?' || c == t[ti] => {
+                    pi += 1;
+                    ti += 1;
+                }
+                _ => match backtrack {
+                    Some((star, at)) => {
+                        pi = star + 1;
+                        ti = at + 1;
+                        backtrack = Some((star, at + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        p[pi..].iter().all(|c| *c == '*')
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Signal {
+    Jupyter,
+    Heartbeat,
+    Prometheus { query: String, threshold: f64 },
+}
+
+impl Signal {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Signal::Jupyter => "jupyter",
+            Signal::Heartbeat => "heartbeat",
+            Signal::Prometheus { .. } => "prometheus",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct IdleRule {
+    pub signals: Vec<Signal>,
+    pub stop_after: Duration,
+    pub snapshot: Option<SnapshotTemplate>,
+    pub delete_after_stopped: Option<Duration>,
+    pub delete_without_snapshot: bool,
+    pub stop_prepaid: bool,
+    pub max_runtime: Option<Duration>,
+    pub grace_period_seconds: u32,
+}
+
+/// Image name and tag of a snapshot, with `{display_name}`, `{name}`,
+/// `{policy}`, `{date}` (YYYYMMDD) and `{time}` (HHMMSS, UTC) filled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SnapshotTemplate {
+    pub image: String,
+    pub tag: String,
+}
+
+impl SnapshotTemplate {
+    pub const PLACEHOLDERS: [&str; 5] = ["display_name", "name", "policy", "date", "time"];
+
+    /// Image names must be lowercase words joined by `.`, `_` or `-`.
+    pub fn render(&self, instance: &Instance, policy: &str, at: DateTime<Utc>) -> (String, String) {
+        let fill = |template: &str| {
+            template
+                .replace("{display_name}", &instance.display_name)
+                .replace("{name}", &instance.name)
+                .replace("{policy}", policy)
+                .replace("{date}", &at.format("%Y%m%d").to_string())
+                .replace("{time}", &at.format("%H%M%S").to_string())
+        };
+        let clean = |text: String, allowed: &dyn Fn(char) -> bool| -> String {
+            let cleaned: String = text.chars().map(|c| if allowed(c) { c } else { '-' }).collect();
+            cleaned.trim_matches('-').to_owned()
+        };
+        let image = clean(fill(&self.image).to_lowercase(), &|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+        let tag = clean(fill(&self.tag), &|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        (image, tag.chars().take(128).collect())
+    }
+}
+
+/// A standard 5-field cron expression.
+#[derive(Clone, Debug)]
+pub struct Cron {
+    pub text: String,
+    pub cron: croner::Cron,
+}
+
+impl Cron {
+    pub fn parse(text: &str) -> Result<Cron, String> {
+        use croner::parser::{CronParser, Seconds};
+        let cron = CronParser::builder()
+            .seconds(Seconds::Disallowed)
+            .build()
+            .parse(text.trim())
+            .map_err(|e| format!("`{text}` is not a 5-field cron expression: {e}"))?;
+        Ok(Cron { text: text.trim().to_owned(), cron })
+    }
+
+    /// The latest firing at or before `now`, in `tz`.
+    pub fn previous(&self, tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_previous_occurrence(&now.with_timezone(&tz), true).ok().map(|t| t.to_utc())
+    }
+
+    /// The first firing after `now`, in `tz`.
+    pub fn next(&self, tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.cron.find_next_occurrence(&now.with_timezone(&tz), false).ok().map(|t| t.to_utc())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub timezone: Tz,
+    pub start: Option<Cron>,
+    pub stop: Option<Cron>,
+    pub enforce: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Edge {
+    Start,
+    Stop,
+}
+
+impl Schedule {
+    /// The latest start or stop edge at or before `now`.
+    pub fn latest_edge(&self, now: DateTime<Utc>) -> Option<(Edge, DateTime<Utc>)> {
+        let start = self.start.as_ref().and_then(|c| c.previous(self.timezone, now)).map(|t| (Edge::Start, t));
+        let stop = self.stop.as_ref().and_then(|c| c.previous(self.timezone, now)).map(|t| (Edge::Stop, t));
+        // On a tie the stop wins: the cheaper reading of an ambiguous schedule.
+        [start, stop].into_iter().flatten().max_by_key(|(edge, t)| (*t, *edge == Edge::Stop))
+    }
+
+    pub fn next_edge(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        [&self.start, &self.stop].into_iter().flatten().filter_map(|c| c.next(self.timezone, now)).min()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GpuSpec {
+    pub products: Vec<String>,
+    pub count: u32,
+    pub min_memory_gb: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Pool {
+    /// In order of preference.
+    pub clusters: Vec<String>,
+    pub image: String,
+    pub desired: u32,
+    pub desired_schedule: Vec<(Cron, u32)>,
+    pub schedule_timezone: Tz,
+    pub min: u32,
+    pub max: u32,
+    pub gpu: GpuSpec,
+    pub billing: BillingType,
+    pub term: String,
+    pub max_price_per_hour: Option<Money>,
+    pub prefer_discount: bool,
+    pub wait_for_discount: Option<Duration>,
+    pub only_during_discount: bool,
+    pub volume: Option<VolumeSpec>,
+    pub scale_down: ScaleDown,
+    pub name_prefix: String,
+    pub disk_sku_id: String,
+}
+
+impl Pool {
+    /// The deterministic display name of a slot: `{name_prefix}-{slot}`.
+    pub fn slot_name(&self, slot: u32) -> String {
+        format!("{}-{slot}", self.name_prefix)
+    }
+
+    pub fn slot_of(&self, display_name: &str) -> Option<u32> {
+        parse_slot(&self.name_prefix, display_name)
+    }
+
+    /// The desired count at `now`: the latest scheduled count, else `desired`,
+    /// kept within `min..=max`.
+    pub fn desired_at(&self, now: DateTime<Utc>) -> u32 {
+        let scheduled = self
+            .desired_schedule
+            .iter()
+            .filter_map(|(cron, count)| cron.previous(self.schedule_timezone, now).map(|t| (t, *count)))
+            .max_by_key(|(t, _)| *t)
+            .map(|(_, count)| count);
+        scheduled.unwrap_or(self.desired).clamp(self.min, self.max)
+    }
+
+    pub fn next_desired_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.desired_schedule.iter().filter_map(|(cron, _)| cron.next(self.schedule_timezone, now)).min()
+    }
+}
+
+/// `training-3` → 3 for prefix `training`; `training-03` and `training-x` are not slots.
+fn parse_slot(prefix: &str, display_name: &str) -> Option<u32> {
+    let rest = display_name.strip_prefix(prefix)?.strip_prefix('-')?;
+    let digits = !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit());
+    (digits && (rest == "0" || !rest.starts_with('0'))).then(|| rest.parse().ok()).flatten()
+}
+
+#[derive(Clone, Debug)]
+pub struct Budget {
+    pub daily: Option<Money>,
+    pub monthly: Option<Money>,
+    pub timezone: Tz,
+    pub when_exceeded: WhenExceeded,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_a_shell() {
+        let g = Glob::new("nb-*");
+        assert!(g.matches("nb-alice") && g.matches("nb-") && !g.matches("xnb-alice"));
+        assert!(Glob::new("*-keep-*").matches("nb-keep-carol"));
+        assert!(Glob::new("train-?").matches("train-3") && !Glob::new("train-?").matches("train-10"));
+        assert!(Glob::new("*").matches(""));
+        assert!(Glob::new("a*b*c").matches("aXbYbZc") && !Glob::new("a*b*c").matches("aXbY"));
+    }
+
+    #[test]
+    fn pool_slots_are_exact() {
+        assert_eq!(parse_slot("training", "training-3"), Some(3));
+        assert_eq!(parse_slot("training", "training-0"), Some(0));
+        assert_eq!(parse_slot("training", "training-03"), None);
+        assert_eq!(parse_slot("training", "training-+3"), None);
+        assert_eq!(parse_slot("training", "training-x"), None);
+        assert_eq!(parse_slot("training", "trainingx-1"), None);
+    }
+
+    #[test]
+    fn cron_is_five_fields_with_standard_weekdays() {
+        assert!(Cron::parse("0 9 * * MON-FRI").is_ok());
+        assert!(Cron::parse("0 0 9 * * MON-FRI").is_err(), "no seconds field");
+        let cron = Cron::parse("0 9 * * 1").unwrap();
+        // 2026-11-27 is a Friday; the previous Monday 09:00 Shanghai is 2026-11-23 01:00 UTC.
+        let now: DateTime<Utc> = "2026-11-27T04:00:00Z".parse().unwrap();
+        assert_eq!(cron.previous(chrono_tz::Asia::Shanghai, now).unwrap().to_rfc3339(), "2026-11-23T01:00:00+00:00");
+    }
+}

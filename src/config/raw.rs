@@ -1,0 +1,307 @@
+//! The policy file as written: every key users may set, with positions where
+//! a check of meaning must point at the line. `check.rs` turns this into the
+//! resolved types of `policy.rs`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::yaml::{List, Loc};
+use crate::cloud::matrixdc::ClientSettings;
+
+/// A duration written like `30m`, `2h`, `7d`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Human(pub Duration);
+
+impl<'de> Deserialize<'de> for Human {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim()).map(Human).map_err(|_| {
+            serde::de::Error::custom(format!("`{text}` is not a duration: write it like 90s, 30m, 2h or 7d"))
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub api: ClientSettings,
+    /// The default zone for schedules and budgets.
+    pub timezone: Option<Loc<String>>,
+    pub limits: Limits,
+    /// A budget over every policy together.
+    pub budget: Option<Budget>,
+    /// How long a SKU that failed a create for capacity is skipped.
+    pub capacity_backoff: Option<Human>,
+    pub prometheus: Option<PrometheusSettings>,
+}
+
+/// Where the API token comes from; never the token itself. Decoded apart
+/// from the rest of `settings`, so no error message can echo a pasted token.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// An environment variable holding the token.
+    Env(String),
+    /// A file holding the token (systemd `LoadCredential=`).
+    File(PathBuf),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    pub actions_per_cycle: Loc<u32>,
+    pub actions_per_hour: Loc<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { actions_per_cycle: Loc::new(10), actions_per_hour: Loc::new(60) }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct PrometheusSettings {
+    pub url: Loc<String>,
+}
+
+/// One policy; `load.rs` decodes each section on its own so that one bad
+/// section does not hide the problems of the others.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub name: Loc<String>,
+    pub select: Option<Select>,
+    pub protect: Option<Protect>,
+    pub idle: Option<Idle>,
+    pub schedule: Option<Schedule>,
+    pub pool: Option<Pool>,
+    pub budget: Option<Budget>,
+    /// At most this share of the policy's instances disrupted at once: `50%` or `0.5`.
+    pub max_disrupted: Option<Loc<Share>>,
+}
+
+impl Policy {
+    pub const KEYS: [&str; 8] = ["name", "select", "protect", "idle", "schedule", "pool", "budget", "max_disrupted"];
+}
+
+/// `50%` or `0.5`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Share(pub f64);
+
+impl<'de> Deserialize<'de> for Share {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let trimmed = text.trim();
+        let share = match trimmed.strip_suffix('%') {
+            Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+            None => trimmed.parse::<f64>(),
+        };
+        share.map(Share).map_err(|_| serde::de::Error::custom(format!("`{text}` is not a share: write 50% or 0.5")))
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Select {
+    pub cluster: Option<List<String>>,
+    pub display_name: Option<List<Loc<String>>>,
+    pub gpu_product: Option<List<String>>,
+    pub billing: Option<List<Billing>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Billing {
+    PayAsYouGo,
+    Monthly,
+    Weekly,
+    Daily,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Protect {
+    pub display_name: List<Loc<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Idle {
+    #[serde(default = "default_signals")]
+    pub signals: Vec<Signal>,
+    pub stop_after: Loc<Human>,
+    #[serde(default)]
+    pub snapshot: Option<SnapshotTemplate>,
+    #[serde(default)]
+    pub delete_after_stopped: Option<Loc<Human>>,
+    /// Delete even when no snapshot is known to have succeeded.
+    #[serde(default)]
+    pub delete_without_snapshot: bool,
+    /// Stop prepaid (monthly, weekly, daily) instances for idleness too.
+    #[serde(default)]
+    pub stop_prepaid: bool,
+    /// Power off whatever runs longer than this, idle or not.
+    #[serde(default)]
+    pub max_runtime: Option<Loc<Human>>,
+    #[serde(default)]
+    pub grace_period: Option<Human>,
+}
+
+fn default_signals() -> Vec<Signal> {
+    vec![Signal::Jupyter]
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    Jupyter,
+    Heartbeat,
+    Prometheus(PrometheusSignal),
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct PrometheusSignal {
+    /// PromQL with `{name}` (instance name) or `{display_name}` substituted.
+    pub query: Loc<String>,
+    /// Active when the query's value is above this.
+    #[serde(default)]
+    pub threshold: f64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct SnapshotTemplate {
+    #[serde(default = "default_image_template")]
+    pub image: Loc<String>,
+    #[serde(default = "default_tag_template")]
+    pub tag: Loc<String>,
+}
+
+fn default_image_template() -> Loc<String> {
+    Loc::new("{display_name}".into())
+}
+
+fn default_tag_template() -> Loc<String> {
+    Loc::new("{date}-{time}".into())
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Schedule {
+    pub timezone: Option<Loc<String>>,
+    pub start: Option<Loc<String>>,
+    pub stop: Option<Loc<String>>,
+    /// The schedule wins every cycle, over manual changes.
+    pub enforce: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Pool {
+    /// Clusters in order of preference: a later one is used when an earlier has no capacity.
+    pub cluster: List<String>,
+    pub image: Loc<String>,
+    #[serde(default)]
+    pub desired: Option<Loc<u32>>,
+    /// Desired counts from cron edges, in the schedule's zone.
+    #[serde(default)]
+    pub desired_schedule: Vec<DesiredEdge>,
+    #[serde(default)]
+    pub min: Option<Loc<u32>>,
+    #[serde(default)]
+    pub max: Option<Loc<u32>>,
+    pub gpu: Gpu,
+    #[serde(default = "default_billing")]
+    pub billing: Billing,
+    /// `CostTime` for prepaid pools, e.g. `7D`.
+    #[serde(default)]
+    pub term: String,
+    /// The effective price cap per instance, in CNY per hour.
+    #[serde(default)]
+    pub max_price_per_hour: Option<Loc<f64>>,
+    #[serde(default)]
+    pub prefer_discount: bool,
+    #[serde(default)]
+    pub wait_for_discount: Option<Loc<Human>>,
+    #[serde(default)]
+    pub only_during_discount: bool,
+    #[serde(default)]
+    pub volume: Option<Volume>,
+    #[serde(default)]
+    pub scale_down: ScaleDown,
+    /// Created instances are named `{name_prefix}-{slot}`; the policy name by default.
+    #[serde(default)]
+    pub name_prefix: Option<Loc<String>>,
+    #[serde(default)]
+    pub disk_sku_id: Option<String>,
+}
+
+fn default_billing() -> Billing {
+    Billing::PayAsYouGo
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct DesiredEdge {
+    pub cron: Loc<String>,
+    pub count: Loc<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Gpu {
+    pub products: List<String>,
+    #[serde(default = "one")]
+    pub count: Loc<u32>,
+    #[serde(default)]
+    pub min_memory_gb: Option<u32>,
+}
+
+fn one() -> Loc<u32> {
+    Loc::new(1)
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Volume {
+    #[serde(default = "default_volume_path")]
+    pub path: String,
+    pub size_gb: u32,
+    #[serde(default = "default_volume_type", rename = "type")]
+    pub kind: String,
+}
+
+fn default_volume_path() -> String {
+    "/root/data".into()
+}
+
+fn default_volume_type() -> String {
+    "shared-filesystem".into()
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleDown {
+    /// Power off surplus instances (their data stays until the platform purges it).
+    #[default]
+    Stop,
+    /// Delete surplus instances.
+    Delete,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Budget {
+    #[serde(default)]
+    pub daily: Option<Loc<f64>>,
+    #[serde(default)]
+    pub monthly: Option<Loc<f64>>,
+    #[serde(default)]
+    pub timezone: Option<Loc<String>>,
+    #[serde(default)]
+    pub when_exceeded: WhenExceeded,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenExceeded {
+    /// Power off the policy's running pay-as-you-go instances.
+    Stop,
+    /// Only report it (and create nothing more).
+    #[default]
+    Alert,
+}
