@@ -3,6 +3,7 @@
 pub mod cloud;
 pub mod config;
 pub mod money;
+pub mod plan;
 pub mod pricing;
 pub mod secret;
 pub mod sim;

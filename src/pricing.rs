@@ -1,8 +1,8 @@
 //! Effective prices: the list price, times the discount ratio inside its window.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
-use crate::cloud::Sku;
+use crate::cloud::{BillingType, Sku};
 use crate::money::{Money, Ratio};
 
 /// A span `[start, end)` in which `ratio` applies.
@@ -58,6 +58,102 @@ pub fn cost_scaled(list_price: Money, windows: &[Window], from: DateTime<Utc>, t
         }
     }
     total + list_price.hourly_scaled((to - from).num_milliseconds() - discounted_millis)
+}
+
+/// What a create needs from a SKU.
+#[derive(Clone, Debug)]
+pub struct Wanted<'a> {
+    /// GPU models, in order of preference.
+    pub products: &'a [String],
+    pub gpu_count: u32,
+    pub min_memory_gb: Option<u32>,
+    pub billing: &'a BillingType,
+    /// Clusters, in order of preference.
+    pub clusters: &'a [String],
+    pub max_price: Option<Money>,
+    pub prefer_discount: bool,
+}
+
+impl Wanted<'_> {
+    /// The SKU is of the right kind, whatever its price or free GPUs.
+    pub fn fits(&self, sku: &Sku) -> bool {
+        self.product_rank(sku).is_some()
+            && self.cluster_rank(sku).is_some()
+            && sku.gpu_count == self.gpu_count
+            && self.min_memory_gb.is_none_or(|m| sku.gpu_memory_gb >= m)
+            && &sku.billing_type == self.billing
+    }
+
+    fn product_rank(&self, sku: &Sku) -> Option<usize> {
+        self.products.iter().position(|p| p.eq_ignore_ascii_case(&sku.gpu_product))
+    }
+
+    fn cluster_rank(&self, sku: &Sku) -> Option<usize> {
+        self.clusters.iter().position(|c| *c == sku.cluster)
+    }
+}
+
+/// The cheapest SKU at `now` that fits, has the GPUs free and is under the
+/// cap; ties go to a running discount (if preferred), then to the preferred
+/// model, then the preferred cluster. `skip` names SKUs to pass over (a
+/// recent capacity failure). The error says why nothing qualifies.
+pub fn choose_sku<'a>(
+    skus: &'a [Sku],
+    wanted: &Wanted<'_>,
+    now: DateTime<Utc>,
+    skip: impl Fn(&Sku) -> bool,
+) -> Result<(&'a Sku, Money), String> {
+    let fitting: Vec<&Sku> = skus.iter().filter(|s| wanted.fits(s)).collect();
+    if fitting.is_empty() {
+        return Err(format!(
+            "no {} SKU with {} GPU(s) of {} in {}",
+            wanted.billing,
+            wanted.gpu_count,
+            wanted.products.join(", "),
+            wanted.clusters.join(", ")
+        ));
+    }
+    let free: Vec<&Sku> = fitting.iter().copied().filter(|s| s.free_gpus >= wanted.gpu_count && !skip(s)).collect();
+    if free.is_empty() {
+        return Err(format!("no free GPUs on SKUs {}", ids(&fitting)));
+    }
+    let best = free
+        .into_iter()
+        .map(|s| (s, effective_price(s, now)))
+        .min_by_key(|(s, price)| {
+            let no_discount = wanted.prefer_discount && !discount_active(s, now);
+            (*price, no_discount, wanted.product_rank(s), wanted.cluster_rank(s), s.id.clone())
+        })
+        .expect("not empty");
+    match wanted.max_price {
+        Some(cap) if best.1 > cap => Err(format!(
+            "the cheapest free SKU ({} {}) costs ¥{}/h, above the cap of ¥{cap}/h",
+            best.0.id, best.0.name, best.1
+        )),
+        _ => Ok(best),
+    }
+}
+
+/// A discount window on a fitting SKU that opens within `within` and would
+/// be cheaper than `price_now`: worth waiting for.
+pub fn upcoming_discount<'a>(
+    skus: &'a [Sku],
+    wanted: &Wanted<'_>,
+    now: DateTime<Utc>,
+    within: Duration,
+    price_now: Money,
+) -> Option<(&'a Sku, DateTime<Utc>, Money)> {
+    skus.iter()
+        .filter(|s| wanted.fits(s))
+        .filter_map(|s| window(s).map(|w| (s, w)))
+        .filter(|(_, w)| w.start > now && w.start - now <= within)
+        .map(|(s, w)| (s, w.start, w.ratio.apply(s.price_per_hour)))
+        .filter(|(_, _, price)| *price < price_now && wanted.max_price.is_none_or(|cap| *price <= cap))
+        .min_by_key(|(s, start, price)| (*price, *start, s.id.clone()))
+}
+
+fn ids(skus: &[&Sku]) -> String {
+    skus.iter().map(|s| format!("{} ({})", s.id, s.name)).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

@@ -58,6 +58,12 @@ impl BillingType {
     }
 }
 
+impl Serialize for BillingType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Display for BillingType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -320,7 +326,7 @@ pub struct VolumeSpec {
 }
 
 /// Everything a create needs; the namespace comes from the client's settings.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CreateRequest {
     pub cluster: String,
     pub display_name: String,
@@ -337,13 +343,13 @@ pub struct CreateRequest {
 }
 
 /// Save the system disk as an image while powering off.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Snapshot {
     pub image: String,
     pub tag: String,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PowerOff {
     pub grace_period_seconds: u32,
     pub snapshot: Option<Snapshot>,

@@ -3,6 +3,7 @@
 mod client;
 mod fake_cloud_process;
 mod harness;
+mod scenarios;
 mod sim_properties;
 mod validate;
 mod vendor_samples;

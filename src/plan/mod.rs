@@ -1,0 +1,169 @@
+//! The planner: a pure function of (observed state, policies, now) to a plan.
+//! No I/O, no clock, no randomness: the same inputs give the same plan.
+
+mod budget;
+mod instance;
+mod limits;
+pub mod observed;
+mod pool;
+mod types;
+
+use chrono::{DateTime, Duration, Utc};
+
+pub use observed::{Observed, ObservedInstance, Reading, SnapshotState, SpendSoFar};
+pub use types::*;
+
+use crate::cloud::{BillingType, Instance};
+use crate::config::policy::{Config, Policy};
+use crate::money::Money;
+use crate::pricing;
+
+/// Plans one cycle.
+pub fn plan(observed: &Observed, config: &Config, now: DateTime<Utc>) -> Plan {
+    let mut planner = Planner { observed, config, now, draft: Draft::default() };
+    let owners = planner.owners();
+    for (index, policy) in config.policies.iter().enumerate() {
+        let members: Vec<&ObservedInstance> =
+            owners.iter().filter(|(_, owner)| *owner == index).map(|(i, _)| &observed.instances[*i]).collect();
+        planner.policy(policy, &members);
+    }
+    planner.global_budget(&owners);
+    let Draft { candidates, mut notes, schedule_marks, next_check } = planner.draft;
+    let actions = limits::apply(candidates, observed, config, &owners, now, &mut notes);
+    Plan { at: now, actions, notes, schedule_marks, next_check }
+}
+
+#[derive(Default)]
+struct Draft {
+    candidates: Vec<Action>,
+    notes: Vec<Note>,
+    schedule_marks: Vec<ScheduleMark>,
+    next_check: Option<DateTime<Utc>>,
+}
+
+struct Planner<'a> {
+    observed: &'a Observed,
+    config: &'a Config,
+    now: DateTime<Utc>,
+    draft: Draft,
+}
+
+impl<'a> Planner<'a> {
+    /// Each instance belongs to the first policy that owns it.
+    fn owners(&self) -> Vec<(usize, usize)> {
+        self.observed
+            .instances
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| self.config.policies.iter().position(|p| p.owns(&o.instance)).map(|p| (i, p)))
+            .collect()
+    }
+
+    fn policy(&mut self, policy: &Policy, members: &[&'a ObservedInstance]) {
+        let pool_slot = |o: &ObservedInstance| policy.pool.as_ref().and_then(|p| p.slot_of(&o.instance.display_name));
+        let (pooled, selected): (Vec<&ObservedInstance>, Vec<&ObservedInstance>) =
+            members.iter().partition(|o| pool_slot(o).is_some() && policy.pool.is_some());
+        for member in &selected {
+            self.instance(policy, member);
+        }
+        if let Some(pool) = &policy.pool {
+            self.pool(policy, pool, &pooled);
+        }
+        self.policy_budget(policy, members);
+    }
+
+    /// Asks again at `at`, if that is later than now.
+    fn wake(&mut self, at: DateTime<Utc>) {
+        if at > self.now {
+            self.draft.next_check = Some(self.draft.next_check.map_or(at, |n| n.min(at)));
+        }
+    }
+
+    fn note(&mut self, policy: &Policy, instance: Option<&Instance>, text: String) {
+        self.draft.notes.push(Note {
+            policy: Some(policy.name.clone()),
+            instance: instance.map(|i| i.display_name.clone()),
+            text,
+        });
+    }
+
+    /// Why an instance must not be touched, if it must not.
+    fn protection(&mut self, policy: &Policy, instance: &Instance) -> Option<String> {
+        if let Some(glob) = policy.protect.iter().find(|g| g.matches(&instance.display_name)) {
+            return Some(format!("protected by `{}`", glob.as_str()));
+        }
+        match self.observed.snoozes.get(&instance.name) {
+            Some(until) if *until > self.now => {
+                self.wake(*until);
+                Some(format!("snoozed until {}", until.format("%Y-%m-%d %H:%M UTC")))
+            }
+            _ => None,
+        }
+    }
+
+    /// Proposes an action, unless the instance is protected: then it becomes a note.
+    fn propose(&mut self, policy: &Policy, instance: &Instance, kind: ActionKind, cause: Cause, reason: String) {
+        if let Some(why) = self.protection(policy, instance) {
+            self.note(policy, Some(instance), format!("not {}: {reason}; {why}", verb(&kind)));
+            return;
+        }
+        let saving_per_hour = match &kind {
+            ActionKind::PowerOff(_) => self.hourly_cost(instance),
+            ActionKind::PowerOn => Money::ZERO - self.hourly_cost(instance),
+            ActionKind::Delete => storage_per_hour(instance),
+            ActionKind::Create { .. } => Money::ZERO,
+        };
+        self.draft.candidates.push(Action {
+            policy: policy.name.clone(),
+            kind,
+            instance: types::InstanceRef {
+                name: instance.name.clone(),
+                display_name: instance.display_name.clone(),
+                cluster: instance.cluster.clone(),
+            },
+            cause,
+            reason,
+            saving_per_hour,
+            schedule_edge: None,
+        });
+    }
+
+    /// What an instance costs per hour while running, at the price in force.
+    /// Prepaid instances cost nothing more by running.
+    fn hourly_cost(&self, instance: &Instance) -> Money {
+        if instance.cost.billing_type != BillingType::PayAsYouGo {
+            return Money::ZERO;
+        }
+        match self.observed.sku(&instance.cost.sku_id) {
+            Some(sku) => pricing::effective_price(sku, self.now),
+            None => instance.unit_price_per_hour().unwrap_or(Money::ZERO),
+        }
+    }
+}
+
+fn verb(kind: &ActionKind) -> &'static str {
+    match kind {
+        ActionKind::Create { .. } => "created",
+        ActionKind::PowerOn => "started",
+        ActionKind::PowerOff(_) => "stopped",
+        ActionKind::Delete => "deleted",
+    }
+}
+
+/// Shared-filesystem storage at 0.01 CNY per GB-day, per hour.
+fn storage_per_hour(instance: &Instance) -> Money {
+    let gb: i64 = instance.volume_mounts.iter().filter(|v| v.filesystem_type == "data").map(|v| v.size_gb as i64).sum();
+    Money::from_micros(gb * 10_000 / 24)
+}
+
+/// `2h 05m`, `3d 4h`, `45s`.
+pub fn humane(d: Duration) -> String {
+    let secs = d.num_seconds().max(0);
+    let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m:02}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}

@@ -1,0 +1,250 @@
+//! Managed pools: keep `desired` instances running, named by slot. Start
+//! stopped members before creating, create on the cheapest SKU that fits
+//! (or wait for a discount that opens soon), and remove the most expensive,
+//! then the most idle, first.
+
+use chrono::{DateTime, Utc};
+
+use super::observed::{ObservedInstance, Reading, yuan};
+use super::{Action, ActionKind, Cause, InstanceRef, Planner};
+use crate::cloud::{CreateRequest, InstanceStatus, Sku};
+use crate::config::policy::{Policy, Pool, ScaleDown};
+use crate::money::Money;
+use crate::pricing::{self, Wanted};
+
+impl Planner<'_> {
+    pub(super) fn pool(&mut self, policy: &Policy, pool: &Pool, members: &[&ObservedInstance]) {
+        if let Some(change) = pool.next_desired_change(self.now) {
+            self.wake(change);
+        }
+        let wanted = Wanted {
+            products: &pool.gpu.products,
+            gpu_count: pool.gpu.count,
+            min_memory_gb: pool.gpu.min_memory_gb,
+            billing: &pool.billing,
+            clusters: &pool.clusters,
+            max_price: pool.max_price_per_hour,
+            prefer_discount: pool.prefer_discount,
+        };
+        let mut desired = pool.desired_at(self.now);
+        if pool.only_during_discount && desired > 0 {
+            let fitting = || self.observed.skus.iter().filter(|s| wanted.fits(s));
+            if !fitting().any(|s| pricing::discount_active(s, self.now)) {
+                let opens = fitting().filter_map(pricing::window).map(|w| w.start).filter(|t| *t > self.now).min();
+                if let Some(opens) = opens {
+                    self.wake(opens);
+                }
+                self.note(policy, None, format!("pool wants {desired} but runs only during a discount (none now)"));
+                desired = 0;
+            }
+        }
+        for member in members {
+            if let InstanceStatus::Unknown(raw) = &member.instance.status {
+                let text = format!("not touched: unknown status {raw:?} (it holds its slot)");
+                self.note(policy, Some(&member.instance), text);
+            }
+        }
+        // Anything not plainly stopped or going away holds its slot, unknown states included:
+        // never create beside an instance we cannot read.
+        let live: Vec<&ObservedInstance> = members
+            .iter()
+            .copied()
+            .filter(|m| {
+                !matches!(
+                    m.instance.status,
+                    InstanceStatus::Stopped | InstanceStatus::Stopping | InstanceStatus::Deleting
+                )
+            })
+            .collect();
+        let live_count = live.len() as u32;
+        if live_count < desired {
+            self.scale_up(policy, pool, &wanted, members, desired - live_count, live_count, desired);
+        } else if live_count > desired {
+            self.scale_down(policy, pool, &live, live_count - desired, live_count, desired);
+        }
+        if pool.scale_down == ScaleDown::Delete && live_count >= desired {
+            for member in members.iter().filter(|m| m.instance.status == InstanceStatus::Stopped) {
+                let reason =
+                    format!("pool has {live_count} of {desired} running; surplus stopped member (scale_down: delete)");
+                self.propose(policy, &member.instance, ActionKind::Delete, Cause::ScaleDown, reason);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scale_up(
+        &mut self,
+        policy: &Policy,
+        pool: &Pool,
+        wanted: &Wanted<'_>,
+        members: &[&ObservedInstance],
+        mut need: u32,
+        live: u32,
+        desired: u32,
+    ) {
+        let mut stopped: Vec<&ObservedInstance> =
+            members.iter().copied().filter(|m| m.instance.status == InstanceStatus::Stopped).collect();
+        stopped.sort_by_key(|m| pool.slot_of(&m.instance.display_name));
+        // Costs of what this plan already starts, for the budget projection.
+        let mut starting = Money::ZERO;
+        for member in stopped {
+            if need == 0 {
+                return;
+            }
+            let instance = &member.instance;
+            let cost = self.hourly_cost(instance);
+            if let Err(why) = self.room_for(policy, members, starting + cost) {
+                self.note(policy, Some(instance), format!("not started: {why}"));
+                return;
+            }
+            let sku = self.observed.sku(&instance.cost.sku_id);
+            if sku.is_some_and(|s| s.free_gpus < s.gpu_count) {
+                self.note(policy, Some(instance), format!("not started: no free GPUs on SKU {}", instance.cost.sku_id));
+                continue;
+            }
+            let reason = format!("pool has {live} of {desired} running; start a stopped member (keeps its data)");
+            self.propose(policy, instance, ActionKind::PowerOn, Cause::ScaleUp, reason);
+            starting += cost;
+            need -= 1;
+        }
+        // A SKU cooling off after a capacity failure may be the cheapest again soon.
+        let backoff = self.config.settings.capacity_backoff;
+        if let Some(retry) =
+            self.observed.capacity_failures.values().map(|at| *at + backoff).filter(|t| *t > self.now).min()
+        {
+            self.wake(retry);
+        }
+        // A working copy of the SKUs, so that creates in one plan share free GPUs honestly.
+        let mut skus: Vec<Sku> = self.observed.skus.clone();
+        let mut taken: Vec<u32> = members.iter().filter_map(|m| pool.slot_of(&m.instance.display_name)).collect();
+        while need > 0 {
+            let slot = (0..).find(|s| !taken.contains(s)).expect("a free slot");
+            let now = self.now;
+            let failures = &self.observed.capacity_failures;
+            let cooling = |s: &Sku| failures.get(&s.id).is_some_and(|at| now - *at < backoff);
+            let (sku, price) = match pricing::choose_sku(&skus, wanted, now, cooling) {
+                Ok((sku, price)) => (sku.clone(), price),
+                Err(why) => {
+                    self.note(policy, None, format!("not created: {why}"));
+                    return;
+                }
+            };
+            if let Some(wait) = pool.wait_for_discount
+                && let Some((later, opens, then)) = pricing::upcoming_discount(&skus, wanted, now, wait, price)
+            {
+                self.wake(opens);
+                let text = format!(
+                    "not created: waiting for the discount on SKU {} ({}) at {}: {}/h instead of {}/h",
+                    later.id,
+                    later.name,
+                    self.local(policy, opens),
+                    yuan(then),
+                    yuan(price)
+                );
+                self.note(policy, None, text);
+                return;
+            }
+            if let Err(why) = self.room_for(policy, members, starting + price) {
+                self.note(policy, None, format!("not created: {why}"));
+                return;
+            }
+            let display_name = pool.slot_name(slot);
+            if let Some(glob) = policy.protect.iter().find(|g| g.matches(&display_name)) {
+                self.note(policy, None, format!("not created: {display_name} is protected by `{}`", glob.as_str()));
+                return;
+            }
+            let discount = if pricing::discount_active(&sku, now) { " (discounted)" } else { "" };
+            let reason = format!(
+                "pool has {live} of {desired} running; cheapest fitting SKU is {} ({}) in {} at {}/h{discount}",
+                sku.id,
+                sku.name,
+                sku.cluster,
+                yuan(price)
+            );
+            self.push_create(policy, pool, &sku, slot, display_name, price, reason);
+            if let Some(copy) = skus.iter_mut().find(|s| s.id == sku.id) {
+                copy.free_gpus = copy.free_gpus.saturating_sub(sku.gpu_count);
+            }
+            starting += price;
+            taken.push(slot);
+            need -= 1;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_create(
+        &mut self,
+        policy: &Policy,
+        pool: &Pool,
+        sku: &Sku,
+        slot: u32,
+        display_name: String,
+        price: Money,
+        reason: String,
+    ) {
+        let request = CreateRequest {
+            cluster: sku.cluster.clone(),
+            display_name: display_name.clone(),
+            image: pool.image.clone(),
+            sku_id: sku.id.clone(),
+            billing_type: pool.billing.clone(),
+            term: pool.term.clone(),
+            coupon_id: String::new(),
+            disk_sku_id: pool.disk_sku_id.clone(),
+            volumes: pool.volume.iter().cloned().collect(),
+            region: String::new(),
+        };
+        self.draft.candidates.push(Action {
+            policy: policy.name.clone(),
+            kind: ActionKind::Create { request: Box::new(request), slot, sku_name: sku.name.clone() },
+            instance: InstanceRef { name: String::new(), display_name, cluster: sku.cluster.clone() },
+            cause: Cause::ScaleUp,
+            reason,
+            saving_per_hour: Money::ZERO - price,
+            schedule_edge: None,
+        });
+    }
+
+    fn scale_down(
+        &mut self,
+        policy: &Policy,
+        pool: &Pool,
+        live: &[&ObservedInstance],
+        surplus: u32,
+        count: u32,
+        desired: u32,
+    ) {
+        let mut running: Vec<(&ObservedInstance, Money, DateTime<Utc>)> = live
+            .iter()
+            .filter(|m| m.instance.status == InstanceStatus::Running)
+            .map(|m| (*m, self.hourly_cost(&m.instance), idle_since(m, self.now)))
+            .collect();
+        // Most expensive first, then the longest idle, then the highest slot.
+        running.sort_by(|a, b| {
+            (b.1, a.2, std::cmp::Reverse(pool.slot_of(&a.0.instance.display_name))).cmp(&(
+                a.1,
+                b.2,
+                std::cmp::Reverse(pool.slot_of(&b.0.instance.display_name)),
+            ))
+        });
+        for (member, cost, _) in running.into_iter().take(surplus as usize) {
+            let reason =
+                format!("pool has {count} running, {desired} wanted; remove the most expensive ({}/h)", yuan(cost));
+            let kind = self.power_off(policy, &member.instance);
+            self.propose(policy, &member.instance, kind, Cause::ScaleDown, reason);
+        }
+    }
+}
+
+/// When the instance stopped being used, by any signal's reading; now if in use.
+fn idle_since(member: &ObservedInstance, now: DateTime<Utc>) -> DateTime<Utc> {
+    member
+        .signals
+        .values()
+        .map(|r| match r {
+            Reading::IdleSince(t) => *t,
+            Reading::Active | Reading::Unreadable(_) => now,
+        })
+        .max()
+        .unwrap_or(now)
+}

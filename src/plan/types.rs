@@ -1,0 +1,93 @@
+//! What the planner answers: actions with reasons and money, the notable
+//! non-actions, schedule edges to record, and when to ask again.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cloud::{CreateRequest, PowerOff};
+use crate::money::Money;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    pub at: DateTime<Utc>,
+    pub actions: Vec<Action>,
+    pub notes: Vec<Note>,
+    /// Schedule edges to record as applied, with or without an action.
+    pub schedule_marks: Vec<ScheduleMark>,
+    /// The earliest moment something could change without a new observation.
+    pub next_check: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InstanceRef {
+    pub name: String,
+    pub display_name: String,
+    pub cluster: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ActionKind {
+    Create { request: Box<CreateRequest>, slot: u32, sku_name: String },
+    PowerOn,
+    PowerOff(PowerOff),
+    Delete,
+}
+
+impl ActionKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            ActionKind::Create { .. } => "create",
+            ActionKind::PowerOn => "power_on",
+            ActionKind::PowerOff(_) => "power_off",
+            ActionKind::Delete => "delete",
+        }
+    }
+
+    /// Interrupts someone's work if it was wrong: counted against `max_disrupted`.
+    pub fn disrupts(&self) -> bool {
+        matches!(self, ActionKind::PowerOff(_) | ActionKind::Delete)
+    }
+}
+
+/// Why an action is taken, sorted by how much it matters when limits bite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    Budget,
+    Runaway,
+    Idle,
+    Schedule,
+    ScaleDown,
+    Retention,
+    ScaleUp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Action {
+    pub policy: String,
+    #[serde(flatten)]
+    pub kind: ActionKind,
+    /// The instance acted on; for a create, the slot's name and cluster.
+    pub instance: InstanceRef,
+    pub cause: Cause,
+    pub reason: String,
+    /// Estimated money saved per hour by this action (negative: it costs).
+    #[serde(rename = "saving_per_hour_micros")]
+    pub saving_per_hour: Money,
+    /// The schedule edge this action applies, to record once done.
+    pub schedule_edge: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Note {
+    pub policy: Option<String>,
+    pub instance: Option<String>,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScheduleMark {
+    pub instance: String,
+    pub edge: DateTime<Utc>,
+}
