@@ -78,6 +78,24 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Literal prefixes every display name the policy owns starts with;
+    /// `None` when it may own any name. Lets the planner skip policies fast.
+    pub fn name_prefixes(&self) -> Option<Vec<&str>> {
+        let mut prefixes = Vec::new();
+        if let Some(select) = &self.select {
+            if select.display_names.is_empty() {
+                return None;
+            }
+            for glob in &select.display_names {
+                prefixes.push(glob.literal_prefix());
+            }
+        }
+        if let Some(pool) = &self.pool {
+            prefixes.push(&pool.name_prefix);
+        }
+        (!prefixes.iter().any(|p| p.is_empty())).then_some(prefixes)
+    }
+
     /// Whether the policy owns this instance: selected, or one of its pool's slots.
     pub fn owns(&self, instance: &Instance) -> bool {
         self.select.as_ref().is_some_and(|s| s.matches(instance))
@@ -120,32 +138,47 @@ impl Glob {
         &self.0
     }
 
-    pub fn matches(&self, text: &str) -> bool {
-        let (p, t): (Vec<char>, Vec<char>) = (self.0.chars().collect(), text.chars().collect());
-        let (mut pi, mut ti) = (0, 0);
-        let mut backtrack: Option<(usize, usize)> = None;
-        while ti < t.len() {
-            match p.get(pi) {
-                Some('*') => {
-                    backtrack = Some((pi, ti));
-                    pi += 1;
-                }
-                Some(&c) if c == '?' || c == t[ti] => {
-                    pi += 1;
-                    ti += 1;
-                }
-                _ => match backtrack {
-                    Some((star, at)) => {
-                        pi = star + 1;
-                        ti = at + 1;
-                        backtrack = Some((star, at + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        p[pi..].iter().all(|c| *c == '*')
+    /// The text before the first wildcard.
+    pub fn literal_prefix(&self) -> &str {
+        &self.0[..self.0.find(['*', '?']).unwrap_or(self.0.len())]
     }
+
+    pub fn matches(&self, text: &str) -> bool {
+        if self.0.is_ascii() && text.is_ascii() {
+            wildcard(self.0.as_bytes(), text.as_bytes(), b'*', b'?')
+        } else {
+            let (p, t): (Vec<char>, Vec<char>) = (self.0.chars().collect(), text.chars().collect());
+            wildcard(&p, &t, '*', '?')
+        }
+    }
+}
+
+/// Glob matching with one backtrack point: linear for patterns with one `*`,
+/// and never worse than `pattern × text`.
+fn wildcard<T: Copy + PartialEq>(p: &[T], t: &[T], star: T, any: T) -> bool {
+    let (mut pi, mut ti) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(&c) if c == star => {
+                backtrack = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == any || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match backtrack {
+                Some((at_star, at_text)) => {
+                    pi = at_star + 1;
+                    ti = at_text + 1;
+                    backtrack = Some((at_star, at_text + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|c| *c == star)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -191,19 +224,43 @@ impl SnapshotTemplate {
     /// Image names must be lowercase words joined by `.`, `_` or `-`.
     pub fn render(&self, instance: &Instance, policy: &str, at: DateTime<Utc>) -> (String, String) {
         let fill = |template: &str| {
-            template
-                .replace("{display_name}", &instance.display_name)
-                .replace("{name}", &instance.name)
-                .replace("{policy}", policy)
-                .replace("{date}", &at.format("%Y%m%d").to_string())
-                .replace("{time}", &at.format("%H%M%S").to_string())
+            use chrono::{Datelike, Timelike};
+            let mut out = String::with_capacity(template.len() + 32);
+            let mut rest = template;
+            while let Some(open) = rest.find('{') {
+                out.push_str(&rest[..open]);
+                let after = &rest[open..];
+                let close = after.find('}').map_or(after.len(), |c| c + 1);
+                match &after[..close] {
+                    "{display_name}" => out.push_str(&instance.display_name),
+                    "{name}" => out.push_str(&instance.name),
+                    "{policy}" => out.push_str(policy),
+                    "{date}" => out.push_str(&format!("{:04}{:02}{:02}", at.year(), at.month(), at.day())),
+                    "{time}" => out.push_str(&format!("{:02}{:02}{:02}", at.hour(), at.minute(), at.second())),
+                    other => out.push_str(other),
+                }
+                rest = &after[close..];
+            }
+            out.push_str(rest);
+            out
         };
-        let clean = |text: String, allowed: &dyn Fn(char) -> bool| -> String {
-            let cleaned: String = text.chars().map(|c| if allowed(c) { c } else { '-' }).collect();
-            cleaned.trim_matches('-').to_owned()
+        // Other characters become `-`, runs of separators one `-`, and no
+        // separator starts or ends the name.
+        let clean = |text: &str, allowed: &dyn Fn(char) -> bool| -> String {
+            let mut out = String::with_capacity(text.len());
+            for c in text.chars() {
+                let c = if allowed(c) { c } else { '-' };
+                let separator = !c.is_ascii_alphanumeric();
+                match out.chars().last() {
+                    None if separator => {}
+                    Some(last) if separator && !last.is_ascii_alphanumeric() => {}
+                    _ => out.push(c),
+                }
+            }
+            out.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned()
         };
-        let image = clean(fill(&self.image).to_lowercase(), &|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
-        let tag = clean(fill(&self.tag), &|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        let image = clean(&fill(&self.image).to_lowercase(), &|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        let tag = clean(&fill(&self.tag), &|c| c.is_ascii_alphanumeric() || "._-".contains(c));
         (image, tag.chars().take(128).collect())
     }
 }
@@ -349,6 +406,23 @@ mod tests {
         assert!(Glob::new("train-?").matches("train-3") && !Glob::new("train-?").matches("train-10"));
         assert!(Glob::new("*").matches(""));
         assert!(Glob::new("a*b*c").matches("aXbYbZc") && !Glob::new("a*b*c").matches("aXbY"));
+        assert!(Glob::new("笔记-?").matches("笔记-本") && !Glob::new("笔记-?").matches("笔记-本子"));
+    }
+
+    #[test]
+    fn snapshot_names_fill_placeholders_and_stay_valid() {
+        let instance: Instance = crate::cloud::wire::Instance {
+            name: "instance-ab12cd34".into(),
+            display_name: "NB Alice/实验".into(),
+            ..Default::default()
+        }
+        .into_domain(&crate::cloud::StatusMap::default())
+        .unwrap();
+        let template = SnapshotTemplate { image: "{display_name}-{policy}".into(), tag: "{date}-{time}-{name}".into() };
+        let at: DateTime<Utc> = "2026-11-27T08:05:09Z".parse().unwrap();
+        let (image, tag) = template.render(&instance, "notebooks", at);
+        assert_eq!(image, "nb-alice-notebooks");
+        assert_eq!(tag, "20261127-080509-instance-ab12cd34");
     }
 
     #[test]

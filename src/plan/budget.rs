@@ -87,7 +87,7 @@ impl Planner<'_> {
         }
     }
 
-    pub(super) fn global_budget(&mut self, owners: &[(usize, usize)]) {
+    pub(super) fn global_budget(&mut self, members: &[Vec<usize>]) {
         let Some(budget) = &self.config.settings.budget else { return };
         let Some(spent) = spend_of(&self.observed.spend, Observed::GLOBAL).copied() else { return };
         let Some(text) = exceeded(budget, spent, "global") else { return };
@@ -100,9 +100,8 @@ impl Planner<'_> {
             return;
         }
         let (observed, config) = (self.observed, self.config);
-        for (index, policy) in config.policies.iter().enumerate() {
-            let members: Vec<&ObservedInstance> =
-                owners.iter().filter(|(_, p)| *p == index).map(|(i, _)| &observed.instances[*i]).collect();
+        for (policy, members) in config.policies.iter().zip(members) {
+            let members: Vec<&ObservedInstance> = members.iter().map(|i| &observed.instances[*i]).collect();
             self.stop_all(policy, &members, &text);
         }
     }

@@ -125,10 +125,10 @@ impl Planner<'_> {
         running: bool,
     ) -> Option<DateTime<Utc>> {
         let schedule = policy.schedule.as_ref()?;
-        if let Some(next) = schedule.next_edge(self.now) {
+        if let Some(next) = self.edges.next {
             self.wake(next);
         }
-        let (edge, at) = schedule.latest_edge(self.now)?;
+        let (edge, at) = self.edges.latest.clone()?;
         let applied = self.observed.schedule_marks.get(&instance.name).is_some_and(|m| *m >= at);
         if applied && !schedule.enforce {
             return None;
@@ -170,8 +170,11 @@ impl Planner<'_> {
 
     /// A moment in the policy's zone, for reasons people read.
     pub(super) fn local(&self, policy: &Policy, at: DateTime<Utc>) -> String {
+        use chrono::{Datelike, Timelike};
         let tz = policy.schedule.as_ref().map_or(crate::config::check::DEFAULT_TIMEZONE, |s| s.timezone);
-        at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+        let t = at.with_timezone(&tz);
+        // By hand rather than strftime: reasons are built for every candidate of a large fleet.
+        format!("{}-{:02}-{:02} {:02}:{:02} {}", t.year(), t.month(), t.day(), t.hour(), t.minute(), t.offset())
     }
 }
 

@@ -2,7 +2,9 @@
 //! policy's instances disrupted at once, and the per-cycle and per-hour
 //! action limits, whatever the rules asked for. What is cut becomes a note.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -14,7 +16,7 @@ pub(super) fn apply(
     mut candidates: Vec<Action>,
     observed: &Observed,
     config: &Config,
-    owners: &[(usize, usize)],
+    members: &[Vec<usize>],
     now: DateTime<Utc>,
     notes: &mut Vec<Note>,
 ) -> Vec<Action> {
@@ -22,62 +24,94 @@ pub(super) fn apply(
     // the larger saving first. The sort is stable, so equal actions keep rule order.
     candidates.sort_by(|a, b| (a.cause, b.saving_per_hour).cmp(&(b.cause, a.saving_per_hour)));
 
-    let mut disruptable = disruption_room(config, observed, owners);
+    let mut disruptable = disruption_room(config, observed, members);
     let recent = observed.recent_actions.iter().filter(|t| **t > now - Duration::hours(1) && **t <= now).count() as u32;
     let hourly_room = config.settings.limits.actions_per_hour.saturating_sub(recent);
     let room = config.settings.limits.actions_per_cycle.min(hourly_room);
 
-    let mut seen = BTreeSet::new();
+    let mut seen = HashSet::new();
     let mut kept = Vec::new();
+    let mut deferred_per_policy: BTreeMap<String, usize> = BTreeMap::new();
+    let mut defer = |action: &Action, why: &dyn Fn() -> String, notes: &mut Vec<Note>| {
+        let count = deferred_per_policy.entry(action.policy.clone()).or_default();
+        *count += 1;
+        if *count <= DEFERRED_NOTES_PER_POLICY {
+            notes.push(Note {
+                policy: Some(action.policy.clone()),
+                instance: Some(action.instance.display_name.clone()),
+                text: format!("deferred {} ({}): {}", action.kind.label(), action.reason, why()),
+            });
+        }
+    };
     for action in candidates {
-        let key = (action.instance.cluster.clone(), action.instance.display_name.clone(), action.instance.name.clone());
-        if !seen.insert(key) {
+        let target = &action.instance;
+        if !seen.insert(hash_of(&(&target.cluster, &target.display_name, &target.name))) {
             continue;
         }
-        let deferred = |why: String| Note {
-            policy: Some(action.policy.clone()),
-            instance: Some(action.instance.display_name.clone()),
-            text: format!("deferred {} ({}): {why}", action.kind.label(), action.reason),
-        };
         if action.kind.disrupts()
             && action.cause != Cause::Budget
             && let Some(left) = disruptable.get_mut(&action.policy)
         {
             if *left == 0 {
-                notes.push(deferred("max_disrupted reached for the policy".into()));
+                defer(&action, &|| "max_disrupted reached for the policy".into(), notes);
                 continue;
             }
             *left -= 1;
         }
         if kept.len() as u32 >= room {
-            let why = if hourly_room < config.settings.limits.actions_per_cycle {
-                format!("{} actions in the last hour (limit {})", recent, config.settings.limits.actions_per_hour)
-            } else {
-                format!("limit of {} actions per cycle", config.settings.limits.actions_per_cycle)
+            let limits = config.settings.limits;
+            let why = || {
+                if hourly_room < limits.actions_per_cycle {
+                    format!("{recent} actions in the last hour (limit {})", limits.actions_per_hour)
+                } else {
+                    format!("limit of {} actions per cycle", limits.actions_per_cycle)
+                }
             };
-            notes.push(deferred(why));
+            defer(&action, &why, notes);
             continue;
         }
         kept.push(action);
     }
+    for (policy, count) in deferred_per_policy {
+        if count > DEFERRED_NOTES_PER_POLICY {
+            notes.push(Note {
+                policy: Some(policy),
+                instance: None,
+                text: format!("and {} more actions deferred by limits", count - DEFERRED_NOTES_PER_POLICY),
+            });
+        }
+    }
     kept
+}
+
+/// Deferred actions named one by one per policy; the rest are counted.
+const DEFERRED_NOTES_PER_POLICY: usize = 10;
+
+/// One action per instance: identified without copying its names.
+fn hash_of(key: &impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// How many more of each policy's instances may be disrupted now: the share
 /// allowed (at least one), less those already stopping or being deleted.
-fn disruption_room(config: &Config, observed: &Observed, owners: &[(usize, usize)]) -> BTreeMap<String, u32> {
+fn disruption_room(config: &Config, observed: &Observed, members: &[Vec<usize>]) -> BTreeMap<String, u32> {
     config
         .policies
         .iter()
-        .enumerate()
-        .filter_map(|(index, policy)| {
+        .zip(members)
+        .filter_map(|(policy, members)| {
             let share = policy.max_disrupted?;
-            let members: Vec<_> =
-                owners.iter().filter(|(_, p)| *p == index).map(|(i, _)| &observed.instances[*i].instance).collect();
             let allowed = ((members.len() as f64 * share).floor() as u32).max(1);
             let busy = members
                 .iter()
-                .filter(|i| matches!(i.status, InstanceStatus::Stopping | InstanceStatus::Deleting))
+                .filter(|i| {
+                    matches!(
+                        observed.instances[**i].instance.status,
+                        InstanceStatus::Stopping | InstanceStatus::Deleting
+                    )
+                })
                 .count();
             Some((policy.name.clone(), allowed.saturating_sub(busy as u32)))
         })

@@ -8,29 +8,73 @@ pub mod observed;
 mod pool;
 mod types;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 
 pub use observed::{Observed, ObservedInstance, Reading, SnapshotState, SpendSoFar};
 pub use types::*;
 
 use crate::cloud::{BillingType, Instance};
-use crate::config::policy::{Config, Policy};
+use crate::config::policy::{Config, Edge, Policy};
 use crate::money::Money;
 use crate::pricing;
 
 /// Plans one cycle.
 pub fn plan(observed: &Observed, config: &Config, now: DateTime<Utc>) -> Plan {
-    let mut planner = Planner { observed, config, now, draft: Draft::default() };
-    let owners = planner.owners();
-    for (index, policy) in config.policies.iter().enumerate() {
-        let members: Vec<&ObservedInstance> =
-            owners.iter().filter(|(_, owner)| *owner == index).map(|(i, _)| &observed.instances[*i]).collect();
+    let members = members_by_policy(observed, config);
+    let mut planner = Planner { observed, config, now, draft: Draft::default(), edges: Edges::default() };
+    for (policy, members) in config.policies.iter().zip(&members) {
+        let members: Vec<&ObservedInstance> = members.iter().map(|i| &observed.instances[*i]).collect();
         planner.policy(policy, &members);
     }
-    planner.global_budget(&owners);
+    planner.global_budget(&members);
     let Draft { candidates, mut notes, schedule_marks, next_check } = planner.draft;
-    let actions = limits::apply(candidates, observed, config, &owners, now, &mut notes);
+    let actions = limits::apply(candidates, observed, config, &members, now, &mut notes);
     Plan { at: now, actions, notes, schedule_marks, next_check }
+}
+
+/// The instances each policy owns (by index): each belongs to the first
+/// policy that owns it. Policies are looked up by the literal prefixes of
+/// their name patterns, so a large fleet does not try every policy.
+fn members_by_policy(observed: &Observed, config: &Config) -> Vec<Vec<usize>> {
+    let mut by_prefix: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut any_name = Vec::new();
+    for (index, policy) in config.policies.iter().enumerate() {
+        match policy.name_prefixes() {
+            Some(prefixes) => prefixes.into_iter().for_each(|p| by_prefix.entry(p).or_default().push(index)),
+            None => any_name.push(index),
+        }
+    }
+    let longest = by_prefix.keys().map(|p| p.len()).max().unwrap_or(0);
+    let mut members = vec![Vec::new(); config.policies.len()];
+    let mut candidates = Vec::new();
+    for (i, o) in observed.instances.iter().enumerate() {
+        let name = o.instance.display_name.as_str();
+        candidates.clear();
+        candidates.extend_from_slice(&any_name);
+        for (end, _) in name.char_indices().skip(1).chain([(name.len(), ' ')]) {
+            if end > longest {
+                break;
+            }
+            if let Some(found) = by_prefix.get(&name[..end]) {
+                candidates.extend_from_slice(found);
+            }
+        }
+        candidates.sort_unstable();
+        if let Some(&p) = candidates.iter().find(|&&p| config.policies[p].owns(&o.instance)) {
+            members[p].push(i);
+        }
+    }
+    members
+}
+
+/// The schedule edges of the policy being planned, found once per plan
+/// rather than once per instance.
+#[derive(Default)]
+struct Edges {
+    latest: Option<(Edge, DateTime<Utc>)>,
+    next: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -46,20 +90,15 @@ struct Planner<'a> {
     config: &'a Config,
     now: DateTime<Utc>,
     draft: Draft,
+    edges: Edges,
 }
 
 impl<'a> Planner<'a> {
-    /// Each instance belongs to the first policy that owns it.
-    fn owners(&self) -> Vec<(usize, usize)> {
-        self.observed
-            .instances
-            .iter()
-            .enumerate()
-            .filter_map(|(i, o)| self.config.policies.iter().position(|p| p.owns(&o.instance)).map(|p| (i, p)))
-            .collect()
-    }
-
     fn policy(&mut self, policy: &Policy, members: &[&'a ObservedInstance]) {
+        self.edges = match &policy.schedule {
+            Some(schedule) => Edges { latest: schedule.latest_edge(self.now), next: schedule.next_edge(self.now) },
+            None => Edges::default(),
+        };
         let pool_slot = |o: &ObservedInstance| policy.pool.as_ref().and_then(|p| p.slot_of(&o.instance.display_name));
         let (pooled, selected): (Vec<&ObservedInstance>, Vec<&ObservedInstance>) =
             members.iter().partition(|o| pool_slot(o).is_some() && policy.pool.is_some());

@@ -1,0 +1,179 @@
+//! Planner throughput: one plan for a fleet of N instances under 100
+//! policies, for growing N. Prints figures; asserts nothing.
+//!
+//!     cargo bench --bench planner
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use mdc_autoscaler::cloud::{
+    BillingType, Discount, Instance, InstanceCost, InstanceStatus, Resources, Sku, VolumeMount,
+};
+use mdc_autoscaler::config::load::load_str;
+use mdc_autoscaler::money::{Money, Ratio};
+use mdc_autoscaler::plan::{self, Observed, ObservedInstance, Reading, SpendSoFar};
+
+const POLICIES: usize = 100;
+
+fn policy_file() -> String {
+    let mut text = String::from(
+        "settings:\n  timezone: Asia/Shanghai\n  limits: { actions_per_cycle: 50, actions_per_hour: 500 }\npolicies:\n",
+    );
+    for k in 0..POLICIES {
+        if k % 10 == 9 {
+            text += &format!(
+                "  - name: pool-{k}\n    pool: {{ cluster: host-cluster, image: img, desired: 20, gpu: {{ products: [H20, \"4090\"] }}, wait_for_discount: 3h }}\n    budget: {{ daily: 100000 }}\n"
+            );
+        } else {
+            text += &format!(
+                "  - name: team-{k}\n    select: {{ display_name: \"team{k}-*\" }}\n    protect: {{ display_name: \"team{k}-keep-*\" }}\n    idle: {{ signals: [jupyter, heartbeat], stop_after: 30m, snapshot: {{}}, delete_after_stopped: 7d, max_runtime: 72h }}\n    schedule: {{ start: \"0 9 * * MON-FRI\", stop: \"0 20 * * *\" }}\n    max_disrupted: 50%\n    budget: {{ daily: 5000 }}\n"
+            );
+        }
+    }
+    text
+}
+
+fn sku(id: &str, product: &str, price: f64, now: DateTime<Utc>) -> Sku {
+    Sku {
+        id: id.into(),
+        name: product.into(),
+        region_id: "r".into(),
+        region_name: "r".into(),
+        cluster: "host-cluster".into(),
+        gpu_product: product.into(),
+        gpu_series: product.into(),
+        gpu_resource_key: format!("nvidia.com/gpu-{product}"),
+        gpu_count: 1,
+        gpu_memory_gb: 48,
+        cpu_cores: 16,
+        cpu_arch: String::new(),
+        cpu_series: String::new(),
+        cpu_vendor: String::new(),
+        memory_gb: 96,
+        system_storage_gb: 30,
+        data_storage_gb: 50,
+        billing_type: BillingType::PayAsYouGo,
+        price_per_hour: Money::from_yuan_f64(price).unwrap(),
+        discount: Some(Discount {
+            id: "d".into(),
+            ratio: Ratio::from_f64(0.5).unwrap(),
+            start: (now + chrono::Duration::hours(2)).fixed_offset(),
+            end: (now + chrono::Duration::hours(10)).fixed_offset(),
+        }),
+        free_gpus: 10_000,
+    }
+}
+
+/// `busy_share` of the instances in use; the rest idle for up to 90 minutes.
+fn fleet(n: usize, now: DateTime<Utc>, busy_share: f64) -> Observed {
+    let statuses =
+        [InstanceStatus::Running, InstanceStatus::Running, InstanceStatus::Stopped, InstanceStatus::Starting];
+    let instances = (0..n)
+        .map(|i| {
+            let team = i % POLICIES;
+            let display_name =
+                if team % 10 == 9 { format!("pool-{team}-{}", i / POLICIES) } else { format!("team{team}-nb-{i}") };
+            let instance = Instance {
+                name: format!("instance-{i:08x}"),
+                display_name,
+                namespace: "ns".into(),
+                cluster: "host-cluster".into(),
+                uid: format!("uid-{i}"),
+                description: String::new(),
+                annotations: Default::default(),
+                image: "img".into(),
+                replicas: 1,
+                resources: Resources { cpu: "16".into(), memory: "96Gi".into(), gpu_count: 1, gpu_type: "4090".into() },
+                volume_mounts: vec![VolumeMount {
+                    path: "/root/data".into(),
+                    kind: "shared-filesystem".into(),
+                    size_gb: 50,
+                    pvc_name: String::new(),
+                    display_name: String::new(),
+                    filesystem_type: "data".into(),
+                }],
+                created_at: None,
+                updated_at: None,
+                scheduled_stop_at: None,
+                status: statuses[i % statuses.len()].clone(),
+                cost: InstanceCost {
+                    billing_type: BillingType::PayAsYouGo,
+                    term: String::new(),
+                    discount_id: String::new(),
+                    sku_id: if i % 3 == 0 { "2".into() } else { "66".into() },
+                    disk_sku_id: "1".into(),
+                    coupon_id: String::new(),
+                },
+                servers: None,
+                pods: vec![],
+            };
+            let idle_since = now - chrono::Duration::minutes((i % 90) as i64);
+            let busy = ((i * 7919) % 1000) as f64 / 1000.0 < busy_share;
+            let reading = if busy { Reading::Active } else { Reading::IdleSince(idle_since) };
+            ObservedInstance {
+                instance,
+                signals: [("jupyter".to_owned(), reading.clone()), ("heartbeat".to_owned(), reading)].into(),
+                running_since: Some(now - chrono::Duration::hours((i % 70) as i64)),
+                stopped_since: Some(now - chrono::Duration::days((i % if busy_share > 0.5 { 7 } else { 10 }) as i64)),
+                snapshot: Default::default(),
+            }
+        })
+        .collect();
+    // In the steady state every schedule edge has been applied already.
+    let steady = busy_share > 0.5;
+    let schedule_marks = if steady {
+        let edge = Utc.with_ymd_and_hms(2026, 11, 27, 1, 0, 0).unwrap();
+        instances_marks(n, edge)
+    } else {
+        Default::default()
+    };
+    Observed {
+        regions: vec![],
+        skus: vec![sku("2", "H20", 10.0, now), sku("66", "4090", 2.5, now)],
+        instances,
+        spend: Some([(String::new(), SpendSoFar::default())].into()),
+        recent_actions: vec![],
+        capacity_failures: Default::default(),
+        snoozes: Default::default(),
+        schedule_marks,
+    }
+}
+
+fn instances_marks(n: usize, edge: DateTime<Utc>) -> std::collections::BTreeMap<String, DateTime<Utc>> {
+    (0..n).map(|i| (format!("instance-{i:08x}"), edge)).collect()
+}
+
+fn main() {
+    let (config, report) = load_str("bench", &policy_file());
+    let config = config.unwrap_or_else(|| panic!("{report}"));
+    // A Friday afternoon in Shanghai.
+    let now = Utc.with_ymd_and_hms(2026, 11, 27, 7, 0, 0).unwrap();
+    // Steady state: nearly everything in use, a handful of deadlines passing.
+    // Burst: six in seven idle, thousands of stops proposed and cut to the limits.
+    for (label, busy_share) in [("steady state (99% busy)", 0.99), ("burst (14% busy)", 0.14)] {
+        println!("\nplanner, {label}: one plan, {POLICIES} policies, median of the runs");
+        println!("{:>8} {:>12} {:>14} {:>9} {:>7}", "fleet", "median", "per instance", "actions", "notes");
+        for n in [1_000, 2_500, 5_000, 10_000, 20_000] {
+            let observed = fleet(n, now, busy_share);
+            let mut times: Vec<Duration> = Vec::new();
+            let mut last = None;
+            let runs = if n <= 10_000 { 30 } else { 10 };
+            for _ in 0..runs {
+                let started = Instant::now();
+                let plan = plan::plan(&observed, &config, now);
+                times.push(started.elapsed());
+                last = Some(plan);
+            }
+            times.sort();
+            let median = times[times.len() / 2];
+            let plan = last.unwrap();
+            println!(
+                "{n:>8} {:>10.2}ms {:>12.0}ns {:>9} {:>7}",
+                median.as_secs_f64() * 1e3,
+                median.as_nanos() as f64 / n as f64,
+                plan.actions.len(),
+                plan.notes.len()
+            );
+        }
+    }
+}
