@@ -96,13 +96,17 @@ impl Policy {
         (!prefixes.iter().any(|p| p.is_empty())).then_some(prefixes)
     }
 
-    /// Whether the policy owns this instance: selected, or one of its pool's slots.
-    pub fn owns(&self, instance: &Instance) -> bool {
+    /// Whether the instance is one of this policy's pool slots. A pool's
+    /// instances belong to it before any selector: otherwise a broad
+    /// selector could take a new slot away and the pool would create it again.
+    pub fn pools(&self, instance: &Instance) -> bool {
+        self.pool
+            .as_ref()
+            .is_some_and(|p| p.slot_of(&instance.display_name).is_some() && p.clusters.contains(&instance.cluster))
+    }
+
+    pub fn selects(&self, instance: &Instance) -> bool {
         self.select.as_ref().is_some_and(|s| s.matches(instance))
-            || self
-                .pool
-                .as_ref()
-                .is_some_and(|p| p.slot_of(&instance.display_name).is_some() && p.clusters.contains(&instance.cluster))
     }
 }
 

@@ -31,28 +31,45 @@ impl Planner<'_> {
         own.into_iter().chain(global).collect()
     }
 
-    /// Spend per hour of these instances now.
-    fn rate(&self, members: &[&ObservedInstance]) -> Money {
+    /// Spend per hour of these instances now, counting those about to run.
+    pub(super) fn rate(&self, members: &[&ObservedInstance]) -> Money {
         members
             .iter()
-            .filter(|m| m.instance.status == InstanceStatus::Running)
+            .filter(|m| {
+                matches!(
+                    m.instance.status,
+                    InstanceStatus::Running | InstanceStatus::Creating | InstanceStatus::Starting
+                )
+            })
             .map(|m| self.hourly_cost(&m.instance))
             .sum()
     }
 
+    /// Counts a start or create of this plan against the budgets.
+    pub(super) fn commit(&mut self, hourly: Money) {
+        self.policy_committed += hourly;
+        self.global_committed += hourly;
+    }
+
     /// Whether starting something that costs `extra` per hour keeps every
-    /// budget covering `policy`; the error is the note to show.
-    pub(super) fn room_for(&self, policy: &Policy, members: &[&ObservedInstance], extra: Money) -> Result<(), String> {
-        // Invariant: without the ledger nothing is created, budgets or not.
-        if self.observed.spend.is_none() {
-            return Err("spend unknown (the ledger could not be read): nothing is created".into());
+    /// budget covering `policy`; the error is the note to show. A create
+    /// (`create: true`) also needs the ledger readable, budgets or not.
+    pub(super) fn room_for(&self, policy: &Policy, extra: Money, create: bool) -> Result<(), String> {
+        let unknown = || Err("spend unknown (the ledger could not be read): nothing is created".to_owned());
+        if create && self.observed.spend.is_none() {
+            return unknown();
         }
         for account in self.accounts(Some(policy)) {
-            let Some(spent) = spend_of(&self.observed.spend, account.key) else { continue };
+            let Some(spent) = spend_of(&self.observed.spend, account.key) else {
+                return Err(format!(
+                    "spend against the {} budget unknown (the ledger could not be read)",
+                    account.label
+                ));
+            };
             let rate = if account.key == Observed::GLOBAL {
-                self.rate(&self.observed.instances.iter().collect::<Vec<_>>())
+                self.global_rate + self.global_committed
             } else {
-                self.rate(members)
+                self.policy_rate + self.policy_committed
             };
             let rest_of_day = hours_left_of_day(account.budget.timezone, self.now);
             let projected = |spent: Money| {

@@ -82,7 +82,14 @@ impl Planner<'_> {
         let instance = &member.instance;
         if let Some(edge_at) = self.pending_edge(policy, instance, Edge::Start, false) {
             let reason = format!("schedule start at {}", self.local(policy, edge_at));
-            self.propose_edge(policy, instance, ActionKind::PowerOn, reason, edge_at);
+            let cost = self.hourly_cost(instance);
+            match self.room_for(policy, cost, false) {
+                Ok(()) => {
+                    self.propose_edge(policy, instance, ActionKind::PowerOn, reason, edge_at);
+                    self.commit(cost);
+                }
+                Err(why) => self.note(policy, Some(instance), format!("not started: {reason}; {why}")),
+            }
             return;
         }
         let Some(idle) = &policy.idle else { return };

@@ -23,7 +23,19 @@ use crate::pricing;
 /// Plans one cycle.
 pub fn plan(observed: &Observed, config: &Config, now: DateTime<Utc>) -> Plan {
     let members = members_by_policy(observed, config);
-    let mut planner = Planner { observed, config, now, draft: Draft::default(), edges: Edges::default() };
+    let mut planner = Planner {
+        observed,
+        config,
+        now,
+        draft: Draft::default(),
+        edges: Edges::default(),
+        policy_rate: Money::ZERO,
+        global_rate: Money::ZERO,
+        policy_committed: Money::ZERO,
+        global_committed: Money::ZERO,
+        reserved: HashMap::new(),
+    };
+    planner.global_rate = planner.rate(&observed.instances.iter().collect::<Vec<_>>());
     for (policy, members) in config.policies.iter().zip(&members) {
         let members: Vec<&ObservedInstance> = members.iter().map(|i| &observed.instances[*i]).collect();
         planner.policy(policy, &members);
@@ -34,8 +46,8 @@ pub fn plan(observed: &Observed, config: &Config, now: DateTime<Utc>) -> Plan {
     Plan { at: now, actions, notes, schedule_marks, next_check }
 }
 
-/// The instances each policy owns (by index): each belongs to the first
-/// policy that owns it. Policies are looked up by the literal prefixes of
+/// The instances each policy owns (by index): a pool's slots belong to the
+/// pool; any other instance to the first policy that selects it. Policies are looked up by the literal prefixes of
 /// their name patterns, so a large fleet does not try every policy.
 fn members_by_policy(observed: &Observed, config: &Config) -> Vec<Vec<usize>> {
     let mut by_prefix: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -62,7 +74,8 @@ fn members_by_policy(observed: &Observed, config: &Config) -> Vec<Vec<usize>> {
             }
         }
         candidates.sort_unstable();
-        if let Some(&p) = candidates.iter().find(|&&p| config.policies[p].owns(&o.instance)) {
+        let pool = candidates.iter().find(|&&p| config.policies[p].pools(&o.instance));
+        if let Some(&p) = pool.or_else(|| candidates.iter().find(|&&p| config.policies[p].selects(&o.instance))) {
             members[p].push(i);
         }
     }
@@ -91,10 +104,21 @@ struct Planner<'a> {
     now: DateTime<Utc>,
     draft: Draft,
     edges: Edges,
+    /// Spend per hour of the policy being planned, and of everything.
+    policy_rate: Money,
+    global_rate: Money,
+    /// Spend per hour this plan has already added by starts and creates.
+    policy_committed: Money,
+    global_committed: Money,
+    /// GPUs this plan's starts and creates take, per (region, GPU resource
+    /// key): SKUs of one model in one region share their GPUs.
+    reserved: HashMap<(String, String), u32>,
 }
 
 impl<'a> Planner<'a> {
     fn policy(&mut self, policy: &Policy, members: &[&'a ObservedInstance]) {
+        self.policy_rate = self.rate(members);
+        self.policy_committed = Money::ZERO;
         self.edges = match &policy.schedule {
             Some(schedule) => Edges { latest: schedule.latest_edge(self.now), next: schedule.next_edge(self.now) },
             None => Edges::default(),
@@ -152,6 +176,10 @@ impl<'a> Planner<'a> {
             ActionKind::Delete => storage_per_hour(instance),
             ActionKind::Create { .. } => Money::ZERO,
         };
+        if matches!(kind, ActionKind::PowerOff(_)) && instance.status == crate::cloud::InstanceStatus::Running {
+            // A stop in this plan frees budget for a start or create later in it.
+            self.commit(Money::ZERO - saving_per_hour);
+        }
         self.draft.candidates.push(Action {
             policy: policy.name.clone(),
             kind,

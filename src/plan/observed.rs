@@ -105,7 +105,9 @@ pub fn spend_of<'a>(spend: &'a Option<BTreeMap<String, SpendSoFar>>, key: &str) 
 
 const ZERO: SpendSoFar = SpendSoFar { today: Money::ZERO, this_month: Money::ZERO };
 
-/// Shorthand for money printed in reasons.
+/// Money in reasons and notes, to the fen: people read these.
 pub fn yuan(m: Money) -> String {
-    format!("¥{m}")
+    let fen = (m.micros() as i128 + if m.micros() < 0 { -5_000 } else { 5_000 }) / 10_000;
+    let sign = if fen < 0 { "-" } else { "" };
+    format!("¥{sign}{}.{:02}", fen.abs() / 100, fen.abs() % 100)
 }

@@ -85,26 +85,27 @@ impl Planner<'_> {
         let mut stopped: Vec<&ObservedInstance> =
             members.iter().copied().filter(|m| m.instance.status == InstanceStatus::Stopped).collect();
         stopped.sort_by_key(|m| pool.slot_of(&m.instance.display_name));
-        // Costs of what this plan already starts, for the budget projection.
-        let mut starting = Money::ZERO;
         for member in stopped {
             if need == 0 {
                 return;
             }
             let instance = &member.instance;
             let cost = self.hourly_cost(instance);
-            if let Err(why) = self.room_for(policy, members, starting + cost) {
+            if let Err(why) = self.room_for(policy, cost, false) {
                 self.note(policy, Some(instance), format!("not started: {why}"));
                 return;
             }
             let sku = self.observed.sku(&instance.cost.sku_id);
-            if sku.is_some_and(|s| s.free_gpus < s.gpu_count) {
+            if sku.is_some_and(|s| self.free_gpus(s) < s.gpu_count) {
                 self.note(policy, Some(instance), format!("not started: no free GPUs on SKU {}", instance.cost.sku_id));
                 continue;
             }
             let reason = format!("pool has {live} of {desired} running; start a stopped member (keeps its data)");
             self.propose(policy, instance, ActionKind::PowerOn, Cause::ScaleUp, reason);
-            starting += cost;
+            self.commit(cost);
+            if let Some(sku) = sku {
+                self.reserve(sku);
+            }
             need -= 1;
         }
         // A SKU cooling off after a capacity failure may be the cheapest again soon.
@@ -114,10 +115,11 @@ impl Planner<'_> {
         {
             self.wake(retry);
         }
-        // A working copy of the SKUs, so that creates in one plan share free GPUs honestly.
-        let mut skus: Vec<Sku> = self.observed.skus.clone();
         let mut taken: Vec<u32> = members.iter().filter_map(|m| pool.slot_of(&m.instance.display_name)).collect();
         while need > 0 {
+            // The SKUs with what this plan has already taken set aside.
+            let skus: Vec<Sku> =
+                self.observed.skus.iter().map(|s| Sku { free_gpus: self.free_gpus(s), ..s.clone() }).collect();
             let slot = (0..).find(|s| !taken.contains(s)).expect("a free slot");
             let now = self.now;
             let failures = &self.observed.capacity_failures;
@@ -144,7 +146,7 @@ impl Planner<'_> {
                 self.note(policy, None, text);
                 return;
             }
-            if let Err(why) = self.room_for(policy, members, starting + price) {
+            if let Err(why) = self.room_for(policy, price, true) {
                 self.note(policy, None, format!("not created: {why}"));
                 return;
             }
@@ -162,10 +164,8 @@ impl Planner<'_> {
                 yuan(price)
             );
             self.push_create(policy, pool, &sku, slot, display_name, price, reason);
-            if let Some(copy) = skus.iter_mut().find(|s| s.id == sku.id) {
-                copy.free_gpus = copy.free_gpus.saturating_sub(sku.gpu_count);
-            }
-            starting += price;
+            self.reserve(&sku);
+            self.commit(price);
             taken.push(slot);
             need -= 1;
         }
@@ -233,6 +233,18 @@ impl Planner<'_> {
             let kind = self.power_off(policy, &member.instance);
             self.propose(policy, &member.instance, kind, Cause::ScaleDown, reason);
         }
+    }
+}
+
+impl Planner<'_> {
+    /// Free GPUs of a SKU, less what this plan has taken from its model's pool.
+    fn free_gpus(&self, sku: &Sku) -> u32 {
+        let key = (sku.region_id.clone(), sku.gpu_resource_key.clone());
+        sku.free_gpus.saturating_sub(self.reserved.get(&key).copied().unwrap_or(0))
+    }
+
+    fn reserve(&mut self, sku: &Sku) {
+        *self.reserved.entry((sku.region_id.clone(), sku.gpu_resource_key.clone())).or_default() += sku.gpu_count;
     }
 }
 

@@ -3,6 +3,7 @@
 mod client;
 mod fake_cloud_process;
 mod harness;
+mod plan_properties;
 mod scenarios;
 mod sim_properties;
 mod validate;

@@ -1,0 +1,429 @@
+//! Properties of the planner over generated fleets and policies: protected
+//! instances are never in a plan, limits always hold, budgets are never
+//! planned past, plans are deterministic, and a plan applied to the
+//! simulator leaves nothing more to do.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use mdc_autoscaler::cloud::{BillingType, Cloud, InstanceStatus, wire};
+use mdc_autoscaler::config::load::load_str;
+use mdc_autoscaler::config::policy::Config;
+use mdc_autoscaler::money::Money;
+use mdc_autoscaler::plan::{self, ActionKind, Observed, ObservedInstance, Reading, SnapshotState, SpendSoFar};
+use mdc_autoscaler::pricing;
+use mdc_autoscaler::sim::clock::Clock;
+use mdc_autoscaler::sim::fleet::{DEFAULT_FLEET, FleetFile};
+use mdc_autoscaler::sim::local::SimCloud;
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+struct PolicySpec {
+    glob: &'static str,
+    protect: Option<&'static str>,
+    stop_after: &'static str,
+    snapshot: bool,
+    delete_after: bool,
+    schedule: bool,
+    max_disrupted: Option<u8>,
+    budget: Option<(u32, bool)>,
+    pool: Option<u8>,
+}
+
+fn policy_spec() -> impl Strategy<Value = PolicySpec> {
+    (
+        prop::sample::select(vec!["nb-*", "a-*", "*", "nb-a*"]),
+        prop::option::of(prop::sample::select(vec!["nb-keep-*", "*-x", "a-*"])),
+        prop::sample::select(vec!["10m", "30m", "2h"]),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::option::of(prop::sample::select(vec![25u8, 50, 100])),
+        prop::option::of((prop::sample::select(vec![20u32, 100, 1000]), any::<bool>())),
+        prop::option::of(0u8..4),
+    )
+        .prop_map(|(glob, protect, stop_after, snapshot, delete_after, schedule, max_disrupted, budget, pool)| {
+            PolicySpec { glob, protect, stop_after, snapshot, delete_after, schedule, max_disrupted, budget, pool }
+        })
+}
+
+fn policy_file(specs: &[PolicySpec], per_cycle: u32, per_hour: u32, global: Option<u32>) -> String {
+    let mut text = format!(
+        "settings:\n  timezone: Asia/Shanghai\n  limits: {{ actions_per_cycle: {per_cycle}, actions_per_hour: {per_hour} }}\n"
+    );
+    if let Some(daily) = global {
+        text += &format!("  budget: {{ daily: {daily}, when_exceeded: stop }}\n");
+    }
+    text += "policies:\n";
+    for (k, s) in specs.iter().enumerate() {
+        text += &format!("  - name: p{k}\n    select: {{ display_name: \"{}\" }}\n", s.glob);
+        if let Some(protect) = s.protect {
+            text += &format!("    protect: {{ display_name: \"{protect}\" }}\n");
+        }
+        text += &format!("    idle: {{ signals: [jupyter], stop_after: {}", s.stop_after);
+        if s.snapshot {
+            text += ", snapshot: {}";
+        }
+        if s.delete_after {
+            text += ", delete_after_stopped: 1d, delete_without_snapshot: true";
+        }
+        text += ", max_runtime: 48h }\n";
+        if s.schedule {
+            text += "    schedule: { start: \"0 9 * * MON-FRI\", stop: \"0 20 * * *\" }\n";
+        }
+        if let Some(share) = s.max_disrupted {
+            text += &format!("    max_disrupted: {share}%\n");
+        }
+        if let Some((daily, stop)) = s.budget {
+            let when = if stop { "stop" } else { "alert" };
+            text += &format!("    budget: {{ daily: {daily}, when_exceeded: {when} }}\n");
+        }
+        if let Some(desired) = s.pool {
+            text += &format!(
+                "    pool: {{ cluster: [host-cluster, bj2-cluster], image: img, desired: {desired}, gpu: {{ products: [H20, \"4090\"] }}, wait_for_discount: 1h }}\n"
+            );
+        }
+    }
+    text
+}
+
+#[derive(Clone, Debug)]
+struct InstanceSpec {
+    name: String,
+    status: &'static str,
+    sku: usize,
+    prepaid: bool,
+    reading: u8,
+    minutes: i64,
+    snoozed: bool,
+}
+
+fn instance_spec() -> impl Strategy<Value = InstanceSpec> {
+    (
+        prop::sample::select(vec!["nb-", "nb-keep-", "a-", "b-", "nb-a", "p0-", "p1-"]),
+        0u32..6,
+        prop::sample::select(vec![
+            "Running",
+            "Running",
+            "Shutdown",
+            "Starting",
+            "ShuttingDown",
+            "Hibernating",
+            "Creating",
+        ]),
+        0usize..3,
+        any::<bool>(),
+        0u8..4,
+        0i64..(3 * 24 * 60),
+        any::<bool>(),
+    )
+        .prop_map(|(prefix, n, status, sku, prepaid, reading, minutes, snoozed)| InstanceSpec {
+            name: format!("{prefix}{n}"),
+            status,
+            sku,
+            prepaid,
+            reading,
+            minutes,
+            snoozed,
+        })
+}
+
+/// The default fleet's SKUs, as the cloud lists them.
+fn skus(now: DateTime<Utc>) -> Vec<mdc_autoscaler::cloud::Sku> {
+    let mut sim = FleetFile::parse("fleet", DEFAULT_FLEET).unwrap().build("demo", now).unwrap();
+    let regions = sim.list_regions(now);
+    regions.iter().flat_map(|r| sim.list_skus(now, &r.id)).map(|s| s.into_domain().unwrap()).collect()
+}
+
+fn observed(specs: &[InstanceSpec], now: DateTime<Utc>, spend: Option<(u32, u32)>, recent: u32) -> Observed {
+    let skus = skus(now);
+    let sku_ids = ["66", "2", "81"];
+    let statuses = mdc_autoscaler::cloud::StatusMap::default();
+    let instances: Vec<ObservedInstance> = specs
+        .iter()
+        .enumerate()
+        .map(|(n, s)| {
+            let sku = skus.iter().find(|k| k.id == sku_ids[s.sku]).unwrap();
+            let raw = wire::Instance {
+                name: format!("instance-{n:08x}"),
+                display_name: s.name.clone(),
+                region: sku.cluster.clone(),
+                status: s.status.into(),
+                resources: wire::Resources {
+                    gpu_num: "1".into(),
+                    gpu_type: sku.gpu_product.clone(),
+                    ..Default::default()
+                },
+                volume_mounts: vec![wire::VolumeMount {
+                    size: 50,
+                    filesystem_type: "data".into(),
+                    ..Default::default()
+                }],
+                cost: wire::Cost {
+                    cost_type: if s.prepaid { "2".into() } else { "1".into() },
+                    gpu_sku_id: sku.id.clone(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let at = now - Duration::minutes(s.minutes);
+            let reading = match s.reading {
+                0 => Reading::Active,
+                1 => Reading::Unreadable("refused".into()),
+                _ => Reading::IdleSince(at),
+            };
+            ObservedInstance {
+                instance: raw.into_domain(&statuses).unwrap(),
+                signals: [("jupyter".to_owned(), reading)].into(),
+                running_since: Some(at),
+                stopped_since: Some(at),
+                snapshot: SnapshotState::None,
+            }
+        })
+        .collect();
+    Observed {
+        regions: vec![],
+        skus,
+        snoozes: specs
+            .iter()
+            .zip(&instances)
+            .filter(|(s, _)| s.snoozed)
+            .map(|(_, o)| (o.instance.name.clone(), now + Duration::hours(1)))
+            .collect(),
+        instances,
+        spend: spend.map(|(policy, global)| {
+            let mut map: BTreeMap<String, SpendSoFar> = (0..4)
+                .map(|k| {
+                    (format!("p{k}"), SpendSoFar { today: Money::from_yuan(policy as i64), this_month: Money::ZERO })
+                })
+                .collect();
+            map.insert(
+                Observed::GLOBAL.into(),
+                SpendSoFar { today: Money::from_yuan(global as i64), this_month: Money::ZERO },
+            );
+            map
+        }),
+        recent_actions: (0..recent).map(|k| now - Duration::minutes(k as i64 + 1)).collect(),
+        capacity_failures: BTreeMap::new(),
+        schedule_marks: BTreeMap::new(),
+    }
+}
+
+fn now_from(offset_minutes: i64) -> DateTime<Utc> {
+    // Monday 2026-11-30 00:00 Shanghai, plus up to a week.
+    Utc.with_ymd_and_hms(2026, 11, 29, 16, 0, 0).unwrap() + Duration::minutes(offset_minutes)
+}
+
+fn owner<'c>(
+    config: &'c Config,
+    display_name: &str,
+    instance: Option<&mdc_autoscaler::cloud::Instance>,
+) -> Option<&'c mdc_autoscaler::config::policy::Policy> {
+    match instance {
+        Some(i) => {
+            config.policies.iter().find(|p| p.pools(i)).or_else(|| config.policies.iter().find(|p| p.selects(i)))
+        }
+        None => {
+            config.policies.iter().find(|p| p.pool.as_ref().is_some_and(|pool| pool.slot_of(display_name).is_some()))
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn plans_keep_every_promise(
+        policies in prop::collection::vec(policy_spec(), 1..4),
+        instances in prop::collection::vec(instance_spec(), 0..25),
+        per_cycle in 1u32..12,
+        per_hour in 1u32..30,
+        recent in 0u32..20,
+        spend in prop::option::of((0u32..150, 0u32..1500)),
+        global in prop::option::of(prop::sample::select(vec![50u32, 500, 5000])),
+        offset in 0i64..(7 * 24 * 60),
+    ) {
+        let now = now_from(offset);
+        let (config, report) = load_str("generated", &policy_file(&policies, per_cycle, per_hour, global));
+        let config = config.unwrap_or_else(|| panic!("{report}"));
+        let observed = observed(&instances, now, spend, recent);
+        let plan = plan::plan(&observed, &config, now);
+
+        // Deterministic.
+        prop_assert_eq!(&plan, &plan::plan(&observed, &config, now));
+
+        // Limits hold.
+        prop_assert!(plan.actions.len() as u32 <= per_cycle);
+        prop_assert!(plan.actions.len() as u32 <= per_hour.saturating_sub(recent));
+
+        let by_name = |name: &str| observed.instances.iter().find(|o| o.instance.name == name);
+        let mut disrupted: BTreeMap<String, u32> = BTreeMap::new();
+        for action in &plan.actions {
+            let target = by_name(&action.instance.name).map(|o| &o.instance);
+            let policy = owner(&config, &action.instance.display_name, target).expect("acts only on owned instances");
+            prop_assert_eq!(&policy.name, &action.policy);
+            // Never a protected instance.
+            prop_assert!(!policy.protect.iter().any(|g| g.matches(&action.instance.display_name)), "{:?}", action);
+            if let Some(t) = target {
+                prop_assert!(observed.snoozes.get(&t.name).is_none_or(|until| *until <= now), "snoozed: {:?}", action);
+                // Never an unknown or transitional state.
+                prop_assert!(t.status.is_settled(), "acted on {}: {:?}", t.status, action);
+            }
+            if action.kind.disrupts() && action.cause != plan::Cause::Budget {
+                *disrupted.entry(action.policy.clone()).or_default() += 1;
+            }
+            // Nothing is created without the ledger.
+            if matches!(action.kind, ActionKind::Create { .. }) {
+                prop_assert!(observed.spend.is_some());
+            }
+        }
+        for policy in &config.policies {
+            if let Some(share) = policy.max_disrupted {
+                let members = observed.instances.iter().filter(|o| owner(&config, &o.instance.display_name, Some(&o.instance)).is_some_and(|p| p.name == policy.name)).count();
+                let allowed = ((members as f64 * share).floor() as u32).max(1);
+                prop_assert!(disrupted.get(&policy.name).copied().unwrap_or(0) <= allowed);
+            }
+        }
+
+        // Budgets are never planned past: what a policy starts or creates fits its daily budget.
+        for policy in &config.policies {
+            let Some(daily) = policy.budget.as_ref().and_then(|b| b.daily) else { continue };
+            let added: Money = plan.actions.iter()
+                .filter(|a| a.policy == policy.name && matches!(a.kind, ActionKind::PowerOn | ActionKind::Create { .. }))
+                .map(|a| Money::ZERO - a.saving_per_hour)
+                .sum();
+            if added == Money::ZERO { continue }
+            let spent = observed.spend.as_ref().and_then(|s| s.get(&policy.name)).map_or(Money::ZERO, |s| s.today);
+            let rate: Money = observed.instances.iter()
+                .filter(|o| matches!(o.instance.status, InstanceStatus::Running | InstanceStatus::Creating | InstanceStatus::Starting))
+                .filter(|o| o.instance.cost.billing_type == BillingType::PayAsYouGo)
+                .filter(|o| owner(&config, &o.instance.display_name, Some(&o.instance)).is_some_and(|p| p.name == policy.name))
+                .map(|o| observed.sku(&o.instance.cost.sku_id).map_or(Money::ZERO, |s| pricing::effective_price(s, now)))
+                .sum();
+            let tz = policy.budget.as_ref().unwrap().timezone;
+            let midnight = (now.with_timezone(&tz).date_naive() + Duration::days(1)).and_hms_opt(0, 0, 0).unwrap();
+            let left = tz.from_local_datetime(&midnight).earliest().unwrap().to_utc() - now;
+            let projected = spent + Money::from_hourly_scaled((rate + added).hourly_scaled(left.num_milliseconds()));
+            prop_assert!(projected <= daily, "{} projected {:?} over {:?}", policy.name, projected, daily);
+        }
+    }
+}
+
+/// A plan applied to the simulator, then planned again at the same moment,
+/// leaves nothing more to do but what the first plan deferred for a limit.
+fn replan_after_applying(policies: &[PolicySpec], offset: i64, busy: Vec<bool>) -> (usize, Vec<String>) {
+    let now = now_from(offset);
+    let (config, report) = load_str("generated", &policy_file(policies, 1000, 1000, None));
+    let config = config.unwrap_or_else(|| panic!("{report}"));
+    let sim = FleetFile::parse("fleet", DEFAULT_FLEET).unwrap().build("demo", now).unwrap();
+    let sim = Arc::new(Mutex::new(sim));
+    let cloud = SimCloud::new(Arc::clone(&sim), Clock::manual(now));
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let observe = |marks: &BTreeMap<String, DateTime<Utc>>| {
+        runtime.block_on(async {
+            let skus = [mdc_autoscaler::sim::fleet::FleetFile::parse("f", DEFAULT_FLEET).unwrap()]
+                .iter()
+                .flat_map(|f| f.regions.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+                .collect::<Vec<_>>();
+            let mut all_skus = Vec::new();
+            for region in skus {
+                all_skus.extend(cloud.list_skus(&region).await.unwrap());
+            }
+            let mut instances = Vec::new();
+            for cluster in ["host-cluster", "bj2-cluster"] {
+                instances.extend(cloud.list_instances(cluster).await.unwrap());
+            }
+            let instances = instances
+                .into_iter()
+                .enumerate()
+                .map(|(k, instance)| {
+                    let reading = if busy.get(k).copied().unwrap_or(false) {
+                        Reading::Active
+                    } else {
+                        Reading::IdleSince(now - Duration::hours(3))
+                    };
+                    ObservedInstance {
+                        signals: [("jupyter".to_owned(), reading)].into(),
+                        running_since: Some(now - Duration::hours(1)),
+                        stopped_since: Some(now - Duration::days(2)),
+                        snapshot: SnapshotState::None,
+                        instance,
+                    }
+                })
+                .collect();
+            Observed {
+                skus: all_skus,
+                instances,
+                spend: Some(BTreeMap::new()),
+                schedule_marks: marks.clone(),
+                ..Observed::default()
+            }
+        })
+    };
+    let mut marks = BTreeMap::new();
+    let first = plan::plan(&observe(&marks), &config, now);
+    for action in &first.actions {
+        let target = &action.instance;
+        let mut sim = sim.lock().unwrap();
+        let result = match &action.kind {
+            ActionKind::Create { request, .. } => {
+                sim.create_instance(now, &request.cluster, &wire::CreateBody::new("demo", request)).map(|_| ())
+            }
+            ActionKind::PowerOn => sim.power_on(now, &target.cluster, &target.name),
+            ActionKind::PowerOff(off) => sim.power_off(now, &target.cluster, &target.name, &off.into()),
+            ActionKind::Delete => sim.delete_instance(now, &target.cluster, &target.name),
+        };
+        result.unwrap_or_else(|e| panic!("{action:?} failed: {e}"));
+        if let Some(edge) = action.schedule_edge {
+            marks.insert(target.name.clone(), edge);
+        }
+    }
+    for mark in &first.schedule_marks {
+        marks.insert(mark.instance.clone(), mark.edge);
+    }
+    let second = plan::plan(&observe(&marks), &config, now);
+    // What the first plan deferred (max_disrupted) may come now; nothing else.
+    let deferred: Vec<&str> =
+        first.notes.iter().filter(|n| n.text.starts_with("deferred")).filter_map(|n| n.instance.as_deref()).collect();
+    let unexpected = second
+        .actions
+        .iter()
+        .filter(|a| !deferred.contains(&a.instance.display_name.as_str()))
+        .map(|a| format!("{} {}: {}", a.kind.label(), a.instance.display_name, a.reason))
+        .collect();
+    (first.actions.len(), unexpected)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_plan_applied_leaves_nothing_to_do(
+        policies in prop::collection::vec(policy_spec(), 1..4),
+        offset in 0i64..(7 * 24 * 60),
+        busy in prop::collection::vec(any::<bool>(), 6),
+    ) {
+        let (_, again) = replan_after_applying(&policies, offset, busy);
+        prop_assert!(again.is_empty(), "planned again: {:?}", again);
+    }
+}
+
+#[test]
+fn the_idempotence_check_sees_real_plans() {
+    // The default fleet under a notebooks policy at 21:00: idle notebooks and a schedule stop.
+    let notebooks = PolicySpec {
+        glob: "nb-*",
+        protect: Some("nb-keep-*"),
+        stop_after: "30m",
+        snapshot: true,
+        delete_after: true,
+        schedule: true,
+        max_disrupted: None,
+        budget: None,
+        pool: Some(2),
+    };
+    let (first, again) = replan_after_applying(&[notebooks], 21 * 60, vec![false; 6]);
+    assert!(first >= 3, "only {first} actions: the property would be vacuous");
+    assert!(again.is_empty(), "{again:?}");
+}
