@@ -1,6 +1,7 @@
 //! Integration tests: one binary, as zero-to-production does it.
 
 mod client;
+mod daylight_saving;
 mod fake_cloud_process;
 mod harness;
 mod plan_properties;
