@@ -3,7 +3,9 @@
 pub mod cloud;
 pub mod config;
 pub mod money;
+pub mod observe;
 pub mod plan;
 pub mod pricing;
 pub mod secret;
+pub mod signals;
 pub mod sim;

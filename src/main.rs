@@ -9,7 +9,10 @@ use chrono::{DateTime, FixedOffset, Utc};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use mdc_autoscaler::cloud::matrixdc::MatrixDcClient;
 use mdc_autoscaler::config::load::load_file;
+use mdc_autoscaler::config::policy::{Config, TokenSource};
+use mdc_autoscaler::observe::{SignalSettings, observe, read_signals};
 use mdc_autoscaler::secret::Secret;
 use mdc_autoscaler::sim::clock::Clock;
 use mdc_autoscaler::sim::faults::Faults;
@@ -33,9 +36,26 @@ enum Command {
     Validate {
         #[arg(long)]
         config: PathBuf,
+        /// Also check against the cloud: price caps against the SKUs on sale,
+        /// and instances that more than one policy selects.
+        #[arg(long)]
+        online: bool,
+    },
+    /// Observe the cloud once and print what would be done, and why; do nothing.
+    Plan {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Serve a simulated MatrixDC platform over the vendor's HTTP API.
     FakeCloud(Box<FakeCloudArgs>),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
 }
 
 #[derive(Args)]
@@ -100,7 +120,8 @@ struct FakeCloudArgs {
 async fn main() -> anyhow::Result<()> {
     init_logging();
     match Cli::parse().command {
-        Command::Validate { config } => validate(&config),
+        Command::Validate { config, online } => validate(&config, online).await,
+        Command::Plan { config, output } => plan(&config, output).await,
         Command::FakeCloud(args) => fake_cloud(*args).await,
     }
 }
@@ -117,19 +138,73 @@ fn init_logging() {
 }
 
 /// Exit 1 on any error, 0 with warnings only.
-fn validate(path: &std::path::Path) -> anyhow::Result<()> {
+async fn validate(path: &std::path::Path, online: bool) -> anyhow::Result<()> {
     let (config, report) = load_file(path);
     print!("{report}");
-    match config {
-        Some(config) => {
-            println!("{}: {} policies, {} warnings", path.display(), config.policies.len(), report.warnings());
-            Ok(())
+    let Some(config) = config else {
+        println!("{}: {} errors, {} warnings", path.display(), report.errors(), report.warnings());
+        std::process::exit(1);
+    };
+    let (mut errors, mut warnings) = (0, report.warnings());
+    if online {
+        let client = client(&config)?;
+        let observed = observe(&client, &config).await.map_err(|e| anyhow::anyhow!("cannot check online: {e}"))?;
+        let instances: Vec<_> = observed.instances.into_iter().map(|o| o.instance).collect();
+        let findings = mdc_autoscaler::config::online::check(&config, &observed.skus, &instances, Utc::now());
+        for e in &findings.errors {
+            println!("{}: error: {e}", path.display());
         }
-        None => {
-            println!("{}: {} errors, {} warnings", path.display(), report.errors(), report.warnings());
-            std::process::exit(1);
+        for w in &findings.warnings {
+            println!("{}: warning: {w}", path.display());
+        }
+        (errors, warnings) = (findings.errors.len(), warnings + findings.warnings.len());
+    }
+    if errors > 0 {
+        println!("{}: {errors} errors, {warnings} warnings", path.display());
+        std::process::exit(1);
+    }
+    println!("{}: {} policies, {warnings} warnings", path.display(), config.policies.len());
+    Ok(())
+}
+
+/// The MatrixDC client the settings describe, with the token from its source.
+fn client(config: &Config) -> anyhow::Result<MatrixDcClient> {
+    let source = config.settings.token.clone().unwrap_or(TokenSource::Env("MDC_TOKEN".into()));
+    let token = source.read().map_err(|why| anyhow::anyhow!("cannot read the API token: {why}"))?;
+    Ok(MatrixDcClient::new(config.settings.api.clone(), token)?)
+}
+
+/// Loads a valid policy file or exits with its report.
+fn load_config(path: &std::path::Path) -> Config {
+    let (config, report) = load_file(path);
+    eprint!("{report}");
+    config.unwrap_or_else(|| {
+        eprintln!("{}: {} errors; see `mdc-autoscaler validate`", path.display(), report.errors());
+        std::process::exit(1)
+    })
+}
+
+async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
+    let config = load_config(path);
+    let client = client(&config)?;
+    let mut observed =
+        observe(&client, &config).await.map_err(|e| anyhow::anyhow!("cannot observe the cloud, so no plan: {e}"))?;
+    read_signals(&mut observed.instances, &config, &SignalSettings::default()).await;
+    // Until the ledger exists, spend so far counts from zero.
+    observed.spend = Some(Default::default());
+    let now = Utc::now();
+    let plan = mdc_autoscaler::plan::plan(&observed, &config, now);
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        Output::Table => {
+            let tz = config.settings.budget.as_ref().map_or(chrono_tz::Asia::Shanghai, |b| b.timezone);
+            print!("{}", mdc_autoscaler::plan::report::table(&plan, tz));
+            println!(
+                "\n(No spend ledger yet: budgets count spend from zero. Heartbeat and Prometheus signals are read by the daemon.)"
+            );
         }
     }
+    Ok(())
 }
 
 async fn fake_cloud(args: FakeCloudArgs) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod load;
+pub mod online;
 pub mod policy;
 pub mod raw;
 pub mod yaml;

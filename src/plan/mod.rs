@@ -6,6 +6,7 @@ mod instance;
 mod limits;
 pub mod observed;
 mod pool;
+pub mod report;
 mod types;
 
 use std::collections::HashMap;

@@ -16,7 +16,7 @@ use mdc_autoscaler::sim::local::SimCloud;
 
 use crate::harness::{CLUSTER, REGION, TestCloud, start_time};
 
-struct Running(Child);
+pub struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -26,7 +26,7 @@ impl Drop for Running {
 }
 
 /// Starts the binary and reads its log until it says where it listens.
-fn spawn(args: &[&str], env: &[(&str, &str)]) -> (Running, String) {
+pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> (Running, String) {
     let mut child = Running(
         Command::new(env!("CARGO_BIN_EXE_mdc-autoscaler"))
             .arg("fake-cloud")

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, as zero-to-production does it.
 
+mod cli;
 mod client;
 mod daylight_saving;
 mod fake_cloud_process;

@@ -1,0 +1,77 @@
+//! A plan as people read it: one line per action with its money and reason,
+//! then the notable non-actions.
+
+use std::fmt::Write;
+
+use chrono_tz::Tz;
+
+use super::observed::yuan;
+use super::{ActionKind, Plan};
+
+pub fn table(plan: &Plan, tz: Tz) -> String {
+    let mut out = String::new();
+    let local = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string();
+    let _ = writeln!(out, "Plan at {}", local(plan.at));
+    if plan.actions.is_empty() {
+        let _ = writeln!(out, "\nNothing to do.");
+    } else {
+        let rows: Vec<[String; 5]> = plan
+            .actions
+            .iter()
+            .map(|a| {
+                let what = match &a.kind {
+                    ActionKind::Create { request, .. } => format!("create on SKU {}", request.sku_id),
+                    ActionKind::PowerOff(off) if off.snapshot.is_some() => "power_off + snapshot".to_owned(),
+                    kind => kind.label().to_owned(),
+                };
+                let saving = if a.saving_per_hour.micros() < 0 {
+                    format!("costs {}", yuan(super::Money::ZERO - a.saving_per_hour))
+                } else {
+                    format!("saves {}", yuan(a.saving_per_hour))
+                };
+                [what, a.instance.display_name.clone(), a.policy.clone(), format!("{saving}/h"), a.reason.clone()]
+            })
+            .collect();
+        let headers = ["ACTION", "INSTANCE", "POLICY", "MONEY", "WHY"];
+        let widths: Vec<usize> = (0..4)
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).chain([headers[c].len()]).max().unwrap_or(0))
+            .collect();
+        let _ = writeln!(out);
+        let line = |cells: [&str; 5]| {
+            let mut text = String::new();
+            for (c, cell) in cells.iter().enumerate().take(4) {
+                let _ = write!(text, "{cell:<width$}  ", width = widths[c]);
+            }
+            text + cells[4]
+        };
+        let _ = writeln!(out, "{}", line(headers));
+        for r in &rows {
+            let _ = writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+        }
+        let saved: super::Money = plan.actions.iter().map(|a| a.saving_per_hour).sum();
+        let _ = writeln!(out, "\nNet effect: {} per hour.", signed(saved));
+    }
+    if !plan.notes.is_empty() {
+        let _ = writeln!(out, "\nNot done, and why:");
+        for n in &plan.notes {
+            let who = match (&n.instance, &n.policy) {
+                (Some(i), Some(p)) => format!("{i} ({p})"),
+                (None, Some(p)) => p.clone(),
+                (Some(i), None) => i.clone(),
+                (None, None) => "all policies".into(),
+            };
+            let _ = writeln!(out, "  {who}: {}", n.text);
+        }
+    }
+    if !plan.schedule_marks.is_empty() {
+        let _ = writeln!(out, "\n{} schedule edges already in force, to be recorded.", plan.schedule_marks.len());
+    }
+    if let Some(next) = plan.next_check {
+        let _ = writeln!(out, "\nNext decision due by {}.", local(next));
+    }
+    out
+}
+
+fn signed(m: super::Money) -> String {
+    if m.micros() < 0 { format!("costs {}", yuan(super::Money::ZERO - m)) } else { format!("saves {}", yuan(m)) }
+}

@@ -1,0 +1,66 @@
+//! The Jupyter signal: jupyter_server's `/api/status` and `/api/kernels`,
+//! with the token from the instance record. A busy kernel is work even with
+//! nobody connected; polling these endpoints does not count as activity.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::cloud::JupyterEndpoint;
+use crate::plan::Reading;
+
+/// What one look at a Jupyter server tells.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JupyterLook {
+    pub reading: Reading,
+    /// When the server started: the instance has been running since then.
+    pub started: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct Status {
+    last_activity: DateTime<Utc>,
+    started: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct Kernel {
+    execution_state: String,
+}
+
+/// Reads one Jupyter server. Never fails: what cannot be read is `Unreadable`.
+pub async fn look(http: &reqwest::Client, endpoint: &JupyterEndpoint, timeout: Duration) -> JupyterLook {
+    match read(http, endpoint, timeout).await {
+        Ok(look) => look,
+        Err(why) => JupyterLook { reading: Reading::Unreadable(why), started: None },
+    }
+}
+
+async fn read(http: &reqwest::Client, endpoint: &JupyterEndpoint, timeout: Duration) -> Result<JupyterLook, String> {
+    let get = |path: &str| {
+        http.get(format!("{}/api/{path}", endpoint.base_url))
+            .header(reqwest::header::AUTHORIZATION, format!("token {}", endpoint.token.expose()))
+            .timeout(timeout)
+            .send()
+    };
+    let (status, kernels) = tokio::join!(get("status"), get("kernels"));
+    let status: Status = answer(status).await?;
+    let kernels: Vec<Kernel> = answer(kernels).await?;
+    let reading = if kernels.iter().any(|k| k.execution_state == "busy") {
+        Reading::Active
+    } else {
+        Reading::IdleSince(status.last_activity)
+    };
+    Ok(JupyterLook { reading, started: status.started })
+}
+
+async fn answer<T: serde::de::DeserializeOwned>(response: reqwest::Result<reqwest::Response>) -> Result<T, String> {
+    let response =
+        response.map_err(|e| if e.is_timeout() { "timed out".to_owned() } else { "unreachable".to_owned() })?;
+    match response.status().as_u16() {
+        200 => response.json().await.map_err(|_| "malformed answer".to_owned()),
+        403 => Err("token refused".into()),
+        status => Err(format!("HTTP {status}")),
+    }
+}

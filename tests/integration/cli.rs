@@ -1,0 +1,152 @@
+//! `validate` and `plan` as users run them: processes, exit codes, output.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::fake_cloud_process::spawn;
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mdc-autoscaler"));
+    command.env("NO_COLOR", "1");
+    command
+}
+
+fn write(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mdc-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policy.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn validate_exits_0_on_the_example_and_1_on_errors() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.yaml");
+    let out = binary().args(["validate", "--config", example]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 policies"));
+
+    let broken = write("broken", "policies:\n  - name: x\n    select: {}\n    idle: { stop_afer: 1h }\n");
+    let out = binary().args(["validate", "--config"]).arg(&broken).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(":4:13: error: unknown key `stop_afer` (did you mean `stop_after`?)"), "{stdout}");
+
+    let warned = write("warned", "policies:\n  - name: a\n    select: {}\n  - name: b\n    select: {}\n");
+    let out = binary().args(["validate", "--config"]).arg(&warned).output().unwrap();
+    assert!(out.status.success(), "warnings alone exit 0");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("warning: policies `a` and `b` may select the same instances")
+    );
+}
+
+#[test]
+fn plan_shows_what_would_happen_and_does_nothing() {
+    let (_server, api) = spawn(&["--manual-clock"], &[]);
+    let policy = write(
+        "plan",
+        &format!(
+            r#"settings:
+  api: {{ base_url: "{api}", namespace: demo }}
+  token: {{ env: TEST_MDC_TOKEN }}
+policies:
+  - name: notebooks
+    select: {{ cluster: host-cluster, display_name: "nb-*" }}
+    protect: {{ display_name: "nb-keep-*" }}
+    idle: {{ signals: [jupyter], stop_after: 30m, snapshot: {{ image: "{{display_name}}", tag: "{{date}}" }} }}
+  - name: dev
+    select: {{ display_name: "dev-*" }}
+    idle: {{ stop_after: 1h }}
+  - name: training
+    pool: {{ cluster: [host-cluster, bj2-cluster], image: img, desired: 2, gpu: {{ products: [H20, "4090"] }} }}
+"#
+        ),
+    );
+    let run = |output: &str| {
+        binary()
+            .args(["plan", "--output", output, "--config"])
+            .arg(&policy)
+            .env("TEST_MDC_TOKEN", "demo-token")
+            .output()
+            .unwrap()
+    };
+    let out = run("json");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions: Vec<(String, String)> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["kind"].as_str().unwrap().to_owned(), a["instance"]["display_name"].as_str().unwrap().to_owned()))
+        .collect();
+    // nb-bob has been idle for two hours; nb-alice is busy; nb-keep-carol is protected;
+    // dev-monthly-erin is prepaid; the pool wants two and has none.
+    assert!(actions.contains(&("power_off".into(), "nb-bob".into())), "{actions:?}");
+    assert!(actions.contains(&("create".into(), "training-0".into())), "{actions:?}");
+    assert!(actions.contains(&("create".into(), "training-1".into())), "{actions:?}");
+    assert_eq!(actions.len(), 3, "{actions:?}");
+    let bob = plan["actions"].as_array().unwrap().iter().find(|a| a["instance"]["display_name"] == "nb-bob").unwrap();
+    assert_eq!(bob["snapshot"]["image"], "nb-bob");
+    assert!(bob["saving_per_hour_micros"].as_i64().unwrap() > 0);
+    let notes = plan["notes"].to_string();
+    assert!(notes.contains("protected by `nb-keep-*`") && notes.contains("prepaid monthly term"), "{notes}");
+
+    let table = run("table");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("power_off + snapshot") && text.contains("nb-bob") && text.contains("Not done, and why:"),
+        "{text}"
+    );
+
+    // Nothing was done: every instance is as it was.
+    let again = run("json");
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["actions"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn plan_without_a_token_says_where_it_looked() {
+    let policy = write("token", "settings:\n  token: { env: NO_SUCH_TOKEN_VARIABLE }\npolicies: []\n");
+    let out = binary().args(["plan", "--config"]).arg(&policy).env_remove("NO_SUCH_TOKEN_VARIABLE").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("environment variable NO_SUCH_TOKEN_VARIABLE is not set"));
+}
+
+#[test]
+fn validate_online_checks_price_caps_and_overlaps() {
+    let (_server, api) = spawn(&["--manual-clock"], &[]);
+    let policy = write(
+        "online",
+        &format!(
+            r#"settings:
+  api: {{ base_url: "{api}", namespace: demo }}
+  token: {{ env: TEST_MDC_TOKEN }}
+policies:
+  - name: notebooks
+    select: {{ display_name: "nb-*" }}
+  - name: keepers
+    select: {{ display_name: "nb-keep-*" }}
+  - name: cheap
+    pool: {{ cluster: host-cluster, image: img, desired: 1, gpu: {{ products: [H20] }}, max_price_per_hour: 2 }}
+"#
+        ),
+    );
+    let out = binary()
+        .args(["validate", "--online", "--config"])
+        .arg(&policy)
+        .env("TEST_MDC_TOKEN", "demo-token")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // The H20 costs 10.00/h, 4.80/h at night: a cap of 2.00 can never be met.
+    assert!(
+        stdout.contains(
+            "error: policy `cheap`: max_price_per_hour ¥2.00 is below every fitting SKU (the cheapest is ¥4.80/h"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("instance nb-keep-carol (instance-"), "{stdout}");
+    assert!(stdout.contains("is selected by `notebooks` and `keepers`; it belongs to `notebooks`"), "{stdout}");
+}
