@@ -2,6 +2,7 @@
 
 pub mod cloud;
 pub mod config;
+pub mod ledger;
 pub mod money;
 pub mod observe;
 pub mod plan;

@@ -19,6 +19,13 @@ pub struct Config {
     pub policies: Vec<Policy>,
 }
 
+impl Config {
+    /// The policy an instance belongs to: its pool's, else the first that selects it.
+    pub fn owner(&self, instance: &Instance) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.pools(instance)).or_else(|| self.policies.iter().find(|p| p.selects(instance)))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub api: ClientSettings,

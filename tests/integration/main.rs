@@ -5,6 +5,8 @@ mod client;
 mod daylight_saving;
 mod fake_cloud_process;
 mod harness;
+mod ledger_contract;
+mod ledger_exactness;
 mod plan_properties;
 mod scenarios;
 mod sim_properties;

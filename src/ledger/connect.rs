@@ -1,0 +1,102 @@
+//! Opening the ledger: PostgreSQL for `postgres://` URLs, SQLite otherwise.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::records::{
+    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, Transition,
+};
+use super::store::{LedgerError, PgStore, SqliteStore, Store};
+use crate::secret::Secret;
+
+/// Either backend, chosen by the URL.
+pub enum AnyStore {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+impl AnyStore {
+    pub fn backend(&self) -> &'static str {
+        match self {
+            AnyStore::Postgres(_) => "postgres",
+            AnyStore::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// Opens a pool without waiting for the server: the daemon must run (and
+/// stop idle instances) even while the database is away.
+pub fn connect(url: &Secret) -> Result<AnyStore, LedgerError> {
+    let text = url.expose();
+    // Errors name the backend, never the URL (it may hold a password).
+    let bad = |e: sqlx::Error| LedgerError::Query(format!("bad database URL: {}", kind(&e)));
+    if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        let options = sqlx::postgres::PgConnectOptions::from_str(text).map_err(bad)?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        Ok(AnyStore::Postgres(PgStore { pool }))
+    } else {
+        let path = text.strip_prefix("sqlite://").unwrap_or(text.strip_prefix("sqlite:").unwrap_or(text));
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .map_err(bad)?
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options);
+        Ok(AnyStore::Sqlite(SqliteStore { pool }))
+    }
+}
+
+fn kind(e: &sqlx::Error) -> &'static str {
+    match e {
+        sqlx::Error::Configuration(_) => "it does not parse",
+        _ => "it cannot be used",
+    }
+}
+
+macro_rules! delegate {
+    ($( fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+        impl Store for AnyStore {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> Result<$ret, LedgerError> {
+                    match self {
+                        AnyStore::Postgres(s) => s.$name($($arg),*).await,
+                        AnyStore::Sqlite(s) => s.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    fn migrate(&self) -> ();
+    fn latest_prices(&self) -> Vec<PriceSample>;
+    fn insert_prices(&self, samples: &[PriceSample]) -> ();
+    fn instances(&self) -> Vec<InstanceRecord>;
+    fn write_instances(&self, changed: &[InstanceRecord], transitions: &[Transition]) -> ();
+    fn stopped_since(&self) -> std::collections::BTreeMap<String, DateTime<Utc>>;
+    fn open_segments(&self) -> Vec<Segment>;
+    fn write_segments(&self, close: &[SegmentClose], open: &[NewSegment]) -> ();
+    fn segments_overlapping(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Segment>;
+    fn last_observation(&self) -> Option<DateTime<Utc>>;
+    fn set_last_observation(&self, at: DateTime<Utc>) -> ();
+    fn insert_intent(&self, action: &ActionRecord) -> i64;
+    fn record_outcome(&self, id: i64, outcome: Outcome, error: Option<&str>, instance: Option<&str>, at: DateTime<Utc>) -> ();
+    fn unfinished_actions(&self) -> Vec<ActionRecord>;
+    fn actions_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<ActionRecord>;
+    fn schedule_marks(&self) -> std::collections::BTreeMap<String, DateTime<Utc>>;
+    fn set_schedule_marks(&self, marks: &[(String, DateTime<Utc>)]) -> ();
+    fn heartbeats(&self) -> std::collections::BTreeMap<String, DateTime<Utc>>;
+    fn record_heartbeat(&self, instance: &str, at: DateTime<Utc>) -> ();
+    fn snoozes(&self) -> std::collections::BTreeMap<String, DateTime<Utc>>;
+    fn set_snooze(&self, instance: &str, until: DateTime<Utc>) -> ();
+    fn prune(&self, prices_before: DateTime<Utc>, segments_before: DateTime<Utc>) -> u64;
+}

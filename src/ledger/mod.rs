@@ -1,0 +1,13 @@
+//! The spend ledger: what ran, at what price, what was done and why, in
+//! PostgreSQL (production) or SQLite (the default).
+
+pub mod accounting;
+pub mod connect;
+pub mod records;
+pub mod service;
+pub mod store;
+
+pub use connect::{AnyStore, connect};
+pub use records::*;
+pub use service::{Ledger, Recorded};
+pub use store::{LedgerError, PgStore, SqliteStore, Store};

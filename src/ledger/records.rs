@@ -1,0 +1,164 @@
+//! What the ledger keeps, row by row. No field ever holds a secret.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::cloud::Sku;
+use crate::money::{Money, Ratio};
+use crate::pricing;
+
+/// A SKU's prices and free GPUs at one moment.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PriceSample {
+    pub sku_id: String,
+    pub region_id: String,
+    pub sku_name: String,
+    pub gpu_product: String,
+    pub observed_at: DateTime<Utc>,
+    pub price_per_hour: Money,
+    pub discount: Option<(Ratio, DateTime<Utc>, DateTime<Utc>)>,
+    pub effective_price_per_hour: Money,
+    pub free_gpus: u32,
+}
+
+impl PriceSample {
+    pub fn of(sku: &Sku, at: DateTime<Utc>) -> Self {
+        PriceSample {
+            sku_id: sku.id.clone(),
+            region_id: sku.region_id.clone(),
+            sku_name: sku.name.clone(),
+            gpu_product: sku.gpu_product.clone(),
+            observed_at: at,
+            price_per_hour: sku.price_per_hour,
+            discount: pricing::window(sku).map(|w| (w.ratio, w.start, w.end)),
+            effective_price_per_hour: pricing::effective_price(sku, at),
+            free_gpus: sku.free_gpus,
+        }
+    }
+
+    /// Whether anything worth a new sample changed: price, discount window,
+    /// free GPUs, or the price in force (a window opening or closing).
+    pub fn differs(&self, other: &PriceSample) -> bool {
+        (self.price_per_hour, &self.discount, self.free_gpus, self.effective_price_per_hour)
+            != (other.price_per_hour, &other.discount, other.free_gpus, other.effective_price_per_hour)
+    }
+}
+
+/// An instance as last seen: names, where, how paid, and its status.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InstanceRecord {
+    pub name: String,
+    pub display_name: String,
+    pub cluster: String,
+    pub policy: Option<String>,
+    pub sku_id: String,
+    pub billing_type: String,
+    pub gpu_product: String,
+    pub status: String,
+    pub first_seen: DateTime<Utc>,
+    pub changed_at: DateTime<Utc>,
+    pub gone_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Transition {
+    pub instance: String,
+    pub at: DateTime<Utc>,
+    pub from: Option<String>,
+    pub to: String,
+}
+
+/// Billed running time at one price. Open while `ended_at` is `None`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Segment {
+    pub id: i64,
+    pub instance: String,
+    pub display_name: String,
+    pub policy: Option<String>,
+    pub sku_id: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub price_per_hour: Money,
+}
+
+impl Segment {
+    /// What the segment cost within `[from, to)`, an open one counted to `to`.
+    pub fn cost_within(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Money {
+        let start = self.started_at.max(from);
+        let end = self.ended_at.unwrap_or(to).min(to);
+        if end <= start {
+            return Money::ZERO;
+        }
+        self.price_per_hour.hourly_for_millis((end - start).num_milliseconds())
+    }
+}
+
+/// The end of an open segment, named by its instance and start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentClose {
+    pub instance: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub amount: Money,
+}
+
+/// A new segment, before it has an id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewSegment {
+    pub instance: String,
+    pub display_name: String,
+    pub policy: Option<String>,
+    pub sku_id: String,
+    pub started_at: DateTime<Utc>,
+    pub price_per_hour: Money,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The call succeeded (and, for a power_off or power_on, the instance got there).
+    Done,
+    /// The call failed; nothing happened.
+    Failed,
+    /// The call may or may not have taken effect (a lost answer).
+    Unknown,
+    /// Not sent: dry run, or settled otherwise after a restart.
+    Skipped,
+}
+
+impl Outcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Failed => "failed",
+            Outcome::Unknown => "unknown",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Outcome> {
+        [Outcome::Done, Outcome::Failed, Outcome::Unknown, Outcome::Skipped].into_iter().find(|o| o.label() == text)
+    }
+}
+
+/// An action from intent to outcome.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ActionRecord {
+    pub id: i64,
+    pub planned_at: DateTime<Utc>,
+    pub policy: String,
+    pub kind: String,
+    /// The platform name; empty for a create until its answer names it.
+    pub instance: String,
+    pub display_name: String,
+    pub cluster: String,
+    pub cause: String,
+    pub reason: String,
+    pub saving_per_hour: Money,
+    pub dry_run: bool,
+    pub snapshot: Option<(String, String)>,
+    pub schedule_edge: Option<DateTime<Utc>>,
+    pub outcome: Option<Outcome>,
+    pub error: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,497 @@
+//! The ledger's storage: one trait, implemented for PostgreSQL and SQLite by
+//! the same SQL (written with `$1, $2, …` in order, which both accept).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::records::{
+    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, Transition,
+};
+use crate::money::{Money, Ratio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The database could not be reached: the daemon carries on and catches up.
+    #[error("ledger unreachable: {0}")]
+    Unavailable(String),
+    #[error("ledger query failed: {0}")]
+    Query(String),
+    #[error("ledger migration failed: {0}")]
+    Migration(String),
+}
+
+impl LedgerError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, LedgerError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for LedgerError {
+    fn from(e: sqlx::Error) -> Self {
+        // PostgreSQL's codes for "cannot serve you now": connection exceptions (08),
+        // shutdowns (57P01..57P03), too many connections, a database closed to connections.
+        let refused =
+            |code: &str| code.starts_with("08") || ["57P01", "57P02", "57P03", "53300", "55000"].contains(&code);
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                LedgerError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| refused(&c)) => {
+                LedgerError::Unavailable(e.to_string())
+            }
+            other => LedgerError::Query(other.to_string()),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, LedgerError>;
+
+/// Every read and write the ledger makes.
+pub trait Store: Send + Sync {
+    fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
+    /// The newest sample of each SKU.
+    fn latest_prices(&self) -> impl Future<Output = Result<Vec<PriceSample>>> + Send;
+    fn insert_prices(&self, samples: &[PriceSample]) -> impl Future<Output = Result<()>> + Send;
+    /// Instances not gone.
+    fn instances(&self) -> impl Future<Output = Result<Vec<InstanceRecord>>> + Send;
+    fn write_instances(
+        &self,
+        changed: &[InstanceRecord],
+        transitions: &[Transition],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// When each instance last became stopped, for those stopped now.
+    fn stopped_since(&self) -> impl Future<Output = Result<BTreeMap<String, DateTime<Utc>>>> + Send;
+    fn open_segments(&self) -> impl Future<Output = Result<Vec<Segment>>> + Send;
+    /// Closes segments and opens new ones, in one transaction.
+    fn write_segments(&self, close: &[SegmentClose], open: &[NewSegment]) -> impl Future<Output = Result<()>> + Send;
+    fn segments_overlapping(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Segment>>> + Send;
+    fn last_observation(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
+    fn set_last_observation(&self, at: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+    /// Records an intent; returns its id.
+    fn insert_intent(&self, action: &ActionRecord) -> impl Future<Output = Result<i64>> + Send;
+    /// Records an outcome; `instance` names a created instance once known.
+    fn record_outcome(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        error: Option<&str>,
+        instance: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn unfinished_actions(&self) -> impl Future<Output = Result<Vec<ActionRecord>>> + Send;
+    fn actions_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<ActionRecord>>> + Send;
+    fn schedule_marks(&self) -> impl Future<Output = Result<BTreeMap<String, DateTime<Utc>>>> + Send;
+    fn set_schedule_marks(&self, marks: &[(String, DateTime<Utc>)]) -> impl Future<Output = Result<()>> + Send;
+    fn heartbeats(&self) -> impl Future<Output = Result<BTreeMap<String, DateTime<Utc>>>> + Send;
+    fn record_heartbeat(&self, instance: &str, at: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+    fn snoozes(&self) -> impl Future<Output = Result<BTreeMap<String, DateTime<Utc>>>> + Send;
+    fn set_snooze(&self, instance: &str, until: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+    /// Removes price samples and closed segments older than the limits; returns rows removed.
+    fn prune(
+        &self,
+        prices_before: DateTime<Utc>,
+        segments_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64>> + Send;
+}
+
+pub struct PgStore {
+    pub pool: sqlx::PgPool,
+}
+
+pub struct SqliteStore {
+    pub pool: sqlx::SqlitePool,
+}
+
+static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+fn money(micros: i64) -> Money {
+    Money::from_micros(micros)
+}
+
+macro_rules! sql_store {
+    ($store:ident, $row:ty, $migrations:expr) => {
+        impl $store {
+            fn price(row: &$row) -> Result<PriceSample> {
+                let ratio: Option<i64> = row.try_get("discount_ratio_ppm")?;
+                let start: Option<DateTime<Utc>> = row.try_get("discount_start")?;
+                let end: Option<DateTime<Utc>> = row.try_get("discount_end")?;
+                Ok(PriceSample {
+                    sku_id: row.try_get("sku_id")?,
+                    region_id: row.try_get("region_id")?,
+                    sku_name: row.try_get("sku_name")?,
+                    gpu_product: row.try_get("gpu_product")?,
+                    observed_at: row.try_get("observed_at")?,
+                    price_per_hour: money(row.try_get("price_per_hour_micros")?),
+                    discount: match (ratio, start, end) {
+                        (Some(r), Some(s), Some(e)) => Ratio::from_f64(r as f64 / 1e6).map(|r| (r, s, e)),
+                        _ => None,
+                    },
+                    effective_price_per_hour: money(row.try_get("effective_price_per_hour_micros")?),
+                    free_gpus: row.try_get::<i64, _>("free_gpus")?.max(0) as u32,
+                })
+            }
+
+            fn segment(row: &$row) -> Result<Segment> {
+                Ok(Segment {
+                    id: row.try_get("id")?,
+                    instance: row.try_get("instance")?,
+                    display_name: row.try_get("display_name")?,
+                    policy: row.try_get("policy")?,
+                    sku_id: row.try_get("sku_id")?,
+                    started_at: row.try_get("started_at")?,
+                    ended_at: row.try_get("ended_at")?,
+                    price_per_hour: money(row.try_get("price_per_hour_micros")?),
+                })
+            }
+
+            fn action(row: &$row) -> Result<ActionRecord> {
+                let image: Option<String> = row.try_get("snapshot_image")?;
+                let tag: Option<String> = row.try_get("snapshot_tag")?;
+                let outcome: Option<String> = row.try_get("outcome")?;
+                Ok(ActionRecord {
+                    id: row.try_get("id")?,
+                    planned_at: row.try_get("planned_at")?,
+                    policy: row.try_get("policy")?,
+                    kind: row.try_get("kind")?,
+                    instance: row.try_get("instance")?,
+                    display_name: row.try_get("display_name")?,
+                    cluster: row.try_get("cluster")?,
+                    cause: row.try_get("cause")?,
+                    reason: row.try_get("reason")?,
+                    saving_per_hour: money(row.try_get("saving_per_hour_micros")?),
+                    dry_run: row.try_get("dry_run")?,
+                    snapshot: image.zip(tag),
+                    schedule_edge: row.try_get("schedule_edge")?,
+                    outcome: outcome.as_deref().and_then(Outcome::parse),
+                    error: row.try_get("error")?,
+                    finished_at: row.try_get("finished_at")?,
+                })
+            }
+
+            async fn times(&self, sql: &'static str) -> Result<BTreeMap<String, DateTime<Utc>>> {
+                let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
+                rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+            }
+        }
+
+        impl Store for $store {
+            async fn migrate(&self) -> Result<()> {
+                $migrations.run(&self.pool).await.map_err(|e| LedgerError::Migration(e.to_string()))
+            }
+
+            async fn latest_prices(&self) -> Result<Vec<PriceSample>> {
+                let rows = sqlx::query(
+                    "SELECT p.* FROM price_samples p
+                     JOIN (SELECT sku_id, MAX(id) AS id FROM price_samples GROUP BY sku_id) l ON p.id = l.id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::price).collect()
+            }
+
+            async fn insert_prices(&self, samples: &[PriceSample]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for s in samples {
+                    sqlx::query(
+                        "INSERT INTO price_samples (sku_id, region_id, sku_name, gpu_product, observed_at,
+                            price_per_hour_micros, discount_ratio_ppm, discount_start, discount_end,
+                            effective_price_per_hour_micros, free_gpus)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    )
+                    .bind(&s.sku_id)
+                    .bind(&s.region_id)
+                    .bind(&s.sku_name)
+                    .bind(&s.gpu_product)
+                    .bind(s.observed_at)
+                    .bind(s.price_per_hour.micros())
+                    .bind(s.discount.map(|(r, _, _)| (r.as_f64() * 1e6).round() as i64))
+                    .bind(s.discount.map(|(_, start, _)| start))
+                    .bind(s.discount.map(|(_, _, end)| end))
+                    .bind(s.effective_price_per_hour.micros())
+                    .bind(s.free_gpus as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn instances(&self) -> Result<Vec<InstanceRecord>> {
+                let rows = sqlx::query("SELECT * FROM instances WHERE gone_at IS NULL").fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(InstanceRecord {
+                            name: r.try_get("name")?,
+                            display_name: r.try_get("display_name")?,
+                            cluster: r.try_get("cluster")?,
+                            policy: r.try_get("policy")?,
+                            sku_id: r.try_get("sku_id")?,
+                            billing_type: r.try_get("billing_type")?,
+                            gpu_product: r.try_get("gpu_product")?,
+                            status: r.try_get("status")?,
+                            first_seen: r.try_get("first_seen")?,
+                            changed_at: r.try_get("changed_at")?,
+                            gone_at: r.try_get("gone_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn write_instances(&self, changed: &[InstanceRecord], transitions: &[Transition]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for i in changed {
+                    sqlx::query(
+                        "INSERT INTO instances (name, display_name, cluster, policy, sku_id, billing_type,
+                            gpu_product, status, first_seen, changed_at, gone_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                         ON CONFLICT (name) DO UPDATE SET display_name = excluded.display_name,
+                            cluster = excluded.cluster, policy = excluded.policy, sku_id = excluded.sku_id,
+                            billing_type = excluded.billing_type, gpu_product = excluded.gpu_product,
+                            status = excluded.status, changed_at = excluded.changed_at, gone_at = excluded.gone_at",
+                    )
+                    .bind(&i.name)
+                    .bind(&i.display_name)
+                    .bind(&i.cluster)
+                    .bind(&i.policy)
+                    .bind(&i.sku_id)
+                    .bind(&i.billing_type)
+                    .bind(&i.gpu_product)
+                    .bind(&i.status)
+                    .bind(i.first_seen)
+                    .bind(i.changed_at)
+                    .bind(i.gone_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for t in transitions {
+                    sqlx::query("INSERT INTO transitions (instance, at, from_status, to_status) VALUES ($1, $2, $3, $4)")
+                        .bind(&t.instance)
+                        .bind(t.at)
+                        .bind(&t.from)
+                        .bind(&t.to)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn stopped_since(&self) -> Result<BTreeMap<String, DateTime<Utc>>> {
+                self.times(
+                    "SELECT i.name, MAX(t.at) FROM instances i JOIN transitions t ON t.instance = i.name
+                     WHERE i.status = 'stopped' AND i.gone_at IS NULL AND t.to_status = 'stopped'
+                     GROUP BY i.name",
+                )
+                .await
+            }
+
+            async fn open_segments(&self) -> Result<Vec<Segment>> {
+                let rows = sqlx::query("SELECT * FROM usage_segments WHERE ended_at IS NULL").fetch_all(&self.pool).await?;
+                rows.iter().map(Self::segment).collect()
+            }
+
+            async fn write_segments(&self, close: &[SegmentClose], open: &[NewSegment]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for c in close {
+                    sqlx::query(
+                        "UPDATE usage_segments SET ended_at = $1, amount_micros = $2
+                         WHERE instance = $3 AND started_at = $4 AND ended_at IS NULL",
+                    )
+                    .bind(c.ended_at)
+                    .bind(c.amount.micros())
+                    .bind(&c.instance)
+                    .bind(c.started_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for s in open {
+                    sqlx::query(
+                        "INSERT INTO usage_segments (instance, display_name, policy, sku_id, started_at, price_per_hour_micros)
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&s.instance)
+                    .bind(&s.display_name)
+                    .bind(&s.policy)
+                    .bind(&s.sku_id)
+                    .bind(s.started_at)
+                    .bind(s.price_per_hour.micros())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn segments_overlapping(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Segment>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM usage_segments WHERE started_at < $1 AND (ended_at IS NULL OR ended_at > $2)
+                     ORDER BY started_at, id",
+                )
+                .bind(to)
+                .bind(from)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::segment).collect()
+            }
+
+            async fn last_observation(&self) -> Result<Option<DateTime<Utc>>> {
+                let row = sqlx::query("SELECT last_at FROM observations WHERE id = 1").fetch_optional(&self.pool).await?;
+                Ok(row.map(|r| r.try_get(0)).transpose()?)
+            }
+
+            async fn set_last_observation(&self, at: DateTime<Utc>) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO observations (id, last_at) VALUES (1, $1)
+                     ON CONFLICT (id) DO UPDATE SET last_at = excluded.last_at",
+                )
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_intent(&self, a: &ActionRecord) -> Result<i64> {
+                let row = sqlx::query(
+                    "INSERT INTO actions (planned_at, policy, kind, instance, display_name, cluster, cause, reason,
+                        saving_per_hour_micros, dry_run, snapshot_image, snapshot_tag, schedule_edge)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                )
+                .bind(a.planned_at)
+                .bind(&a.policy)
+                .bind(&a.kind)
+                .bind(&a.instance)
+                .bind(&a.display_name)
+                .bind(&a.cluster)
+                .bind(&a.cause)
+                .bind(&a.reason)
+                .bind(a.saving_per_hour.micros())
+                .bind(a.dry_run)
+                .bind(a.snapshot.as_ref().map(|s| s.0.clone()))
+                .bind(a.snapshot.as_ref().map(|s| s.1.clone()))
+                .bind(a.schedule_edge)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.try_get(0)?)
+            }
+
+            async fn record_outcome(
+                &self,
+                id: i64,
+                outcome: Outcome,
+                error: Option<&str>,
+                instance: Option<&str>,
+                at: DateTime<Utc>,
+            ) -> Result<()> {
+                sqlx::query(
+                    "UPDATE actions SET outcome = $1, error = $2, finished_at = $3, instance = COALESCE($4, instance)
+                     WHERE id = $5",
+                )
+                .bind(outcome.label())
+                .bind(error)
+                .bind(at)
+                .bind(instance)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn unfinished_actions(&self) -> Result<Vec<ActionRecord>> {
+                let rows = sqlx::query("SELECT * FROM actions WHERE outcome IS NULL ORDER BY id").fetch_all(&self.pool).await?;
+                rows.iter().map(Self::action).collect()
+            }
+
+            async fn actions_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<ActionRecord>> {
+                let rows = sqlx::query("SELECT * FROM actions WHERE planned_at >= $1 AND planned_at < $2 ORDER BY id")
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::action).collect()
+            }
+
+            async fn schedule_marks(&self) -> Result<BTreeMap<String, DateTime<Utc>>> {
+                self.times("SELECT instance, edge FROM schedule_marks").await
+            }
+
+            async fn set_schedule_marks(&self, marks: &[(String, DateTime<Utc>)]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for (instance, edge) in marks {
+                    sqlx::query(
+                        "INSERT INTO schedule_marks (instance, edge) VALUES ($1, $2)
+                         ON CONFLICT (instance) DO UPDATE SET edge = excluded.edge",
+                    )
+                    .bind(instance)
+                    .bind(*edge)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn heartbeats(&self) -> Result<BTreeMap<String, DateTime<Utc>>> {
+                self.times("SELECT instance, at FROM heartbeats").await
+            }
+
+            async fn record_heartbeat(&self, instance: &str, at: DateTime<Utc>) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO heartbeats (instance, at) VALUES ($1, $2)
+                     ON CONFLICT (instance) DO UPDATE SET at = excluded.at",
+                )
+                .bind(instance)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn snoozes(&self) -> Result<BTreeMap<String, DateTime<Utc>>> {
+                self.times("SELECT instance, until FROM snoozes").await
+            }
+
+            async fn set_snooze(&self, instance: &str, until: DateTime<Utc>) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO snoozes (instance, until) VALUES ($1, $2)
+                     ON CONFLICT (instance) DO UPDATE SET until = excluded.until",
+                )
+                .bind(instance)
+                .bind(until)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn prune(&self, prices_before: DateTime<Utc>, segments_before: DateTime<Utc>) -> Result<u64> {
+                // The newest sample of each SKU stays: it is the price in force.
+                let prices = sqlx::query(
+                    "DELETE FROM price_samples WHERE observed_at < $1
+                     AND id NOT IN (SELECT MAX(id) FROM price_samples GROUP BY sku_id)",
+                )
+                .bind(prices_before)
+                .execute(&self.pool)
+                .await?;
+                let segments = sqlx::query("DELETE FROM usage_segments WHERE ended_at IS NOT NULL AND ended_at < $1")
+                    .bind(segments_before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(prices.rows_affected() + segments.rows_affected())
+            }
+        }
+    };
+}
+
+sql_store!(PgStore, sqlx::postgres::PgRow, PG_MIGRATIONS);
+sql_store!(SqliteStore, sqlx::sqlite::SqliteRow, SQLITE_MIGRATIONS);

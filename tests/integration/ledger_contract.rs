@@ -1,0 +1,255 @@
+//! One contract for both ledger backends, run against a real PostgreSQL
+//! (a fresh database per test) and a real SQLite file: every query and
+//! write, migrations from empty and twice, concurrent writers.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use mdc_autoscaler::ledger::{
+    ActionRecord, InstanceRecord, NewSegment, Outcome, PgStore, PriceSample, SegmentClose, SqliteStore, Store,
+    Transition,
+};
+use mdc_autoscaler::money::{Money, Ratio};
+
+/// A fresh database on the server `DATABASE_URL` names (scripts/test starts one).
+pub async fn postgres() -> PgStore {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL: run the tests through scripts/test");
+    let admin = sqlx::PgPool::connect(&url).await.expect("PostgreSQL reachable");
+    let name = format!("mdc_test_{}", uuid_like());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+    let options = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().database(&name);
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(10).connect_with(options).await.unwrap();
+    PgStore { pool }
+}
+
+/// A fresh SQLite file.
+pub async fn sqlite() -> SqliteStore {
+    let path = std::env::temp_dir().join(format!("mdc-ledger-{}.db", uuid_like()));
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .busy_timeout(std::time::Duration::from_secs(10));
+    let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(4).connect_with(options).await.unwrap();
+    SqliteStore { pool }
+}
+
+pub fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{}_{}_{}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+fn t(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap() + Duration::minutes(minutes)
+}
+
+fn sample(sku: &str, at: DateTime<Utc>, price: i64, free: u32) -> PriceSample {
+    PriceSample {
+        sku_id: sku.into(),
+        region_id: "r".into(),
+        sku_name: "H20".into(),
+        gpu_product: "H20".into(),
+        observed_at: at,
+        price_per_hour: Money::from_yuan(price),
+        discount: Some((Ratio::from_f64(0.48).unwrap(), t(60), t(120))),
+        effective_price_per_hour: Money::from_yuan(price),
+        free_gpus: free,
+    }
+}
+
+fn record(name: &str, status: &str, at: DateTime<Utc>) -> InstanceRecord {
+    InstanceRecord {
+        name: name.into(),
+        display_name: format!("nb-{name}"),
+        cluster: "host-cluster".into(),
+        policy: Some("notebooks".into()),
+        sku_id: "66".into(),
+        billing_type: "pay-as-you-go".into(),
+        gpu_product: "4090".into(),
+        status: status.into(),
+        first_seen: t(0),
+        changed_at: at,
+        gone_at: None,
+    }
+}
+
+fn intent(at: DateTime<Utc>, instance: &str) -> ActionRecord {
+    ActionRecord {
+        id: 0,
+        planned_at: at,
+        policy: "notebooks".into(),
+        kind: "power_off".into(),
+        instance: instance.into(),
+        display_name: format!("nb-{instance}"),
+        cluster: "host-cluster".into(),
+        cause: "idle".into(),
+        reason: "idle for 2h".into(),
+        saving_per_hour: Money::from_micros(2_500_000),
+        dry_run: false,
+        snapshot: Some(("nb-x".into(), "20261127".into())),
+        schedule_edge: None,
+        outcome: None,
+        error: None,
+        finished_at: None,
+    }
+}
+
+async fn contract<S: Store>(store: &S) {
+    // Migrations from empty, and again: nothing to do the second time.
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+
+    // Prices: the newest sample per SKU.
+    store.insert_prices(&[sample("2", t(0), 10, 8), sample("66", t(0), 3, 4)]).await.unwrap();
+    store.insert_prices(&[sample("2", t(5), 9, 7)]).await.unwrap();
+    let mut latest = store.latest_prices().await.unwrap();
+    latest.sort_by(|a, b| a.sku_id.cmp(&b.sku_id));
+    assert_eq!(latest.len(), 2);
+    assert_eq!((latest[0].price_per_hour, latest[0].free_gpus, latest[0].observed_at), (Money::from_yuan(9), 7, t(5)));
+    assert_eq!(latest[0].discount, Some((Ratio::from_f64(0.48).unwrap(), t(60), t(120))));
+
+    // Instances and transitions; when each stopped one stopped.
+    store
+        .write_instances(
+            &[record("a", "running", t(0)), record("b", "running", t(0))],
+            &[
+                Transition { instance: "a".into(), at: t(0), from: None, to: "running".into() },
+                Transition { instance: "b".into(), at: t(0), from: None, to: "running".into() },
+            ],
+        )
+        .await
+        .unwrap();
+    store
+        .write_instances(
+            &[record("b", "stopped", t(30))],
+            &[Transition { instance: "b".into(), at: t(30), from: Some("running".into()), to: "stopped".into() }],
+        )
+        .await
+        .unwrap();
+    let instances = store.instances().await.unwrap();
+    assert_eq!(instances.len(), 2);
+    assert_eq!(instances.iter().find(|i| i.name == "b").unwrap().status, "stopped");
+    assert_eq!(store.stopped_since().await.unwrap().get("b"), Some(&t(30)));
+    assert_eq!(store.stopped_since().await.unwrap().get("a"), None);
+    store
+        .write_instances(&[InstanceRecord { gone_at: Some(t(40)), ..record("b", "stopped", t(40)) }], &[])
+        .await
+        .unwrap();
+    assert_eq!(store.instances().await.unwrap().len(), 1, "gone instances are not current");
+
+    // Usage segments: open, close by instance and start, query by overlap.
+    let open = |instance: &str, at: DateTime<Utc>, yuan: i64| NewSegment {
+        instance: instance.into(),
+        display_name: format!("nb-{instance}"),
+        policy: Some("notebooks".into()),
+        sku_id: "66".into(),
+        started_at: at,
+        price_per_hour: Money::from_yuan(yuan),
+    };
+    store.write_segments(&[], &[open("a", t(0), 3), open("b", t(0), 2)]).await.unwrap();
+    store
+        .write_segments(
+            &[SegmentClose { instance: "b".into(), started_at: t(0), ended_at: t(30), amount: Money::from_yuan(1) }],
+            &[],
+        )
+        .await
+        .unwrap();
+    let open_now = store.open_segments().await.unwrap();
+    assert_eq!(open_now.iter().map(|s| s.instance.as_str()).collect::<Vec<_>>(), ["a"]);
+    let overlapping = store.segments_overlapping(t(20), t(90)).await.unwrap();
+    assert_eq!(overlapping.len(), 2);
+    assert_eq!(store.segments_overlapping(t(40), t(90)).await.unwrap().len(), 1, "b ended at 30");
+    let spent: Money = overlapping.iter().map(|s| s.cost_within(t(0), t(60))).sum();
+    assert_eq!(spent, Money::from_yuan(3) + Money::from_yuan(1), "a: 1h at 3, b: 30m at 2");
+
+    // The last whole observation.
+    assert_eq!(store.last_observation().await.unwrap(), None);
+    store.set_last_observation(t(1)).await.unwrap();
+    store.set_last_observation(t(2)).await.unwrap();
+    assert_eq!(store.last_observation().await.unwrap(), Some(t(2)));
+
+    // Actions from intent to outcome.
+    let first = store.insert_intent(&intent(t(10), "a")).await.unwrap();
+    let create = store
+        .insert_intent(&ActionRecord { kind: "create".into(), instance: String::new(), ..intent(t(11), "") })
+        .await
+        .unwrap();
+    assert_ne!(first, create);
+    assert_eq!(store.unfinished_actions().await.unwrap().len(), 2);
+    store.record_outcome(first, Outcome::Done, None, None, t(12)).await.unwrap();
+    store.record_outcome(create, Outcome::Unknown, Some("timed out"), Some("instance-abcd1234"), t(13)).await.unwrap();
+    assert!(store.unfinished_actions().await.unwrap().is_empty());
+    let actions = store.actions_between(t(0), t(60)).await.unwrap();
+    assert_eq!(actions.len(), 2);
+    assert_eq!(actions[0].outcome, Some(Outcome::Done));
+    assert_eq!(actions[0].snapshot, Some(("nb-x".into(), "20261127".into())));
+    assert_eq!(actions[1].instance, "instance-abcd1234");
+    assert_eq!((actions[1].outcome, actions[1].error.as_deref()), (Some(Outcome::Unknown), Some("timed out")));
+    assert_eq!(store.actions_between(t(11), t(12)).await.unwrap().len(), 1);
+
+    // Schedule marks, heartbeats, snoozes: the newest wins.
+    store.set_schedule_marks(&[("a".into(), t(0)), ("b".into(), t(0))]).await.unwrap();
+    store.set_schedule_marks(&[("a".into(), t(60))]).await.unwrap();
+    assert_eq!(store.schedule_marks().await.unwrap().get("a"), Some(&t(60)));
+    store.record_heartbeat("a", t(5)).await.unwrap();
+    store.record_heartbeat("a", t(6)).await.unwrap();
+    assert_eq!(store.heartbeats().await.unwrap().get("a"), Some(&t(6)));
+    store.set_snooze("a", t(120)).await.unwrap();
+    assert_eq!(store.snoozes().await.unwrap().get("a"), Some(&t(120)));
+
+    // Retention: old samples go except each SKU's newest; closed segments go, open ones stay.
+    let removed = store.prune(t(3), t(45)).await.unwrap();
+    assert_eq!(removed, 1 + 1, "the first H20 sample and b's closed segment");
+    assert_eq!(store.latest_prices().await.unwrap().len(), 2);
+    assert_eq!(store.open_segments().await.unwrap().len(), 1);
+}
+
+async fn concurrent_writers<S: Store + 'static>(store: S) {
+    store.migrate().await.unwrap();
+    let store = Arc::new(store);
+    let mut tasks = tokio::task::JoinSet::new();
+    for writer in 0..8 {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..25 {
+                ids.push(store.insert_intent(&intent(t(n), &format!("w{writer}"))).await.unwrap());
+                store.set_schedule_marks(&[("shared".into(), t(writer * 100 + n))]).await.unwrap();
+                store.record_heartbeat("shared", t(n)).await.unwrap();
+            }
+            ids
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        ids.extend(done.unwrap());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "every intent got its own id");
+    assert_eq!(store.unfinished_actions().await.unwrap().len(), 200);
+    assert_eq!(store.schedule_marks().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn postgres_keeps_the_contract() {
+    contract(&postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_keeps_the_contract() {
+    contract(&sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_takes_concurrent_writers() {
+    concurrent_writers(postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_takes_concurrent_writers() {
+    concurrent_writers(sqlite().await).await;
+}
