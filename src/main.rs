@@ -11,7 +11,11 @@ use tracing_subscriber::EnvFilter;
 
 use mdc_autoscaler::cloud::matrixdc::MatrixDcClient;
 use mdc_autoscaler::config::load::load_file;
-use mdc_autoscaler::config::policy::{Config, TokenSource};
+use mdc_autoscaler::config::policy::{Config, SecretSource};
+use mdc_autoscaler::ledger::facts::add_facts;
+use mdc_autoscaler::ledger::report::{self, By};
+use mdc_autoscaler::ledger::{AnyStore, Ledger, Store, connect};
+use mdc_autoscaler::money::Money;
 use mdc_autoscaler::observe::{SignalSettings, observe, read_signals};
 use mdc_autoscaler::secret::Secret;
 use mdc_autoscaler::sim::clock::Clock;
@@ -48,6 +52,23 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Spend and estimated savings from the ledger.
+    Spend {
+        #[arg(long)]
+        config: PathBuf,
+        /// How far back: 30d, 12h, ...
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        since: Duration,
+        #[arg(long, value_enum, default_value_t = By::Policy)]
+        by: By,
+        #[arg(long, value_enum, default_value_t = SpendOutput::Table)]
+        output: SpendOutput,
+    },
+    /// Apply the ledger's migrations.
+    Migrate {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Serve a simulated MatrixDC platform over the vendor's HTTP API.
     FakeCloud(Box<FakeCloudArgs>),
 }
@@ -56,6 +77,13 @@ enum Command {
 enum Output {
     Table,
     Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SpendOutput {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Args)]
@@ -122,6 +150,8 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Validate { config, online } => validate(&config, online).await,
         Command::Plan { config, output } => plan(&config, output).await,
+        Command::Spend { config, since, by, output } => spend(&config, since, by, output).await,
+        Command::Migrate { config } => migrate(&config).await,
         Command::FakeCloud(args) => fake_cloud(*args).await,
     }
 }
@@ -169,7 +199,7 @@ async fn validate(path: &std::path::Path, online: bool) -> anyhow::Result<()> {
 
 /// The MatrixDC client the settings describe, with the token from its source.
 fn client(config: &Config) -> anyhow::Result<MatrixDcClient> {
-    let source = config.settings.token.clone().unwrap_or(TokenSource::Env("MDC_TOKEN".into()));
+    let source = config.settings.token.clone().unwrap_or(SecretSource::Env("MDC_TOKEN".into()));
     let token = source.read().map_err(|why| anyhow::anyhow!("cannot read the API token: {why}"))?;
     Ok(MatrixDcClient::new(config.settings.api.clone(), token)?)
 }
@@ -190,21 +220,81 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
     let mut observed =
         observe(&client, &config).await.map_err(|e| anyhow::anyhow!("cannot observe the cloud, so no plan: {e}"))?;
     read_signals(&mut observed.instances, &config, &SignalSettings::default()).await;
-    // Until the ledger exists, spend so far counts from zero.
-    observed.spend = Some(Default::default());
     let now = Utc::now();
+    let store = ledger_store(&config)?;
+    if config.settings.ledger.migrate_on_start {
+        // As the daemon would on start; an unreachable ledger shows below.
+        let _ = store.migrate().await;
+    }
+    let mut ledger = Ledger::new(store);
+    let ledger_note = match add_facts(&mut ledger, &mut observed, &config, now).await {
+        Ok(()) => None,
+        Err(e) => Some(format!("The ledger could not be read ({e}): spend is unknown, so nothing would be created.")),
+    };
     let plan = mdc_autoscaler::plan::plan(&observed, &config, now);
+    if let (Output::Json, Some(note)) = (output, &ledger_note) {
+        eprintln!("{note}");
+    }
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
         Output::Table => {
-            let tz = config.settings.budget.as_ref().map_or(chrono_tz::Asia::Shanghai, |b| b.timezone);
+            let tz = config.settings.timezone.unwrap_or(chrono_tz::Asia::Shanghai);
             print!("{}", mdc_autoscaler::plan::report::table(&plan, tz));
-            println!(
-                "\n(No spend ledger yet: budgets count spend from zero. Heartbeat and Prometheus signals are read by the daemon.)"
-            );
+            if let Some(note) = &ledger_note {
+                println!("\n{note}");
+            }
         }
     }
     Ok(())
+}
+
+/// The ledger the settings name; errors never show the URL.
+fn ledger_store(config: &Config) -> anyhow::Result<AnyStore> {
+    let url =
+        config.settings.ledger.database_url().map_err(|why| anyhow::anyhow!("cannot read the database URL: {why}"))?;
+    Ok(connect(&url)?)
+}
+
+async fn migrate(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = load_config(path);
+    let store = ledger_store(&config)?;
+    store.migrate().await?;
+    println!("ledger migrated ({})", store.backend());
+    Ok(())
+}
+
+async fn spend(path: &std::path::Path, since: Duration, by: By, output: SpendOutput) -> anyhow::Result<()> {
+    let config = load_config(path);
+    let store = ledger_store(&config)?;
+    let now = Utc::now();
+    let tz = config.settings.timezone.unwrap_or(chrono_tz::Asia::Shanghai);
+    let from = now - chrono::Duration::from_std(since)?;
+    let rows = report::spend(&store, from, now, by, tz).await?;
+    let yuan = |m: Money| format!("{:.2}", m.as_yuan_f64());
+    match output {
+        SpendOutput::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        SpendOutput::Csv => {
+            println!("key,spend_yuan,running_hours,saved_yuan");
+            for r in &rows {
+                println!("{},{},{:.2},{}", csv(&r.key), yuan(r.spend), r.running_hours, yuan(r.saved));
+            }
+        }
+        SpendOutput::Table => {
+            let width = rows.iter().map(|r| r.key.chars().count()).max().unwrap_or(0).max(8);
+            println!("{:<width$}  {:>12}  {:>9}  {:>12}", "", "SPEND ¥", "HOURS", "SAVED ¥");
+            for r in &rows {
+                println!("{:<width$}  {:>12}  {:>9.1}  {:>12}", r.key, yuan(r.spend), r.running_hours, yuan(r.saved));
+            }
+            let (spent, saved): (Money, Money) =
+                (rows.iter().map(|r| r.spend).sum(), rows.iter().map(|r| r.saved).sum());
+            println!("{:<width$}  {:>12}  {:>9}  {:>12}", "total", yuan(spent), "", yuan(saved));
+        }
+    }
+    Ok(())
+}
+
+fn csv(field: &str) -> String {
+    if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_owned() }
 }
 
 async fn fake_cloud(args: FakeCloudArgs) -> anyhow::Result<()> {

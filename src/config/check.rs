@@ -110,9 +110,20 @@ impl Checker {
         policy::Settings {
             api: raw.api,
             token: token.map(|t| match t {
-                raw::TokenSource::Env(var) => policy::TokenSource::Env(var),
-                raw::TokenSource::File(path) => policy::TokenSource::File(path),
+                raw::TokenSource::Env(var) => policy::SecretSource::Env(var),
+                raw::TokenSource::File(path) => policy::SecretSource::File(path),
             }),
+            timezone,
+            ledger: policy::LedgerSettings {
+                url: raw.ledger.url.map(|u| match u {
+                    raw::Url::Env(var) => policy::SecretSource::Env(var),
+                    raw::Url::File(path) => policy::SecretSource::File(path),
+                    raw::Url::Value(text) => policy::SecretSource::Value(crate::secret::Secret::new(text)),
+                }),
+                migrate_on_start: raw.ledger.migrate_on_start.unwrap_or(true),
+                keep_price_samples: keep(raw.ledger.retention.price_samples, 90),
+                keep_usage_segments: keep(raw.ledger.retention.usage_segments, 400),
+            },
             limits,
             budget,
             capacity_backoff: raw
@@ -385,6 +396,10 @@ impl Checker {
             }
         }
     }
+}
+
+fn keep(value: Option<raw::Human>, default_days: i64) -> Duration {
+    value.and_then(|h| Duration::from_std(h.0).ok()).unwrap_or(Duration::days(default_days))
 }
 
 fn billing(b: raw::Billing) -> BillingType {

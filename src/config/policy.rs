@@ -29,7 +29,10 @@ impl Config {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub api: ClientSettings,
-    pub token: Option<TokenSource>,
+    pub token: Option<SecretSource>,
+    /// The zone for reports; budgets and schedules carry their own.
+    pub timezone: Option<Tz>,
+    pub ledger: LedgerSettings,
     pub limits: Limits,
     /// Over every policy together.
     pub budget: Option<Budget>,
@@ -37,30 +40,60 @@ pub struct Settings {
     pub prometheus_url: Option<String>,
 }
 
+/// Where a secret comes from: an environment variable, a file (systemd
+/// `LoadCredential=`), or, for a database URL only, the file itself.
 #[derive(Clone, Debug, PartialEq)]
-pub enum TokenSource {
+pub enum SecretSource {
     Env(String),
     File(PathBuf),
+    Value(Secret),
 }
 
-impl TokenSource {
-    /// Reads the token; the error names the source, never the value.
+impl SecretSource {
+    /// Reads the secret; the error names the source, never the value.
     pub fn read(&self) -> Result<Secret, String> {
         let value = match self {
-            TokenSource::Env(var) => {
+            SecretSource::Env(var) => {
                 std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
             }
-            TokenSource::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?,
+            SecretSource::File(path) => {
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            }
+            SecretSource::Value(secret) => secret.expose().to_owned(),
         };
-        let token = value.trim();
-        if token.is_empty() {
+        let value = value.trim();
+        if value.is_empty() {
             return Err(match self {
-                TokenSource::Env(var) => format!("environment variable {var} is empty"),
-                TokenSource::File(path) => format!("the token file {} is empty", path.display()),
+                SecretSource::Env(var) => format!("environment variable {var} is empty"),
+                SecretSource::File(path) => format!("{} is empty", path.display()),
+                SecretSource::Value(_) => "the value is empty".into(),
             });
         }
-        Ok(Secret::new(token))
+        Ok(Secret::new(value))
+    }
+}
+
+/// Where spend is recorded, and for how long.
+#[derive(Clone, Debug)]
+pub struct LedgerSettings {
+    /// `None`: SQLite in the state directory (systemd's `STATE_DIRECTORY`), or here.
+    pub url: Option<SecretSource>,
+    pub migrate_on_start: bool,
+    pub keep_price_samples: Duration,
+    pub keep_usage_segments: Duration,
+}
+
+impl LedgerSettings {
+    pub fn database_url(&self) -> Result<Secret, String> {
+        match &self.url {
+            Some(source) => source.read(),
+            None => {
+                let dir = std::env::var_os("STATE_DIRECTORY")
+                    .and_then(|dirs| std::env::split_paths(&dirs).next())
+                    .unwrap_or_else(|| PathBuf::from("."));
+                Ok(Secret::new(format!("sqlite://{}", dir.join("mdc-autoscaler.db").display())))
+            }
+        }
     }
 }
 

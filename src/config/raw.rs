@@ -35,6 +35,59 @@ pub struct Settings {
     /// How long a SKU that failed a create for capacity is skipped.
     pub capacity_backoff: Option<Human>,
     pub prometheus: Option<PrometheusSettings>,
+    pub ledger: Ledger,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Ledger {
+    /// The database URL: `postgres://…` or `sqlite://PATH`; best from `{env: VAR}`
+    /// or `{file: PATH}` when it holds a password. Any text is accepted, so no
+    /// error message ever repeats it.
+    pub url: Option<Url>,
+    pub migrate_on_start: Option<bool>,
+    pub retention: Retention,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Url {
+    Env(String),
+    File(PathBuf),
+    Value(String),
+}
+
+impl<'de> Deserialize<'de> for Url {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct UrlVisitor;
+        impl<'de> serde::de::Visitor<'de> for UrlVisitor {
+            type Value = Url;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a database URL, {env: VARIABLE} or {file: PATH}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Url, E> {
+                Ok(Url::Value(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Url, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(serde::de::Error::custom("expected env or file"));
+                };
+                let value: String = map.next_value()?;
+                match key.as_str() {
+                    "env" => Ok(Url::Env(value)),
+                    "file" => Ok(Url::File(value.into())),
+                    _ => Err(serde::de::Error::custom("expected env or file")),
+                }
+            }
+        }
+        d.deserialize_any(UrlVisitor)
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Retention {
+    pub price_samples: Option<Human>,
+    pub usage_segments: Option<Human>,
 }
 
 /// Where the API token comes from; never the token itself. Decoded apart

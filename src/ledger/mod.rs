@@ -3,7 +3,9 @@
 
 pub mod accounting;
 pub mod connect;
+pub mod facts;
 pub mod records;
+pub mod report;
 pub mod service;
 pub mod store;
 

@@ -44,12 +44,15 @@ fn validate_exits_0_on_the_example_and_1_on_errors() {
 #[test]
 fn plan_shows_what_would_happen_and_does_nothing() {
     let (_server, api) = spawn(&["--manual-clock"], &[]);
+    let db =
+        std::env::temp_dir().join(format!("mdc-plan-{}.db", crate::ledger_contract::uuid_like())).display().to_string();
     let policy = write(
         "plan",
         &format!(
             r#"settings:
   api: {{ base_url: "{api}", namespace: demo }}
   token: {{ env: TEST_MDC_TOKEN }}
+  ledger: {{ url: "sqlite://{db}" }}
 policies:
   - name: notebooks
     select: {{ cluster: host-cluster, display_name: "nb-*" }}
@@ -149,4 +152,42 @@ policies:
     );
     assert!(stdout.contains("instance nb-keep-carol (instance-"), "{stdout}");
     assert!(stdout.contains("is selected by `notebooks` and `keepers`; it belongs to `notebooks`"), "{stdout}");
+}
+
+#[tokio::test]
+async fn migrate_then_spend_reports_from_the_ledger() {
+    use chrono::{Duration, Utc};
+    use mdc_autoscaler::ledger::{NewSegment, SqliteStore, Store};
+    use mdc_autoscaler::money::Money;
+
+    let db = std::env::temp_dir().join(format!("mdc-spend-{}.db", crate::ledger_contract::uuid_like()));
+    let policy =
+        write("spend", &format!("settings:\n  ledger: {{ url: \"sqlite://{}\" }}\npolicies: []\n", db.display()));
+    let out = binary().args(["migrate", "--config"]).arg(&policy).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ledger migrated (sqlite)");
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    let store = SqliteStore { pool };
+    let started = Utc::now() - Duration::hours(2);
+    let segment = |name: &str, yuan: i64| NewSegment {
+        instance: format!("instance-{name}"),
+        display_name: name.into(),
+        policy: Some("notebooks".into()),
+        sku_id: "66".into(),
+        started_at: started,
+        price_per_hour: Money::from_yuan(yuan),
+    };
+    store.write_segments(&[], &[segment("nb-a", 3), segment("nb-b", 1)]).await.unwrap();
+
+    let out =
+        binary().args(["spend", "--by", "instance", "--output", "csv", "--config"]).arg(&policy).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "key,spend_yuan,running_hours,saved_yuan");
+    // Two hours at 3/h and at 1/h, give or take the seconds the command took.
+    assert!(lines[1].starts_with("nb-a,6.0") && lines[2].starts_with("nb-b,2.0"), "{text}");
+    let table = binary().args(["spend", "--config"]).arg(&policy).output().unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains("notebooks"), "by policy by default");
 }

@@ -1,0 +1,72 @@
+//! What the ledger tells the planner: spend so far, schedule marks,
+//! snoozes, heartbeats, when instances stopped, which snapshots succeeded,
+//! and the actions of the last hour. Read only.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::records::Outcome;
+use super::store::{LedgerError, Store};
+use crate::config::policy::{Config, Signal};
+use crate::plan::{Observed, Reading, SnapshotState};
+
+/// Adds the ledger's facts to an observation. Spend is left `None` (nothing
+/// is created) when the ledger cannot be read; the error says why.
+pub async fn add_facts<S: Store>(
+    ledger: &mut super::Ledger<S>,
+    observed: &mut Observed,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<(), LedgerError> {
+    observed.spend = None;
+    let spend = ledger.spend_so_far(config, now).await?;
+    let store = ledger.store();
+    observed.schedule_marks = store.schedule_marks().await?;
+    observed.snoozes = store.snoozes().await?;
+    let stopped = store.stopped_since().await?;
+    let heartbeats = store.heartbeats().await?;
+    let recent = store.actions_between(now - Duration::hours(1), now + Duration::seconds(1)).await?;
+    observed.recent_actions = recent.iter().filter(|a| !a.dry_run).map(|a| a.planned_at).collect();
+    let snapshots = last_snapshots(store, now).await?;
+    for o in &mut observed.instances {
+        let name = &o.instance.name;
+        o.stopped_since = stopped.get(name).copied();
+        if let Some(snapshot) = snapshots.get(name) {
+            o.snapshot = snapshot.clone();
+        }
+        let listens = config
+            .owner(&o.instance)
+            .and_then(|p| p.idle.as_ref())
+            .is_some_and(|idle| idle.signals.contains(&Signal::Heartbeat));
+        if listens {
+            let reading = match heartbeats.get(name) {
+                Some(at) => Reading::IdleSince(*at),
+                None => Reading::Unreadable("no heartbeat yet".into()),
+            };
+            o.signals.insert("heartbeat".into(), reading);
+        }
+    }
+    observed.spend = Some(spend);
+    Ok(())
+}
+
+/// The latest finished power_off with a snapshot, per instance.
+async fn last_snapshots<S: Store>(
+    store: &S,
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, SnapshotState>, LedgerError> {
+    let actions = store.actions_between(now - Duration::days(30), now + Duration::seconds(1)).await?;
+    let mut latest = BTreeMap::new();
+    for a in actions.iter().filter(|a| a.kind == "power_off" && !a.dry_run) {
+        let (Some((image, tag)), Some(outcome)) = (&a.snapshot, a.outcome) else { continue };
+        let at = a.finished_at.unwrap_or(a.planned_at);
+        let state = match outcome {
+            Outcome::Done => SnapshotState::Succeeded { image: image.clone(), tag: tag.clone(), at },
+            Outcome::Failed => SnapshotState::Failed { at },
+            Outcome::Unknown | Outcome::Skipped => continue,
+        };
+        latest.insert(a.instance.clone(), state);
+    }
+    Ok(latest)
+}

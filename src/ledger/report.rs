@@ -1,0 +1,174 @@
+//! Spend and estimated savings over a span, by policy, instance or day.
+//! Spend is what the usage segments cost; a saving is what a completed stop
+//! or delete said it saved per hour, for as long as the instance stayed off.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use super::records::{ActionRecord, Outcome, Segment};
+use super::service::day_start;
+use super::store::{LedgerError, Store};
+use crate::money::Money;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum By {
+    Policy,
+    Instance,
+    Day,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Row {
+    pub key: String,
+    #[serde(rename = "spend_micros")]
+    pub spend: Money,
+    pub running_hours: f64,
+    #[serde(rename = "saved_micros")]
+    pub saved: Money,
+}
+
+pub async fn spend<S: Store>(
+    store: &S,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    by: By,
+    tz: Tz,
+) -> Result<Vec<Row>, LedgerError> {
+    let segments = store.segments_overlapping(from, to).await?;
+    let actions = store.actions_between(from - Duration::days(400), to).await?;
+    Ok(tally(&segments, &actions, from, to, by, tz))
+}
+
+/// The arithmetic of [`spend`], on rows already read.
+pub fn tally(
+    segments: &[Segment],
+    actions: &[ActionRecord],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    by: By,
+    tz: Tz,
+) -> Vec<Row> {
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    let mut add = |key: String, spend: Money, millis: i64, saved: Money| {
+        let row = rows.entry(key.clone()).or_insert_with(|| Row { key, ..Row::default() });
+        row.spend += spend;
+        row.running_hours += millis as f64 / 3_600_000.0;
+        row.saved += saved;
+    };
+    let pieces = |start: DateTime<Utc>, end: DateTime<Utc>| -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        let (start, end) = (start.max(from), end.min(to));
+        if end <= start {
+            return vec![];
+        }
+        if by != By::Day {
+            return vec![(start, end)];
+        }
+        // Split at local midnights.
+        let mut out = Vec::new();
+        let mut at = start;
+        while at < end {
+            let midnight = super::service::day_start(tz, at + Duration::days(1)).max(at + Duration::seconds(1));
+            let next = midnight.min(end);
+            out.push((at, next));
+            at = next;
+        }
+        out
+    };
+    let key = |policy: Option<&str>, instance: &str, at: DateTime<Utc>| match by {
+        By::Policy => policy.unwrap_or("(no policy)").to_owned(),
+        By::Instance => instance.to_owned(),
+        By::Day => day_start(tz, at).with_timezone(&tz).format("%Y-%m-%d").to_string(),
+    };
+    for s in segments {
+        for (a, b) in pieces(s.started_at, s.ended_at.unwrap_or(to)) {
+            add(
+                key(s.policy.as_deref(), &s.display_name, a),
+                s.cost_within(a, b),
+                (b - a).num_milliseconds(),
+                Money::ZERO,
+            );
+        }
+    }
+    for action in actions.iter().filter(|a| {
+        a.outcome == Some(Outcome::Done)
+            && !a.dry_run
+            && matches!(a.kind.as_str(), "power_off" | "delete")
+            && a.saving_per_hour > Money::ZERO
+    }) {
+        let off_from = action.finished_at.unwrap_or(action.planned_at);
+        // Off until the instance's next run began, or the end of the span.
+        let off_until = segments
+            .iter()
+            .filter(|s| s.instance == action.instance && s.started_at > off_from)
+            .map(|s| s.started_at)
+            .min()
+            .unwrap_or(to);
+        for (a, b) in pieces(off_from, off_until) {
+            let saved = action.saving_per_hour.hourly_for_millis((b - a).num_milliseconds());
+            add(key(Some(&action.policy), &action.display_name, a), Money::ZERO, 0, saved);
+        }
+    }
+    rows.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(h: i64) -> DateTime<Utc> {
+        // Midnight in Shanghai.
+        Utc.with_ymd_and_hms(2026, 11, 26, 16, 0, 0).unwrap() + Duration::hours(h)
+    }
+
+    fn segment(instance: &str, from: i64, to: Option<i64>, yuan: i64) -> Segment {
+        Segment {
+            id: 0,
+            instance: instance.into(),
+            display_name: instance.into(),
+            policy: Some("nb".into()),
+            sku_id: "66".into(),
+            started_at: t(from),
+            ended_at: to.map(t),
+            price_per_hour: Money::from_yuan(yuan),
+        }
+    }
+
+    #[test]
+    fn spend_and_savings_add_up_by_day() {
+        let segments = [segment("a", 20, Some(28), 2), segment("a", 30, None, 2)];
+        let stop = ActionRecord {
+            id: 1,
+            planned_at: t(28),
+            policy: "nb".into(),
+            kind: "power_off".into(),
+            instance: "a".into(),
+            display_name: "a".into(),
+            cluster: "c".into(),
+            cause: "idle".into(),
+            reason: String::new(),
+            saving_per_hour: Money::from_yuan(2),
+            dry_run: false,
+            snapshot: None,
+            schedule_edge: None,
+            outcome: Some(Outcome::Done),
+            error: None,
+            finished_at: Some(t(28)),
+        };
+        let rows = tally(&segments, &[stop], t(0), t(36), By::Day, chrono_tz::Asia::Shanghai);
+        let days: Vec<(&str, Money, Money)> = rows.iter().map(|r| (r.key.as_str(), r.spend, r.saved)).collect();
+        // Day 1: 20:00-24:00 at 2/h. Day 2: 00:00-04:00 and 06:00-12:00 at 2/h; off 04:00-06:00 saved 2/h.
+        assert_eq!(
+            days,
+            [
+                ("2026-11-27", Money::from_yuan(8), Money::ZERO),
+                ("2026-11-28", Money::from_yuan(20), Money::from_yuan(4))
+            ]
+        );
+        let total = tally(&segments, &[], t(0), t(36), By::Policy, chrono_tz::Asia::Shanghai);
+        assert_eq!((total[0].spend, total[0].running_hours), (Money::from_yuan(28), 14.0));
+    }
+}
