@@ -7,6 +7,7 @@ pub mod money;
 pub mod observe;
 pub mod plan;
 pub mod pricing;
+pub mod reconcile;
 pub mod secret;
 pub mod signals;
 pub mod sim;

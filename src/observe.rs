@@ -44,7 +44,7 @@ pub async fn observe(cloud: &impl Cloud, config: &Config) -> Result<Observed, Cl
 }
 
 /// The clusters the policies name; every cluster when a selector names none.
-fn clusters(config: &Config, regions: &[crate::cloud::Region]) -> BTreeSet<String> {
+pub fn clusters(config: &Config, regions: &[crate::cloud::Region]) -> BTreeSet<String> {
     let any = config.policies.iter().any(|p| p.select.as_ref().is_some_and(|s| s.clusters.is_empty()));
     if any {
         return regions.iter().map(|r| r.cluster.clone()).collect();

@@ -3,12 +3,12 @@
 //! action limits, whatever the rules asked for. What is cut becomes a note.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Action, Cause, Note, Observed};
+use super::{Action, ActionKind, Cause, Note, Observed};
 use crate::cloud::InstanceStatus;
 use crate::config::policy::Config;
 
@@ -43,9 +43,18 @@ pub(super) fn apply(
             });
         }
     };
+    // Stops credit their savings to the budget checks of starts and creates in
+    // the same plan; when a limit cuts a stop, the spending it paid for waits too.
+    let global_budget = config.settings.budget.is_some();
+    let mut short: BTreeSet<String> = BTreeSet::new();
     for action in candidates {
         let target = &action.instance;
         if !seen.insert(hash_of(&(&target.cluster, &target.display_name, &target.name))) {
+            continue;
+        }
+        let spends = matches!(action.kind, ActionKind::PowerOn | ActionKind::Create { .. });
+        if spends && (short.contains(&action.policy) || (global_budget && !short.is_empty())) {
+            defer(&action, &|| "waits for stops a limit deferred".into(), notes);
             continue;
         }
         if action.kind.disrupts()
@@ -54,6 +63,7 @@ pub(super) fn apply(
         {
             if *left == 0 {
                 defer(&action, &|| "max_disrupted reached for the policy".into(), notes);
+                short.insert(action.policy.clone());
                 continue;
             }
             *left -= 1;
@@ -68,6 +78,9 @@ pub(super) fn apply(
                 }
             };
             defer(&action, &why, notes);
+            if action.kind.disrupts() {
+                short.insert(action.policy.clone());
+            }
             continue;
         }
         kept.push(action);

@@ -127,7 +127,10 @@ impl<'a> Planner<'a> {
         let pool_slot = |o: &ObservedInstance| policy.pool.as_ref().and_then(|p| p.slot_of(&o.instance.display_name));
         let (pooled, selected): (Vec<&ObservedInstance>, Vec<&ObservedInstance>) =
             members.iter().partition(|o| pool_slot(o).is_some() && policy.pool.is_some());
-        for member in &selected {
+        // Running instances first: their stops free budget for the starts that follow.
+        let (running, rest): (Vec<_>, Vec<_>) =
+            selected.iter().partition(|m| m.instance.status == crate::cloud::InstanceStatus::Running);
+        for member in running.into_iter().chain(rest) {
             self.instance(policy, member);
         }
         if let Some(pool) = &policy.pool {

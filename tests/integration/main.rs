@@ -2,6 +2,7 @@
 
 mod cli;
 mod client;
+mod daemon;
 mod daylight_saving;
 mod fake_cloud_process;
 mod harness;

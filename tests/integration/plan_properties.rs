@@ -294,6 +294,13 @@ proptest! {
                 .map(|a| Money::ZERO - a.saving_per_hour)
                 .sum();
             if added == Money::ZERO { continue }
+            // The plan's own stops of running instances free what they cost.
+            let freed: Money = plan.actions.iter()
+                .filter(|a| a.policy == policy.name && matches!(a.kind, ActionKind::PowerOff(_)))
+                .filter(|a| by_name(&a.instance.name).is_some_and(|o| o.instance.status == InstanceStatus::Running))
+                .map(|a| a.saving_per_hour)
+                .sum();
+            let added = added - freed;
             let spent = observed.spend.as_ref().and_then(|s| s.get(&policy.name)).map_or(Money::ZERO, |s| s.today);
             let rate: Money = observed.instances.iter()
                 .filter(|o| matches!(o.instance.status, InstanceStatus::Running | InstanceStatus::Creating | InstanceStatus::Starting))

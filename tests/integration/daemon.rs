@@ -1,0 +1,203 @@
+//! The daemon's step against the fake cloud over real sockets, with a real
+//! ledger: idle stops on time with a snapshot, busy instances left alone, no
+//! duplicate create after a crash, and a ledger outage survived.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, Utc};
+use mdc_autoscaler::config::load::load_str;
+use mdc_autoscaler::config::policy::Config;
+use mdc_autoscaler::ledger::{ActionRecord, Ledger, Outcome, PgStore, Store};
+use mdc_autoscaler::money::Money;
+use mdc_autoscaler::plan::ActionKind;
+use mdc_autoscaler::reconcile::Daemon;
+use mdc_autoscaler::sim::Activity;
+
+use crate::harness::{TestCloud, start_time};
+use crate::ledger_contract::{sqlite, uuid_like};
+
+fn config(cloud: &TestCloud, policies: &str) -> Config {
+    let text = format!(
+        "settings:\n  api: {{ base_url: \"{}\", namespace: demo }}\n  timezone: Asia/Shanghai\npolicies:\n{policies}",
+        cloud.base_url
+    );
+    let (config, report) = load_str("daemon", &text);
+    config.unwrap_or_else(|| panic!("{report}"))
+}
+
+const NOTEBOOKS: &str = r#"  - name: notebooks
+    select: { cluster: host-cluster, display_name: "nb-*" }
+    protect: { display_name: "nb-keep-*" }
+    idle: { signals: [jupyter], stop_after: 30m, snapshot: {} }
+"#;
+
+const POOL: &str = r#"  - name: training
+    pool: { cluster: host-cluster, image: img, desired: 1, gpu: { products: ["4090"] } }
+"#;
+
+fn name_of(cloud: &TestCloud, display: &str) -> String {
+    cloud.server.sim().instances().find(|i| i.display_name == display).unwrap().name.clone()
+}
+
+async fn daemon<S: Store>(
+    cloud: &TestCloud,
+    policies: &str,
+    store: S,
+) -> Daemon<mdc_autoscaler::cloud::matrixdc::MatrixDcClient, S> {
+    store.migrate().await.unwrap();
+    Daemon::new(cloud.client(), Ledger::new(store), config(cloud, policies), false)
+}
+
+fn now(cloud: &TestCloud) -> DateTime<Utc> {
+    cloud.server.clock().now()
+}
+
+#[tokio::test]
+async fn an_idle_notebook_stops_on_time_with_a_snapshot_and_a_busy_one_never() {
+    let cloud = TestCloud::start().await;
+    // nb-bob went quiet 20 minutes ago: its 30-minute deadline is 10 minutes away.
+    let bob = name_of(&cloud, "nb-bob");
+    let quiet =
+        Activity { idle_kernels: 1, last_activity: Some(start_time() - Duration::minutes(20)), ..Activity::default() };
+    cloud.server.sim().set_activity(&bob, quiet).unwrap();
+    let mut daemon = daemon(&cloud, NOTEBOOKS, sqlite().await).await;
+    let deadline = start_time() + Duration::minutes(10);
+    let mut stopped_at = None;
+    for _ in 0..120 {
+        cloud.advance(Duration::seconds(30));
+        let report = daemon.step(now(&cloud)).await;
+        assert!(report.observe_error.is_none(), "{:?}", report.observe_error);
+        for e in &report.executed {
+            assert_ne!(e.action.instance.display_name, "nb-alice", "a busy notebook was stopped");
+            assert_ne!(e.action.instance.display_name, "nb-keep-carol", "a protected notebook was stopped");
+            if e.action.instance.display_name == "nb-bob" {
+                assert!(
+                    matches!(&e.action.kind, ActionKind::PowerOff(off) if off.snapshot.is_some()),
+                    "{:?}",
+                    e.action
+                );
+                assert_eq!(e.outcome, Outcome::Done);
+                stopped_at.get_or_insert(report.at);
+            }
+        }
+    }
+    let stopped_at = stopped_at.expect("nb-bob was never stopped");
+    assert!(
+        stopped_at >= deadline && stopped_at <= deadline + Duration::seconds(60),
+        "stopped at {stopped_at}, deadline {deadline}"
+    );
+    // The snapshot was saved, and the ledger knows the power_off finished.
+    assert!(cloud.server.sim().images().iter().any(|i| i.instance == bob && i.succeeded));
+    let actions = daemon.ledger.store().actions_between(start_time(), now(&cloud)).await.unwrap();
+    let recorded = actions.iter().find(|a| a.instance == bob).unwrap();
+    assert_eq!((recorded.outcome, recorded.kind.as_str()), (Some(Outcome::Done), "power_off"));
+    assert!(recorded.saving_per_hour > Money::ZERO);
+}
+
+#[tokio::test]
+async fn a_crash_between_create_and_record_never_creates_twice() {
+    let cloud = TestCloud::start().await;
+    let store = sqlite().await;
+    store.migrate().await.unwrap();
+    // Before the crash: the intent was written and the create went through,
+    // but the outcome was never recorded.
+    let at = now(&cloud);
+    let intent = ActionRecord {
+        id: 0,
+        planned_at: at,
+        policy: "training".into(),
+        kind: "create".into(),
+        instance: String::new(),
+        display_name: "training-0".into(),
+        cluster: "host-cluster".into(),
+        cause: "scaleup".into(),
+        reason: "pool has 0 of 1 running".into(),
+        saving_per_hour: Money::ZERO - Money::from_micros(2_500_000),
+        dry_run: false,
+        snapshot: None,
+        schedule_edge: None,
+        outcome: None,
+        error: None,
+        finished_at: None,
+    };
+    store.insert_intent(&intent).await.unwrap();
+    let client = cloud.client();
+    let request = mdc_autoscaler::cloud::CreateRequest {
+        cluster: "host-cluster".into(),
+        display_name: "training-0".into(),
+        image: "img".into(),
+        sku_id: "66".into(),
+        billing_type: mdc_autoscaler::cloud::BillingType::PayAsYouGo,
+        term: String::new(),
+        coupon_id: String::new(),
+        disk_sku_id: "1".into(),
+        volumes: vec![],
+        region: String::new(),
+    };
+    use mdc_autoscaler::cloud::Cloud;
+    let created = client.create_instance(&request).await.unwrap();
+
+    // After the restart.
+    let mut daemon = Daemon::new(cloud.client(), Ledger::new(store), config(&cloud, POOL), false);
+    assert_eq!(daemon.reconcile_intents(at).await.unwrap(), 1);
+    assert!(daemon.ledger.store().unfinished_actions().await.unwrap().is_empty());
+    let settled =
+        daemon.ledger.store().actions_between(at - Duration::minutes(1), at + Duration::minutes(1)).await.unwrap();
+    assert_eq!((settled[0].outcome, settled[0].instance.as_str()), (Some(Outcome::Done), created.name.as_str()));
+    for _ in 0..4 {
+        cloud.advance(Duration::seconds(30));
+        let report = daemon.step(now(&cloud)).await;
+        assert!(report.executed.iter().all(|e| !matches!(e.action.kind, ActionKind::Create { .. })), "created again");
+    }
+    assert_eq!(cloud.server.sim().instances().filter(|i| i.display_name == "training-0").count(), 1);
+}
+
+async fn outage(admin: &sqlx::PgPool, name: &str, down: bool) {
+    let allow = if down { "false" } else { "true" };
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}")))
+        .execute(admin)
+        .await
+        .unwrap();
+    if down {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(name)
+            .execute(admin)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn with_the_ledger_away_idle_stops_go_on_creates_wait_and_records_catch_up() {
+    let cloud = TestCloud::start().await;
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL: run through scripts/test");
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let name = format!("mdc_daemon_{}", uuid_like());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+    let options = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().database(&name);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .connect_lazy_with(options);
+    let mut daemon = daemon(&cloud, &format!("{NOTEBOOKS}{POOL}"), PgStore { pool }).await;
+
+    outage(&admin, &name, true).await;
+    cloud.advance(Duration::seconds(30));
+    let report = daemon.step(now(&cloud)).await;
+    assert!(report.ledger_error.is_some());
+    let kinds: Vec<(&str, &str)> =
+        report.executed.iter().map(|e| (e.action.kind.label(), e.action.instance.display_name.as_str())).collect();
+    assert!(kinds.contains(&("power_off", "nb-bob")), "idle stops go on: {kinds:?}");
+    assert!(!kinds.iter().any(|(k, _)| *k == "create"), "nothing is created: {kinds:?}");
+    let plan = report.plan.unwrap();
+    assert!(plan.notes.iter().any(|n| n.text.contains("spend unknown")), "{:?}", plan.notes);
+
+    outage(&admin, &name, false).await;
+    cloud.advance(Duration::seconds(30));
+    let report = daemon.step(now(&cloud)).await;
+    assert!(report.ledger_error.is_none(), "{:?}", report.ledger_error);
+    assert!(report.executed.iter().any(|e| e.action.kind.label() == "create"), "creates resume");
+    let actions =
+        daemon.ledger.store().actions_between(start_time(), now(&cloud) + Duration::seconds(1)).await.unwrap();
+    let bob = actions.iter().find(|a| a.display_name == "nb-bob").expect("the stop made during the outage is recorded");
+    assert_eq!(bob.outcome, Some(Outcome::Done));
+}
