@@ -2,12 +2,14 @@
 
 pub mod cloud;
 pub mod config;
+pub mod http;
 pub mod ledger;
 pub mod money;
 pub mod observe;
 pub mod plan;
 pub mod pricing;
 pub mod reconcile;
+pub mod run;
 pub mod secret;
 pub mod signals;
 pub mod sim;

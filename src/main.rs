@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,16 +13,21 @@ use tracing_subscriber::EnvFilter;
 use mdc_autoscaler::cloud::matrixdc::MatrixDcClient;
 use mdc_autoscaler::config::load::load_file;
 use mdc_autoscaler::config::policy::{Config, SecretSource};
+use mdc_autoscaler::http::{self, Shared};
 use mdc_autoscaler::ledger::facts::add_facts;
 use mdc_autoscaler::ledger::report::{self, By};
 use mdc_autoscaler::ledger::{AnyStore, Ledger, Store, connect};
 use mdc_autoscaler::money::Money;
 use mdc_autoscaler::observe::{SignalSettings, observe, read_signals};
+use mdc_autoscaler::reconcile::Daemon;
+use mdc_autoscaler::run;
 use mdc_autoscaler::secret::Secret;
 use mdc_autoscaler::sim::clock::Clock;
 use mdc_autoscaler::sim::faults::Faults;
 use mdc_autoscaler::sim::fleet::{DEFAULT_FLEET, FleetFile};
 use mdc_autoscaler::sim::server::{API_PREFIX, DEMO_NAMESPACE, DEMO_TOKEN, FakeCloud};
+
+const DEMO_POLICY: &str = include_str!("../config/demo.yaml");
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +42,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The daemon: observe, plan and act every cycle.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Plan and record, but act on nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The daemon against a simulated fleet: zero setup.
+    Demo {
+        /// Simulated time runs this many times faster than real time.
+        #[arg(long, default_value_t = 30.0)]
+        speed: f64,
+        /// Where the demo keeps its SQLite ledger.
+        #[arg(long, default_value = "mdc-autoscaler-demo")]
+        state_dir: PathBuf,
+    },
     /// Check a policy file and report every problem as file:line:column.
     Validate {
         #[arg(long)]
@@ -146,8 +169,12 @@ struct FakeCloudArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // The demo narrates its decisions; its log shows only what went wrong.
+    init_logging(if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" });
+    match cli.command {
+        Command::Run { config, dry_run } => run_daemon(&config, dry_run).await,
+        Command::Demo { speed, state_dir } => demo(speed, &state_dir).await,
         Command::Validate { config, online } => validate(&config, online).await,
         Command::Plan { config, output } => plan(&config, output).await,
         Command::Spend { config, since, by, output } => spend(&config, since, by, output).await,
@@ -157,8 +184,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Plain lines without timestamps under journald (it adds its own).
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(default_level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         builder.without_time().with_ansi(false).init();
@@ -245,6 +272,119 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()> {
+    let config = load_config(path);
+    let cloud = client(&config)?;
+    let store = ledger_store(&config)?;
+    let admin_token = config
+        .settings
+        .admin_token
+        .as_ref()
+        .map(SecretSource::read)
+        .transpose()
+        .map_err(|why| anyhow::anyhow!("admin token: {why}"))?;
+    let shared = Arc::new(Shared {
+        status: Default::default(),
+        store: store.clone(),
+        admin_token,
+        interval: config.settings.interval,
+        now: Box::new(Utc::now),
+    });
+    let listener = tokio::net::TcpListener::bind(config.settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.settings.listen))?;
+    tracing::info!(listen = %config.settings.listen, dry_run, policies = config.policies.len(), backend = store.backend(), "mdc-autoscaler running");
+    tokio::spawn(axum::serve(listener, http::router(Arc::clone(&shared))).into_future());
+    let options = run::Options {
+        config_path: Some(path.to_owned()),
+        clock: Clock::real(Utc::now(), 1.0),
+        narrate: false,
+        timezone: config.settings.timezone.unwrap_or(chrono_tz::Asia::Shanghai),
+        migrate: config.settings.ledger.migrate_on_start,
+    };
+    let daemon = Daemon::new(cloud, Ledger::new(store), config, dry_run);
+    run::run(daemon, shared, options).await;
+    Ok(())
+}
+
+/// The daemon against an in-process simulated fleet, narrated.
+async fn demo(speed: f64, state_dir: &std::path::Path) -> anyhow::Result<()> {
+    use chrono::TimeZone;
+    anyhow::ensure!(speed > 0.0, "--speed must be above 0");
+    std::fs::create_dir_all(state_dir).with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let db = state_dir.join("ledger.db");
+    for suffix in ["", "-shm", "-wal"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    // Tonight at 21:30 in Beijing: half an hour before the 4090's night discount.
+    let shanghai = chrono_tz::Asia::Shanghai;
+    let today = Utc::now().with_timezone(&shanghai).date_naive();
+    let start = shanghai
+        .from_local_datetime(&today.and_hms_opt(21, 30, 0).expect("valid"))
+        .single()
+        .expect("no DST in Shanghai")
+        .to_utc();
+    let clock = Clock::real(start, speed);
+    let sim = FleetFile::parse("config/fleet.yaml", DEFAULT_FLEET)?.build(DEMO_NAMESPACE, start)?;
+    let cloud_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let cloud_url = format!("http://{}", cloud_listener.local_addr()?);
+    let fake = FakeCloud::new(sim, clock.clone(), Secret::new(DEMO_TOKEN), Faults::default(), &cloud_url);
+    tokio::spawn(Arc::clone(&fake).serve(cloud_listener, std::future::pending()));
+
+    let text = DEMO_POLICY
+        .replace("@API@", &format!("{cloud_url}{API_PREFIX}"))
+        .replace("@DB@", &format!("sqlite://{}", db.display()));
+    let (config, report) = mdc_autoscaler::config::load::load_str("config/demo.yaml", &text);
+    let config = config.ok_or_else(|| anyhow::anyhow!("the demo policy is invalid:\n{report}"))?;
+    let cloud = MatrixDcClient::new(config.settings.api.clone(), Secret::new(DEMO_TOKEN))?;
+    let store = ledger_store(&config)?;
+    store.migrate().await?;
+    let status_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let status_url = format!("http://{}", status_listener.local_addr()?);
+    let demo_clock = clock.clone();
+    let shared = Arc::new(Shared {
+        status: Default::default(),
+        store: store.clone(),
+        admin_token: Some(Secret::new(DEMO_TOKEN)),
+        interval: config.settings.interval,
+        now: Box::new(move || demo_clock.now()),
+    });
+    tokio::spawn(axum::serve(status_listener, http::router(Arc::clone(&shared))).into_future());
+    println!("mdc-autoscaler demo: a simulated MatrixDC account, {speed}x real time, from 21:30 Beijing time.");
+    println!("  fake MatrixDC API   {cloud_url}{API_PREFIX}  (namespace {DEMO_NAMESPACE}, token {DEMO_TOKEN})");
+    println!("  daemon status       {status_url}/api/v1/status   plan: {status_url}/api/v1/plan");
+    println!("  ledger              {}", db.display());
+    println!("Each decision is printed as it is made. Ctrl-C for the spend and savings summary.\n");
+    let options =
+        run::Options { config_path: None, clock: clock.clone(), narrate: true, timezone: shanghai, migrate: false };
+    let daemon = Daemon::new(cloud, Ledger::new(store.clone()), config, false);
+    run::run(daemon, shared, options).await;
+
+    let end = clock.now();
+    let rows = report::spend(&store, start, end, By::Policy, shanghai).await?;
+    let bill = {
+        let mut sim = fake.sim();
+        sim.advance(end);
+        sim.bill()
+    };
+    println!("\nFrom 21:30 to {} Beijing time:", end.with_timezone(&shanghai).format("%H:%M"));
+    for row in &rows {
+        println!(
+            "  {:<10} spent ¥{:.2}, saved an estimated ¥{:.2}",
+            row.key,
+            row.spend.as_yuan_f64(),
+            row.saved.as_yuan_f64()
+        );
+    }
+    let compute: Money = bill.instances.iter().map(|b| b.compute).sum();
+    println!(
+        "  the simulated cloud billed ¥{:.2} of compute (¥{:.2} with storage and prepaid terms)",
+        compute.as_yuan_f64(),
+        bill.total.as_yuan_f64()
+    );
     Ok(())
 }
 

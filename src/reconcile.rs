@@ -22,6 +22,8 @@ pub struct StepReport {
     pub ledger_error: Option<String>,
     pub plan: Option<Plan>,
     pub executed: Vec<Executed>,
+    /// Display name → platform name of every instance seen.
+    pub names: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -132,6 +134,8 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             }
         };
         read_signals(&mut observed.instances, &self.config, &self.signals).await;
+        report.names =
+            observed.instances.iter().map(|o| (o.instance.display_name.clone(), o.instance.name.clone())).collect();
         self.follow(&observed, now).await;
 
         let listed: BTreeSet<String> = crate::observe::clusters(&self.config, &observed.regions);

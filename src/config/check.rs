@@ -14,6 +14,8 @@ use crate::money::Money;
 
 /// The platform clears a stopped instance's data 15 days after shutdown.
 pub const PLATFORM_PURGE_DAYS: i64 = 15;
+/// Metrics, health checks and the admin API: loopback only, unless told.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";
 /// Schedules fall back to the platform's own zone.
 pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Shanghai;
 
@@ -94,7 +96,27 @@ impl Checker {
         }
     }
 
-    pub fn settings(&mut self, raw: raw::Settings, token: Option<raw::TokenSource>) -> policy::Settings {
+    pub fn settings(
+        &mut self,
+        raw: raw::Settings,
+        token: Option<raw::TokenSource>,
+        admin_token: Option<raw::TokenSource>,
+    ) -> policy::Settings {
+        let source = |t: raw::TokenSource| match t {
+            raw::TokenSource::Env(var) => policy::SecretSource::Env(var),
+            raw::TokenSource::File(path) => policy::SecretSource::File(path),
+        };
+        let interval = match &raw.interval {
+            Some(i) => self.duration(i, "interval").unwrap_or(Duration::seconds(30)),
+            None => Duration::seconds(30),
+        };
+        let listen = match &raw.listen {
+            Some(l) => l.value.parse().unwrap_or_else(|_| {
+                self.error(l.pos, format!("listen `{}` is not an address like 127.0.0.1:9187", l.value));
+                DEFAULT_LISTEN.parse().expect("valid")
+            }),
+            None => DEFAULT_LISTEN.parse().expect("valid"),
+        };
         let timezone = raw.timezone.as_ref().and_then(|z| self.timezone(z));
         let limits = policy::Limits {
             actions_per_cycle: *raw.limits.actions_per_cycle,
@@ -109,10 +131,10 @@ impl Checker {
         let budget = raw.budget.as_ref().and_then(|b| self.budget(b, timezone, None, Pos::default()));
         policy::Settings {
             api: raw.api,
-            token: token.map(|t| match t {
-                raw::TokenSource::Env(var) => policy::SecretSource::Env(var),
-                raw::TokenSource::File(path) => policy::SecretSource::File(path),
-            }),
+            token: token.map(source),
+            admin_token: admin_token.map(source),
+            interval,
+            listen,
             timezone,
             ledger: policy::LedgerSettings {
                 url: raw.ledger.url.map(|u| match u {

@@ -85,25 +85,28 @@ fn build(root: &Located, checker: &mut Checker) -> Option<Config> {
     unknown_keys(entries, &["settings", "policies"], checker);
     let settings_node = root.get("settings");
     let raw_settings = match settings_node {
-        Some(node) => {
-            let without_token = without_key(node, "token");
-            decode::<raw::Settings>(&without_token, checker).unwrap_or_default()
-        }
+        Some(node) => decode::<raw::Settings>(node, checker).unwrap_or_default(),
         None => raw::Settings::default(),
     };
-    let token = settings_node.and_then(|s| s.get("token")).and_then(|node| {
-        let mut quiet = Vec::new();
-        match yaml::decode::<raw::TokenSource>(node, &mut quiet) {
-            Ok(token) if quiet.is_empty() => Some(token),
-            _ => {
-                checker.error(node.pos, "token must be `{env: VARIABLE}` or `{file: /path}`, never the token itself");
+    // Secrets decode apart, so that no error message can repeat one pasted inline.
+    let mut secret = |key: &str| {
+        let node = settings_node.and_then(|s| s.get(key))?;
+        match yaml::decode::<raw::TokenSource>(node, &mut Vec::new()) {
+            Ok(source) => Some(source),
+            Err(_) => {
+                checker.error(
+                    node.pos,
+                    format!("{key} must be `{{env: VARIABLE}}` or `{{file: /path}}`, never the secret itself"),
+                );
                 None
             }
         }
-    });
+    };
+    let token = secret("token");
+    let admin_token = secret("admin_token");
     let settings_zone = raw_settings.timezone.as_ref().and_then(|z| z.value.parse().ok());
     let prometheus = raw_settings.prometheus.is_some();
-    let settings = checker.settings(raw_settings, token);
+    let settings = checker.settings(raw_settings, token, admin_token);
 
     let mut policies = Vec::new();
     match root.get("policies").map(|p| &p.node) {
@@ -167,15 +170,5 @@ fn unknown_keys(entries: &[(Located, Located)], known: &[&str], checker: &mut Ch
         if !known.contains(&text.as_str()) {
             checker.error(key.pos, format!("unknown key `{text}`{}", yaml::suggestion(text, known)));
         }
-    }
-}
-
-fn without_key(node: &Located, key: &str) -> Located {
-    match &node.node {
-        Node::Map(entries) => Located {
-            node: Node::Map(entries.iter().filter(|(k, _)| k.node != Node::Str(key.to_owned())).cloned().collect()),
-            pos: node.pos,
-        },
-        _ => node.clone(),
     }
 }

@@ -30,6 +30,10 @@ impl Config {
 pub struct Settings {
     pub api: ClientSettings,
     pub token: Option<SecretSource>,
+    /// The bearer token of the admin API's write endpoints; none: they refuse.
+    pub admin_token: Option<SecretSource>,
+    pub interval: Duration,
+    pub listen: std::net::SocketAddr,
     /// The zone for reports; budgets and schedules carry their own.
     pub timezone: Option<Tz>,
     pub ledger: LedgerSettings,

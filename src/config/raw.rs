@@ -36,6 +36,15 @@ pub struct Settings {
     pub capacity_backoff: Option<Human>,
     pub prometheus: Option<PrometheusSettings>,
     pub ledger: Ledger,
+    /// How often the daemon runs a cycle.
+    pub interval: Option<Loc<Human>>,
+    /// Where `/metrics`, the health checks and the admin API listen.
+    pub listen: Option<Loc<String>>,
+    /// Settings keys decoded on their own (secrets), skipped here.
+    #[serde(default)]
+    pub admin_token: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub token: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

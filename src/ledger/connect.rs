@@ -12,6 +12,7 @@ use super::store::{LedgerError, PgStore, SqliteStore, Store};
 use crate::secret::Secret;
 
 /// Either backend, chosen by the URL.
+#[derive(Clone)]
 pub enum AnyStore {
     Postgres(PgStore),
     Sqlite(SqliteStore),

@@ -105,10 +105,12 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<u64>> + Send;
 }
 
+#[derive(Clone)]
 pub struct PgStore {
     pub pool: sqlx::PgPool,
 }
 
+#[derive(Clone)]
 pub struct SqliteStore {
     pub pool: sqlx::SqlitePool,
 }

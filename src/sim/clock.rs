@@ -37,6 +37,15 @@ impl Clock {
         }
     }
 
+    /// How many simulated seconds pass per real second (1 for a manual clock,
+    /// which the caller moves itself).
+    pub fn speed(&self) -> f64 {
+        match self {
+            Clock::Real { speed, .. } => *speed,
+            Clock::Manual(_) => 1.0,
+        }
+    }
+
     /// Moves a manual clock forward; a real clock cannot be moved.
     pub fn advance(&self, by: Duration) -> Option<DateTime<Utc>> {
         match self {

@@ -1,0 +1,140 @@
+//! The daemon's HTTP side: health checks, status, the last plan, and the
+//! admin API (heartbeats and snoozes, behind the admin bearer token).
+//! Listens on loopback unless told otherwise.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ledger::{AnyStore, Store};
+use crate::plan::Plan;
+use crate::secret::Secret;
+
+/// What the loop last did, for `/readyz` and `/api/v1/status`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    pub started_at: Option<DateTime<Utc>>,
+    pub dry_run: bool,
+    pub cycles: u64,
+    pub last_cycle_at: Option<DateTime<Utc>>,
+    /// The last cycle that observed the cloud whole.
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub observe_error: Option<String>,
+    pub ledger_error: Option<String>,
+    pub actions_taken: u64,
+    pub instances: usize,
+    #[serde(skip)]
+    pub plan: Option<Plan>,
+    /// Display name → platform name, to accept either in the admin API.
+    #[serde(skip)]
+    pub names: BTreeMap<String, String>,
+}
+
+pub struct Shared {
+    pub status: RwLock<Status>,
+    pub store: AnyStore,
+    pub admin_token: Option<Secret>,
+    pub interval: Duration,
+    /// The daemon's clock (simulated in the demo).
+    pub now: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/plan", get(plan))
+        .route("/api/v1/instances/{name}/heartbeat", post(heartbeat))
+        .route("/api/v1/instances/{name}/snooze", post(snooze))
+        .with_state(shared)
+}
+
+type AppState = State<Arc<Shared>>;
+
+/// Ready when a cycle observed the cloud whole within three intervals and the ledger answered.
+async fn readyz(State(s): AppState) -> Response {
+    let status = s.status.read().expect("status lock").clone();
+    let now = (s.now)();
+    let fresh = status.last_success_at.is_some_and(|t| now - t <= s.interval * 3);
+    match (fresh, &status.ledger_error) {
+        (true, None) => (StatusCode::OK, "ready").into_response(),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "no recent successful cycle").into_response(),
+        (true, Some(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("ledger: {e}")).into_response(),
+    }
+}
+
+async fn status(State(s): AppState) -> Json<Status> {
+    Json(s.status.read().expect("status lock").clone())
+}
+
+async fn plan(State(s): AppState) -> Response {
+    match s.status.read().expect("status lock").plan.clone() {
+        Some(plan) => Json(plan).into_response(),
+        None => (StatusCode::NOT_FOUND, "no plan yet").into_response(),
+    }
+}
+
+/// 401 unless the request carries the admin bearer token (and one is configured).
+fn refused(s: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match (&s.admin_token, given) {
+        (Some(token), Some(given)) if !token.is_empty() && token.expose() == given => None,
+        _ => Some((StatusCode::UNAUTHORIZED, "admin bearer token required").into_response()),
+    }
+}
+
+/// The platform name for a platform or display name.
+fn resolve(s: &Shared, name: &str) -> String {
+    let status = s.status.read().expect("status lock");
+    status.names.get(name).cloned().unwrap_or_else(|| name.to_owned())
+}
+
+async fn heartbeat(State(s): AppState, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refused(&s, &headers) {
+        return refusal;
+    }
+    let instance = resolve(&s, &name);
+    match s.store.record_heartbeat(&instance, (s.now)()).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SnoozeFor {
+    #[serde(rename = "for")]
+    span: String,
+}
+
+async fn snooze(
+    State(s): AppState,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<SnoozeFor>,
+) -> Response {
+    if let Some(refusal) = refused(&s, &headers) {
+        return refusal;
+    }
+    let Some(span) = humantime::parse_duration(&q.span).ok().and_then(|d| Duration::from_std(d).ok()) else {
+        return (StatusCode::BAD_REQUEST, "for= must be a duration like 2h").into_response();
+    };
+    let instance = resolve(&s, &name);
+    let until = (s.now)() + span;
+    match s.store.set_snooze(&instance, until).await {
+        Ok(()) => Json(serde_json::json!({ "instance": instance, "until": until })).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}

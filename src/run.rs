@@ -1,0 +1,200 @@
+//! The daemon's loop: the thin shell around [`Daemon::step`] that reads the
+//! clock, sleeps until the next decision is due, reloads the policy on
+//! SIGHUP, finishes the cycle in flight on SIGTERM, and tells systemd.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::cloud::Cloud;
+use crate::config::load::load_file;
+use crate::http::Shared;
+use crate::ledger::{AnyStore, Outcome};
+use crate::plan::observed::yuan;
+use crate::reconcile::{Daemon, StepReport};
+use crate::sim::clock::Clock;
+
+pub struct Options {
+    /// Re-read on SIGHUP; a file that fails validation leaves the old policy.
+    pub config_path: Option<PathBuf>,
+    pub clock: Clock,
+    /// Print each decision for people (the demo), besides the log.
+    pub narrate: bool,
+    pub timezone: Tz,
+    /// Apply the ledger's migrations before the first write (retried each cycle until done).
+    pub migrate: bool,
+}
+
+/// Runs cycles until SIGTERM or Ctrl-C.
+pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>, options: Options) {
+    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup());
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
+    // One stream for the whole run: a Ctrl-C that lands during a cycle is kept, not lost.
+    let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt());
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut narrator = Narrator { seen_notes: BTreeSet::new(), timezone: options.timezone };
+    {
+        let mut status = shared.status.write().expect("status lock");
+        status.started_at = Some(options.clock.now());
+        status.dry_run = daemon.dry_run;
+    }
+    match daemon.reconcile_intents(options.clock.now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(settled = n, "settled actions left unfinished by the last run"),
+        Err(error) => tracing::warn!(%error, "could not settle unfinished actions yet; the next start tries again"),
+    }
+    let mut ready = false;
+    let mut migrated = !options.migrate;
+    loop {
+        if !migrated {
+            use crate::ledger::Store;
+            match daemon.ledger.store().migrate().await {
+                Ok(()) => migrated = true,
+                Err(error) => tracing::warn!(%error, "ledger migrations not applied yet"),
+            }
+        }
+        let now = options.clock.now();
+        let report = daemon.step(now).await;
+        log(&report);
+        if options.narrate {
+            narrator.tell(&report);
+        }
+        update(&shared, &report);
+        if !ready {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            ready = true;
+        }
+        if watchdog.is_some() {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+        // Sleep until the next decision is due, at most one interval.
+        let interval = daemon.config.settings.interval;
+        let due = report.plan.as_ref().and_then(|p| p.next_check).map_or(interval, |next| (next - now).min(interval));
+        let due = due.max(chrono::Duration::seconds(1)).to_std().unwrap_or_default();
+        let real = due.div_f64(options.clock.speed().max(1e-9));
+        let real = watchdog.map_or(real, |w| real.min(w / 2));
+        tokio::select! {
+            () = tokio::time::sleep(real) => {}
+            _ = hangup.recv() => reload(&mut daemon, options.config_path.as_ref()),
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!("stopped after finishing the cycle in flight");
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> tokio::signal::unix::Signal {
+    tokio::signal::unix::signal(kind).expect("signal handlers install")
+}
+
+fn reload<C: Cloud>(daemon: &mut Daemon<C, AnyStore>, path: Option<&PathBuf>) {
+    let Some(path) = path else { return };
+    let (config, report) = load_file(path);
+    match config {
+        Some(config) => {
+            tracing::info!(policies = config.policies.len(), warnings = report.warnings(), "policy reloaded");
+            daemon.config = config;
+        }
+        None => {
+            for line in report.to_string().lines() {
+                tracing::error!(problem = %line, "the new policy file is invalid");
+            }
+            tracing::error!(errors = report.errors(), "reload refused: the running policy stays in force");
+        }
+    }
+}
+
+fn log(report: &StepReport) {
+    if let Some(error) = &report.observe_error {
+        tracing::warn!(%error, "cloud not observed whole: no action this cycle");
+    }
+    if let Some(error) = &report.ledger_error {
+        tracing::warn!(%error, "ledger unavailable: stopping only, records kept for later");
+    }
+    for e in &report.executed {
+        let a = &e.action;
+        tracing::info!(
+            policy = %a.policy,
+            instance = %a.instance.display_name,
+            action = a.kind.label(),
+            outcome = e.outcome.label(),
+            saving_per_hour = %a.saving_per_hour,
+            reason = %a.reason,
+            error = e.error.as_deref().unwrap_or(""),
+            "action"
+        );
+    }
+}
+
+fn update(shared: &Shared, report: &StepReport) {
+    let mut status = shared.status.write().expect("status lock");
+    status.cycles += 1;
+    status.last_cycle_at = Some(report.at);
+    status.observe_error = report.observe_error.clone();
+    status.ledger_error = report.ledger_error.clone();
+    status.actions_taken += report.executed.iter().filter(|e| e.outcome != Outcome::Skipped).count() as u64;
+    if report.observe_error.is_none() {
+        status.last_success_at = Some(report.at);
+    }
+    if let Some(plan) = &report.plan {
+        status.plan = Some(plan.clone());
+    }
+    status.names.extend(report.names.iter().cloned());
+    status.instances = report.names.len();
+}
+
+/// Decisions as a person wants to read them: what, why, and the money.
+struct Narrator {
+    seen_notes: BTreeSet<String>,
+    timezone: Tz,
+}
+
+impl Narrator {
+    fn tell(&mut self, report: &StepReport) {
+        let at = local(report.at, self.timezone);
+        for e in &report.executed {
+            let a = &e.action;
+            let money = if a.saving_per_hour.micros() >= 0 {
+                format!("saves {}/h", yuan(a.saving_per_hour))
+            } else {
+                format!("costs {}/h", yuan(crate::money::Money::ZERO - a.saving_per_hour))
+            };
+            let what = match (&a.kind, e.outcome) {
+                (_, Outcome::Skipped) => format!("would {} (dry run)", a.kind.label()),
+                (_, Outcome::Failed) | (_, Outcome::Unknown) => {
+                    format!("tried to {} ({})", a.kind.label(), e.error.as_deref().unwrap_or(""))
+                }
+                (crate::plan::ActionKind::PowerOff(off), _) if off.snapshot.is_some() => {
+                    "stopped, with a snapshot,".to_owned()
+                }
+                (crate::plan::ActionKind::PowerOff(_), _) => "stopped".to_owned(),
+                (crate::plan::ActionKind::PowerOn, _) => "started".to_owned(),
+                (crate::plan::ActionKind::Create { request, .. }, _) => format!("created on SKU {}", request.sku_id),
+                (crate::plan::ActionKind::Delete, _) => "deleted".to_owned(),
+            };
+            println!("{at}  {what} {} [{}]: {}; {money}", a.instance.display_name, a.policy, a.reason);
+        }
+        if let Some(plan) = &report.plan {
+            for n in &plan.notes {
+                // The same note with other numbers (an idle time growing) is not news.
+                let gist: String = n.text.chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect();
+                let key = format!("{:?}{:?}{gist}", n.policy, n.instance);
+                if self.seen_notes.insert(key) {
+                    let who = n.instance.as_deref().or(n.policy.as_deref()).unwrap_or("all");
+                    println!("{at}  left alone: {who}: {}", n.text);
+                }
+            }
+        }
+        if let Some(error) = &report.observe_error {
+            println!("{at}  no action: {error}");
+        }
+    }
+}
+
+fn local(at: DateTime<Utc>, tz: Tz) -> String {
+    at.with_timezone(&tz).format("%m-%d %H:%M").to_string()
+}
