@@ -3,6 +3,7 @@
 mod cli;
 mod client;
 mod daemon;
+mod daemon_process;
 mod daylight_saving;
 mod fake_cloud_process;
 mod harness;
@@ -11,5 +12,6 @@ mod ledger_exactness;
 mod plan_properties;
 mod scenarios;
 mod sim_properties;
+mod systemd;
 mod validate;
 mod vendor_samples;
