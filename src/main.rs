@@ -246,8 +246,8 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
     let client = client(&config)?;
     let mut observed =
         observe(&client, &config).await.map_err(|e| anyhow::anyhow!("cannot observe the cloud, so no plan: {e}"))?;
-    read_signals(&mut observed.instances, &config, &SignalSettings::default()).await;
     let now = Utc::now();
+    read_signals(&mut observed.instances, &config, &SignalSettings::default(), None, now).await;
     let store = ledger_store(&config)?;
     if config.settings.ledger.migrate_on_start {
         // As the daemon would on start; an unreachable ledger shows below.

@@ -10,7 +10,7 @@ use crate::cloud::{Cloud, CloudErrorKind, InstanceStatus};
 use crate::config::policy::Config;
 use crate::ledger::facts::add_facts;
 use crate::ledger::{ActionRecord, Ledger, Outcome, Store};
-use crate::observe::{SignalSettings, observe, read_signals};
+use crate::observe::{Catalog, SignalCache, SignalSettings, observe, observe_with, read_signals};
 use crate::plan::{self, Action, ActionKind, Plan};
 
 /// What one step did.
@@ -57,6 +57,8 @@ pub struct Daemon<C, S> {
     pub config: Config,
     pub dry_run: bool,
     pub signals: SignalSettings,
+    signal_cache: SignalCache,
+    catalog: Catalog,
     /// Actions taken in the last hour, kept here too: the ledger may be away.
     taken: VecDeque<DateTime<Utc>>,
     capacity_failures: BTreeMap<String, DateTime<Utc>>,
@@ -81,6 +83,8 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             config,
             dry_run,
             signals: SignalSettings::default(),
+            signal_cache: SignalCache::default(),
+            catalog: Catalog::default(),
             taken: VecDeque::new(),
             capacity_failures: BTreeMap::new(),
             marks: BTreeMap::new(),
@@ -125,7 +129,12 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         while self.taken.front().is_some_and(|t| *t <= now - Duration::hours(1)) {
             self.taken.pop_front();
         }
-        let mut observed = match observe(&self.cloud, &self.config).await {
+        let refreshed = self.catalog.refresh(&self.cloud, now, self.config.settings.sku_interval).await;
+        let observed = match refreshed {
+            Ok(()) => observe_with(&self.cloud, &self.config, &self.catalog).await,
+            Err(e) => Err(e),
+        };
+        let mut observed = match observed {
             Ok(observed) => observed,
             Err(e) => {
                 // Never act on a partial picture.
@@ -133,7 +142,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                 return report;
             }
         };
-        read_signals(&mut observed.instances, &self.config, &self.signals).await;
+        read_signals(&mut observed.instances, &self.config, &self.signals, Some(&mut self.signal_cache), now).await;
         report.names =
             observed.instances.iter().map(|o| (o.instance.display_name.clone(), o.instance.name.clone())).collect();
         self.follow(&observed, now).await;

@@ -110,6 +110,10 @@ impl Checker {
             Some(i) => self.duration(i, "interval").unwrap_or(Duration::seconds(30)),
             None => Duration::seconds(30),
         };
+        let sku_interval = match &raw.sku_interval {
+            Some(i) => self.duration(i, "sku_interval").unwrap_or(Duration::minutes(2)),
+            None => Duration::minutes(2),
+        };
         let listen = match &raw.listen {
             Some(l) => l.value.parse().unwrap_or_else(|_| {
                 self.error(l.pos, format!("listen `{}` is not an address like 127.0.0.1:9187", l.value));
@@ -134,6 +138,7 @@ impl Checker {
             token: token.map(source),
             admin_token: admin_token.map(source),
             interval,
+            sku_interval,
             listen,
             timezone,
             ledger: policy::LedgerSettings {

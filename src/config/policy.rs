@@ -33,6 +33,7 @@ pub struct Settings {
     /// The bearer token of the admin API's write endpoints; none: they refuse.
     pub admin_token: Option<SecretSource>,
     pub interval: Duration,
+    pub sku_interval: Duration,
     pub listen: std::net::SocketAddr,
     /// The zone for reports; budgets and schedules carry their own.
     pub timezone: Option<Tz>,

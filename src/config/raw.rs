@@ -38,6 +38,8 @@ pub struct Settings {
     pub ledger: Ledger,
     /// How often the daemon runs a cycle.
     pub interval: Option<Loc<Human>>,
+    /// How often regions, SKUs and prices are read again.
+    pub sku_interval: Option<Loc<Human>>,
     /// Where `/metrics`, the health checks and the admin API listen.
     pub listen: Option<Loc<String>>,
     /// Settings keys decoded on their own (secrets), skipped here.

@@ -130,8 +130,12 @@ impl FakeCloud {
     }
 
     fn count(&self, endpoint: Endpoint, status: StatusCode) {
+        self.count_label(endpoint.label(), status);
+    }
+
+    fn count_label(&self, label: &str, status: StatusCode) {
         let mut requests = self.requests.lock().expect("requests lock");
-        *requests.entry(endpoint.label().to_owned()).or_default().entry(status.as_u16()).or_default() += 1;
+        *requests.entry(label.to_owned()).or_default().entry(status.as_u16()).or_default() += 1;
     }
 
     /// One API call: auth, then the injected fault if any, then the simulator.
@@ -313,8 +317,14 @@ fn jupyter_refusal(e: JupyterError) -> Response {
 }
 
 async fn jupyter_status(State(s): Shared, Path(uid): Path<String>, headers: HeaderMap, Query(q): Params) -> Response {
+    let response = jupyter_status_answer(&s, &uid, &headers, &q);
+    s.count_label("jupyter_status", response.status());
+    response
+}
+
+fn jupyter_status_answer(s: &FakeCloud, uid: &str, headers: &HeaderMap, q: &HashMap<String, String>) -> Response {
     let now = s.clock.now();
-    match s.sim().jupyter(now, &uid, &jupyter_token(&q, &headers)) {
+    match s.sim().jupyter(now, uid, &jupyter_token(q, headers)) {
         Ok(view) => json_body(
             StatusCode::OK,
             &json!({
@@ -330,8 +340,14 @@ async fn jupyter_status(State(s): Shared, Path(uid): Path<String>, headers: Head
 }
 
 async fn jupyter_kernels(State(s): Shared, Path(uid): Path<String>, headers: HeaderMap, Query(q): Params) -> Response {
+    let response = jupyter_kernels_answer(&s, &uid, &headers, &q);
+    s.count_label("jupyter_kernels", response.status());
+    response
+}
+
+fn jupyter_kernels_answer(s: &FakeCloud, uid: &str, headers: &HeaderMap, q: &HashMap<String, String>) -> Response {
     let now = s.clock.now();
-    match s.sim().jupyter(now, &uid, &jupyter_token(&q, &headers)) {
+    match s.sim().jupyter(now, uid, &jupyter_token(q, headers)) {
         Ok(view) => {
             let kernel = |n: u32, busy: bool| {
                 json!({

@@ -201,3 +201,38 @@ async fn with_the_ledger_away_idle_stops_go_on_creates_wait_and_records_catch_up
     let bob = actions.iter().find(|a| a.display_name == "nb-bob").expect("the stop made during the outage is recorded");
     assert_eq!(bob.outcome, Some(Outcome::Done));
 }
+
+/// 1,000 busy notebooks: after the first look, a cycle costs far fewer than
+/// 150 calls, MatrixDC and Jupyter together, because each instance is looked
+/// at only as often as its idle deadline requires.
+#[tokio::test]
+async fn a_thousand_busy_instances_cost_few_calls_per_cycle() {
+    let mut fleet = String::from(
+        "regions:\n  - { id: r1, name: R1, cluster: host-cluster, gpus: { nvidia.com/gpu-4090: 2000 } }\nskus:\n  - { id: \"66\", region: r1, name: \"4090\", gpu_product: \"4090\", gpu_resource_key: nvidia.com/gpu-4090, gpu_count: 1, gpu_memory_gb: 24, cpu_cores: 16, memory_gb: 96, price: 2.5 }\ninstances:\n",
+    );
+    for i in 0..1000 {
+        fleet += &format!(
+            "  - {{ display_name: nb-{i}, cluster: host-cluster, sku: \"66\", image: i, status: running, activity: {{ busy_kernels: 1 }} }}\n"
+        );
+    }
+    let cloud = TestCloud::with_fleet(&fleet).await;
+    let mut daemon = daemon(&cloud, NOTEBOOKS, sqlite().await).await;
+    let calls = || cloud.server.requests().values().flat_map(|by_status| by_status.values()).sum::<u64>();
+    let mut per_cycle = Vec::new();
+    // One period of looks (30 minutes less a cycle) and a little more.
+    for _ in 0..=64 {
+        let before = calls();
+        cloud.advance(Duration::seconds(30));
+        let report = daemon.step(now(&cloud)).await;
+        assert!(report.executed.is_empty(), "busy instances are left alone");
+        per_cycle.push(calls() - before);
+    }
+    let steady = &per_cycle[1..];
+    let (max, mean) = (*steady.iter().max().unwrap(), steady.iter().sum::<u64>() as f64 / steady.len() as f64);
+    println!(
+        "1,000 busy instances: first cycle {} calls, then {mean:.1} a cycle on average, {max} at most",
+        per_cycle[0]
+    );
+    assert!(per_cycle[0] >= 2000, "the first cycle looks at every instance");
+    assert!(max < 150, "{max} calls in one cycle: {per_cycle:?}");
+}
