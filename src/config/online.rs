@@ -16,15 +16,7 @@ pub fn check(config: &Config, skus: &[Sku], instances: &[Instance], now: chrono:
     let mut findings = Findings { errors: Vec::new(), warnings: Vec::new() };
     for policy in &config.policies {
         let Some(pool) = &policy.pool else { continue };
-        let wanted = Wanted {
-            products: &pool.gpu.products,
-            gpu_count: pool.gpu.count,
-            min_memory_gb: pool.gpu.min_memory_gb,
-            billing: &pool.billing,
-            clusters: &pool.clusters,
-            max_price: None,
-            prefer_discount: false,
-        };
+        let wanted = Wanted { max_price: None, ..pool.wanted() };
         let fitting: Vec<&Sku> = skus.iter().filter(|s| wanted.fits(s)).collect();
         if fitting.is_empty() {
             findings.errors.push(format!(

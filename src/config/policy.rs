@@ -402,6 +402,19 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// What the pool's creates need from a SKU.
+    pub fn wanted(&self) -> crate::pricing::Wanted<'_> {
+        crate::pricing::Wanted {
+            products: &self.gpu.products,
+            gpu_count: self.gpu.count,
+            min_memory_gb: self.gpu.min_memory_gb,
+            billing: &self.billing,
+            clusters: &self.clusters,
+            max_price: self.max_price_per_hour,
+            prefer_discount: self.prefer_discount,
+        }
+    }
+
     /// The deterministic display name of a slot: `{name_prefix}-{slot}`.
     pub fn slot_name(&self, slot: u32) -> String {
         format!("{}-{slot}", self.name_prefix)

@@ -17,15 +17,7 @@ impl Planner<'_> {
         if let Some(change) = pool.next_desired_change(self.now) {
             self.wake(change);
         }
-        let wanted = Wanted {
-            products: &pool.gpu.products,
-            gpu_count: pool.gpu.count,
-            min_memory_gb: pool.gpu.min_memory_gb,
-            billing: &pool.billing,
-            clusters: &pool.clusters,
-            max_price: pool.max_price_per_hour,
-            prefer_discount: pool.prefer_discount,
-        };
+        let wanted = pool.wanted();
         let mut desired = pool.desired_at(self.now);
         if pool.only_during_discount && desired > 0 {
             let fitting = || self.observed.skus.iter().filter(|s| wanted.fits(s));

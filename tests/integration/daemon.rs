@@ -14,7 +14,7 @@ use mdc_autoscaler::reconcile::Daemon;
 use mdc_autoscaler::sim::Activity;
 
 use crate::harness::{TestCloud, start_time};
-use crate::ledger_contract::{sqlite, uuid_like};
+use crate::ledger_contract::{outage, sqlite, uuid_like};
 
 fn config(cloud: &TestCloud, policies: &str) -> Config {
     let text = format!(
@@ -150,21 +150,6 @@ async fn a_crash_between_create_and_record_never_creates_twice() {
         assert!(report.executed.iter().all(|e| !matches!(e.action.kind, ActionKind::Create { .. })), "created again");
     }
     assert_eq!(cloud.server.sim().instances().filter(|i| i.display_name == "training-0").count(), 1);
-}
-
-async fn outage(admin: &sqlx::PgPool, name: &str, down: bool) {
-    let allow = if down { "false" } else { "true" };
-    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}")))
-        .execute(admin)
-        .await
-        .unwrap();
-    if down {
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-            .bind(name)
-            .execute(admin)
-            .await
-            .unwrap();
-    }
 }
 
 #[tokio::test]

@@ -35,6 +35,22 @@ pub async fn sqlite() -> SqliteStore {
     SqliteStore { pool }
 }
 
+/// A real outage of one database: it refuses connections and its sessions end.
+pub async fn outage(admin: &sqlx::PgPool, name: &str, down: bool) {
+    let allow = if down { "false" } else { "true" };
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}")))
+        .execute(admin)
+        .await
+        .unwrap();
+    if down {
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(name)
+            .execute(admin)
+            .await
+            .unwrap();
+    }
+}
+
 pub fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -16,7 +16,7 @@ use mdc_autoscaler::plan::{Observed, ObservedInstance};
 use mdc_autoscaler::sim::Simulator;
 use mdc_autoscaler::sim::fleet::FleetFile;
 
-use crate::ledger_contract::uuid_like;
+use crate::ledger_contract::{outage, uuid_like};
 
 const FLEET: &str = r#"
 platform: { create_time: 60s, start_time: 30s, stop_time: 15s, delete_time: 10s }
@@ -65,22 +65,6 @@ async fn store(name: &str) -> PgStore {
         .acquire_timeout(std::time::Duration::from_secs(2))
         .connect_lazy_with(options);
     PgStore { pool }
-}
-
-/// A real outage: the database refuses connections and its sessions are ended.
-async fn outage(admin: &sqlx::PgPool, name: &str, down: bool) {
-    let allow = if down { "false" } else { "true" };
-    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}")))
-        .execute(admin)
-        .await
-        .unwrap();
-    if down {
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-            .bind(name)
-            .execute(admin)
-            .await
-            .unwrap();
-    }
 }
 
 fn observe(sim: &mut Simulator, now: DateTime<Utc>) -> Observed {
