@@ -48,6 +48,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
     }
     let mut ready = false;
     let mut migrated = !options.migrate;
+    let mut pruned: Option<DateTime<Utc>> = None;
     loop {
         if !migrated {
             use crate::ledger::Store;
@@ -63,6 +64,19 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
             narrator.tell(&report);
         }
         update(&shared, &report);
+        // Retention: once an hour, old price samples and finished segments go.
+        if pruned.is_none_or(|at| now - at >= chrono::Duration::hours(1)) {
+            let ledger = &daemon.config.settings.ledger;
+            match daemon.ledger.prune(now, ledger.keep_price_samples, ledger.keep_usage_segments).await {
+                Ok(rows) => {
+                    pruned = Some(now);
+                    if rows > 0 {
+                        tracing::info!(rows, "pruned the ledger");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "ledger prune failed; trying again next cycle"),
+            }
+        }
         if !ready {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
             ready = true;
