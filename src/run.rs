@@ -41,13 +41,20 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         status.started_at = Some(options.clock.now());
         status.dry_run = daemon.dry_run;
     }
+    let mut migrated = !options.migrate;
+    if !migrated {
+        use crate::ledger::Store;
+        match daemon.ledger.store().migrate().await {
+            Ok(()) => migrated = true,
+            Err(error) => tracing::warn!(%error, "ledger migrations not applied yet; retried each cycle"),
+        }
+    }
     match daemon.reconcile_intents(options.clock.now()).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(settled = n, "settled actions left unfinished by the last run"),
         Err(error) => tracing::warn!(%error, "could not settle unfinished actions yet; the next start tries again"),
     }
     let mut ready = false;
-    let mut migrated = !options.migrate;
     let mut pruned: Option<DateTime<Utc>> = None;
     loop {
         if !migrated {
