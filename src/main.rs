@@ -167,7 +167,7 @@ struct FakeCloudArgs {
     no_free_gpus: Vec<String>,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The demo narrates its decisions; its log shows only what went wrong.
