@@ -2,6 +2,7 @@
 
 pub mod cloud;
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod ledger;
 pub mod money;

@@ -17,7 +17,6 @@ use mdc_autoscaler::http::{self, Shared};
 use mdc_autoscaler::ledger::facts::add_facts;
 use mdc_autoscaler::ledger::report::{self, By};
 use mdc_autoscaler::ledger::{AnyStore, Ledger, Store, connect};
-use mdc_autoscaler::money::Money;
 use mdc_autoscaler::observe::{SignalSettings, observe, read_signals};
 use mdc_autoscaler::reconcile::Daemon;
 use mdc_autoscaler::run;
@@ -26,8 +25,6 @@ use mdc_autoscaler::sim::clock::Clock;
 use mdc_autoscaler::sim::faults::Faults;
 use mdc_autoscaler::sim::fleet::{DEFAULT_FLEET, FleetFile};
 use mdc_autoscaler::sim::server::{API_PREFIX, DEMO_NAMESPACE, DEMO_TOKEN, FakeCloud};
-
-const DEMO_POLICY: &str = include_str!("../config/demo.yaml");
 
 #[derive(Parser)]
 #[command(
@@ -174,7 +171,9 @@ async fn main() -> anyhow::Result<()> {
     init_logging(if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" });
     match cli.command {
         Command::Run { config, dry_run } => run_daemon(&config, dry_run).await,
-        Command::Demo { speed, state_dir } => demo(speed, &state_dir).await,
+        Command::Demo { speed, state_dir } => {
+            mdc_autoscaler::demo::run(speed, &state_dir).await.map_err(|e| anyhow::anyhow!(e))
+        }
         Command::Validate { config, online } => validate(&config, online).await,
         Command::Plan { config, output } => plan(&config, output).await,
         Command::Spend { config, since, by, output } => spend(&config, since, by, output).await,
@@ -310,84 +309,6 @@ async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The daemon against an in-process simulated fleet, narrated.
-async fn demo(speed: f64, state_dir: &std::path::Path) -> anyhow::Result<()> {
-    use chrono::TimeZone;
-    anyhow::ensure!(speed > 0.0, "--speed must be above 0");
-    std::fs::create_dir_all(state_dir).with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let db = state_dir.join("ledger.db");
-    for suffix in ["", "-shm", "-wal"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
-    // Tonight at 21:30 in Beijing: half an hour before the 4090's night discount.
-    let shanghai = chrono_tz::Asia::Shanghai;
-    let today = Utc::now().with_timezone(&shanghai).date_naive();
-    let start = shanghai
-        .from_local_datetime(&today.and_hms_opt(21, 30, 0).expect("valid"))
-        .single()
-        .expect("no DST in Shanghai")
-        .to_utc();
-    let clock = Clock::real(start, speed);
-    let sim = FleetFile::parse("config/fleet.yaml", DEFAULT_FLEET)?.build(DEMO_NAMESPACE, start)?;
-    let cloud_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let cloud_url = format!("http://{}", cloud_listener.local_addr()?);
-    let fake = FakeCloud::new(sim, clock.clone(), Secret::new(DEMO_TOKEN), Faults::default(), &cloud_url);
-    tokio::spawn(Arc::clone(&fake).serve(cloud_listener, std::future::pending()));
-
-    let text = DEMO_POLICY
-        .replace("@API@", &format!("{cloud_url}{API_PREFIX}"))
-        .replace("@DB@", &format!("sqlite://{}", db.display()));
-    let (config, report) = mdc_autoscaler::config::load::load_str("config/demo.yaml", &text);
-    let config = config.ok_or_else(|| anyhow::anyhow!("the demo policy is invalid:\n{report}"))?;
-    let cloud = MatrixDcClient::new(config.settings.api.clone(), Secret::new(DEMO_TOKEN))?;
-    let store = ledger_store(&config)?;
-    store.migrate().await?;
-    let status_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let status_url = format!("http://{}", status_listener.local_addr()?);
-    let demo_clock = clock.clone();
-    let shared = Arc::new(Shared {
-        status: Default::default(),
-        store: store.clone(),
-        admin_token: Some(Secret::new(DEMO_TOKEN)),
-        interval: config.settings.interval,
-        now: Box::new(move || demo_clock.now()),
-    });
-    tokio::spawn(axum::serve(status_listener, http::router(Arc::clone(&shared))).into_future());
-    println!("mdc-autoscaler demo: a simulated MatrixDC account, {speed}x real time, from 21:30 Beijing time.");
-    println!("  fake MatrixDC API   {cloud_url}{API_PREFIX}  (namespace {DEMO_NAMESPACE}, token {DEMO_TOKEN})");
-    println!("  daemon status       {status_url}/api/v1/status   plan: {status_url}/api/v1/plan");
-    println!("  ledger              {}", db.display());
-    println!("Each decision is printed as it is made. Ctrl-C for the spend and savings summary.\n");
-    let options =
-        run::Options { config_path: None, clock: clock.clone(), narrate: true, timezone: shanghai, migrate: false };
-    let daemon = Daemon::new(cloud, Ledger::new(store.clone()), config, false);
-    run::run(daemon, shared, options).await;
-
-    let end = clock.now();
-    let rows = report::spend(&store, start, end, By::Policy, shanghai).await?;
-    let bill = {
-        let mut sim = fake.sim();
-        sim.advance(end);
-        sim.bill()
-    };
-    println!("\nFrom 21:30 to {} Beijing time:", end.with_timezone(&shanghai).format("%H:%M"));
-    for row in &rows {
-        println!(
-            "  {:<10} spent ¥{:.2}, saved an estimated ¥{:.2}",
-            row.key,
-            row.spend.as_yuan_f64(),
-            row.saved.as_yuan_f64()
-        );
-    }
-    let compute: Money = bill.instances.iter().map(|b| b.compute).sum();
-    println!(
-        "  the simulated cloud billed ¥{:.2} of compute (¥{:.2} with storage and prepaid terms)",
-        compute.as_yuan_f64(),
-        bill.total.as_yuan_f64()
-    );
-    Ok(())
-}
-
 /// The ledger the settings name; errors never show the URL.
 fn ledger_store(config: &Config) -> anyhow::Result<AnyStore> {
     let url =
@@ -410,31 +331,12 @@ async fn spend(path: &std::path::Path, since: Duration, by: By, output: SpendOut
     let tz = config.settings.timezone.unwrap_or(chrono_tz::Asia::Shanghai);
     let from = now - chrono::Duration::from_std(since)?;
     let rows = report::spend(&store, from, now, by, tz).await?;
-    let yuan = |m: Money| format!("{:.2}", m.as_yuan_f64());
     match output {
         SpendOutput::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-        SpendOutput::Csv => {
-            println!("key,spend_yuan,running_hours,saved_yuan");
-            for r in &rows {
-                println!("{},{},{:.2},{}", csv(&r.key), yuan(r.spend), r.running_hours, yuan(r.saved));
-            }
-        }
-        SpendOutput::Table => {
-            let width = rows.iter().map(|r| r.key.chars().count()).max().unwrap_or(0).max(8);
-            println!("{:<width$}  {:>12}  {:>9}  {:>12}", "", "SPEND ¥", "HOURS", "SAVED ¥");
-            for r in &rows {
-                println!("{:<width$}  {:>12}  {:>9.1}  {:>12}", r.key, yuan(r.spend), r.running_hours, yuan(r.saved));
-            }
-            let (spent, saved): (Money, Money) =
-                (rows.iter().map(|r| r.spend).sum(), rows.iter().map(|r| r.saved).sum());
-            println!("{:<width$}  {:>12}  {:>9}  {:>12}", "total", yuan(spent), "", yuan(saved));
-        }
+        SpendOutput::Csv => print!("{}", report::csv(&rows)),
+        SpendOutput::Table => print!("{}", report::table(&rows)),
     }
     Ok(())
-}
-
-fn csv(field: &str) -> String {
-    if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_owned() }
 }
 
 async fn fake_cloud(args: FakeCloudArgs) -> anyhow::Result<()> {

@@ -114,6 +114,36 @@ pub fn tally(
     rows.into_values().collect()
 }
 
+/// Rows as a table, with a total.
+pub fn table(rows: &[Row]) -> String {
+    let yuan = |m: Money| format!("{:.2}", m.as_yuan_f64());
+    let width = rows.iter().map(|r| r.key.chars().count()).max().unwrap_or(0).max(8);
+    let mut out = format!("{:<width$}  {:>12}  {:>9}  {:>12}\n", "", "SPEND ¥", "HOURS", "SAVED ¥");
+    for r in rows {
+        out += &format!("{:<width$}  {:>12}  {:>9.1}  {:>12}\n", r.key, yuan(r.spend), r.running_hours, yuan(r.saved));
+    }
+    let (spent, saved): (Money, Money) = (rows.iter().map(|r| r.spend).sum(), rows.iter().map(|r| r.saved).sum());
+    out + &format!("{:<width$}  {:>12}  {:>9}  {:>12}\n", "total", yuan(spent), "", yuan(saved))
+}
+
+/// Rows as CSV, money in yuan.
+pub fn csv(rows: &[Row]) -> String {
+    let quote = |field: &str| {
+        if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_owned() }
+    };
+    let mut out = String::from("key,spend_yuan,running_hours,saved_yuan\n");
+    for r in rows {
+        out += &format!(
+            "{},{:.2},{:.2},{:.2}\n",
+            quote(&r.key),
+            r.spend.as_yuan_f64(),
+            r.running_hours,
+            r.saved.as_yuan_f64()
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

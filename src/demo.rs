@@ -1,0 +1,106 @@
+//! `mdc-autoscaler demo`: the daemon against an in-process simulated fleet,
+//! from 21:30 Beijing time (half an hour before the night discount), each
+//! decision narrated; on Ctrl-C, spend and savings beside the simulated bill.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+
+use crate::cloud::matrixdc::MatrixDcClient;
+use crate::config::load::load_str;
+use crate::http::{self, Shared};
+use crate::ledger::{Ledger, Store, connect, report};
+use crate::money::Money;
+use crate::reconcile::Daemon;
+use crate::secret::Secret;
+use crate::sim::clock::Clock;
+use crate::sim::faults::Faults;
+use crate::sim::fleet::{DEFAULT_FLEET, FleetFile};
+use crate::sim::server::{API_PREFIX, DEMO_NAMESPACE, DEMO_TOKEN, FakeCloud};
+
+const DEMO_POLICY: &str = include_str!("../config/demo.yaml");
+
+/// Runs the demo until Ctrl-C, then prints the summary.
+pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    if speed <= 0.0 {
+        return Err("--speed must be above 0".into());
+    }
+    std::fs::create_dir_all(state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+    let db = state_dir.join("ledger.db");
+    for suffix in ["", "-shm", "-wal"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    // Tonight at 21:30 in Beijing: half an hour before the 4090's night discount.
+    let shanghai = chrono_tz::Asia::Shanghai;
+    let today = Utc::now().with_timezone(&shanghai).date_naive();
+    let start = shanghai
+        .from_local_datetime(&today.and_hms_opt(21, 30, 0).expect("valid"))
+        .single()
+        .expect("no DST in Shanghai")
+        .to_utc();
+    let clock = Clock::real(start, speed);
+    let sim = FleetFile::parse("config/fleet.yaml", DEFAULT_FLEET)?.build(DEMO_NAMESPACE, start)?;
+    let cloud_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let cloud_url = format!("http://{}", cloud_listener.local_addr()?);
+    let fake = FakeCloud::new(sim, clock.clone(), Secret::new(DEMO_TOKEN), Faults::default(), &cloud_url);
+    tokio::spawn(Arc::clone(&fake).serve(cloud_listener, std::future::pending()));
+
+    let text = DEMO_POLICY
+        .replace("@API@", &format!("{cloud_url}{API_PREFIX}"))
+        .replace("@DB@", &format!("sqlite://{}", db.display()));
+    let (config, report) = load_str("config/demo.yaml", &text);
+    let config = config.ok_or_else(|| format!("the demo policy is invalid:\n{report}"))?;
+    let cloud = MatrixDcClient::new(config.settings.api.clone(), Secret::new(DEMO_TOKEN))?;
+    let store = connect(&config.settings.ledger.database_url()?)?;
+    store.migrate().await?;
+    let status_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let status_url = format!("http://{}", status_listener.local_addr()?);
+    let demo_clock = clock.clone();
+    let shared = Arc::new(Shared {
+        status: Default::default(),
+        store: store.clone(),
+        admin_token: Some(Secret::new(DEMO_TOKEN)),
+        interval: config.settings.interval,
+        now: Box::new(move || demo_clock.now()),
+    });
+    tokio::spawn(axum::serve(status_listener, http::router(Arc::clone(&shared))).into_future());
+    println!("mdc-autoscaler demo: a simulated MatrixDC account, {speed}x real time, from 21:30 Beijing time.");
+    println!("  fake MatrixDC API   {cloud_url}{API_PREFIX}  (namespace {DEMO_NAMESPACE}, token {DEMO_TOKEN})");
+    println!("  daemon status       {status_url}/api/v1/status   plan: {status_url}/api/v1/plan");
+    println!("  ledger              {}", db.display());
+    println!("Each decision is printed as it is made. Ctrl-C for the spend and savings summary.\n");
+    let options = crate::run::Options {
+        config_path: None,
+        clock: clock.clone(),
+        narrate: true,
+        timezone: shanghai,
+        migrate: false,
+    };
+    let daemon = Daemon::new(cloud, Ledger::new(store.clone()), config, false);
+    crate::run::run(daemon, shared, options).await;
+
+    let end = clock.now();
+    let rows = report::spend(&store, start, end, report::By::Policy, shanghai).await?;
+    let bill = {
+        let mut sim = fake.sim();
+        sim.advance(end);
+        sim.bill()
+    };
+    println!("\nFrom 21:30 to {} Beijing time:", end.with_timezone(&shanghai).format("%H:%M"));
+    for row in &rows {
+        println!(
+            "  {:<10} spent ¥{:.2}, saved an estimated ¥{:.2}",
+            row.key,
+            row.spend.as_yuan_f64(),
+            row.saved.as_yuan_f64()
+        );
+    }
+    let compute: Money = bill.instances.iter().map(|b| b.compute).sum();
+    println!(
+        "  the simulated cloud billed ¥{:.2} of compute (¥{:.2} with storage and prepaid terms)",
+        compute.as_yuan_f64(),
+        bill.total.as_yuan_f64()
+    );
+    Ok(())
+}
