@@ -20,17 +20,6 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 8] = [
-        Endpoint::ListRegions,
-        Endpoint::ListSkus,
-        Endpoint::ListInstances,
-        Endpoint::GetInstance,
-        Endpoint::CreateInstance,
-        Endpoint::PowerOff,
-        Endpoint::PowerOn,
-        Endpoint::DeleteInstance,
-    ];
-
     pub fn label(self) -> &'static str {
         match self {
             Endpoint::ListRegions => "list_regions",

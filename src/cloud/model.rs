@@ -147,16 +147,6 @@ impl InstanceStatus {
             InstanceStatus::Unknown(_) => "unknown",
         }
     }
-
-    pub const KNOWN: [InstanceStatus; 7] = [
-        InstanceStatus::Creating,
-        InstanceStatus::Starting,
-        InstanceStatus::Running,
-        InstanceStatus::Stopping,
-        InstanceStatus::Stopped,
-        InstanceStatus::Deleting,
-        InstanceStatus::Failed,
-    ];
 }
 
 impl fmt::Display for InstanceStatus {

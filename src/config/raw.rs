@@ -321,7 +321,9 @@ fn one() -> Loc<u32> {
     Loc::new(1)
 }
 
+/// A data volume to mount, in the policy file and in fleet files.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Volume {
     #[serde(default = "default_volume_path")]
     pub path: String,

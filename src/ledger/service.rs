@@ -12,7 +12,6 @@ use super::records::{InstanceRecord, NewSegment, PriceSample, Segment, SegmentCl
 use super::store::{LedgerError, Store};
 use crate::cloud::Sku;
 use crate::config::policy::Config;
-use crate::money::Money;
 use crate::plan::{Observed, SpendSoFar};
 
 enum Write {
@@ -230,9 +229,4 @@ fn local_midnight(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
         .earliest()
         .or_else(|| tz.from_local_datetime(&(midnight + Duration::hours(1))).earliest())
         .map_or_else(|| Utc.from_utc_datetime(&midnight), |t| t.to_utc())
-}
-
-/// The money a list of segments cost in `[from, to)`.
-pub fn cost(segments: &[Segment], from: DateTime<Utc>, to: DateTime<Utc>) -> Money {
-    segments.iter().map(|s| s.cost_within(from, to)).sum()
 }

@@ -14,6 +14,7 @@ use super::{
     SimVolume, Simulator,
 };
 use crate::cloud::BillingType;
+use crate::config::raw::Volume;
 use crate::money::{Money, Ratio};
 
 pub const DEFAULT_FLEET: &str = include_str!("../../config/fleet.yaml");
@@ -164,7 +165,7 @@ pub struct FleetInstance {
     #[serde(default)]
     pub term: String,
     #[serde(default)]
-    pub volumes: Vec<FleetVolume>,
+    pub volumes: Vec<Volume>,
     /// Created (and, if running, started) this long before the start.
     #[serde(default, with = "humantime_serde")]
     pub age: Duration,
@@ -173,23 +174,6 @@ pub struct FleetInstance {
     pub stopped_for: Duration,
     #[serde(default)]
     pub activity: FleetActivity,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FleetVolume {
-    #[serde(default = "default_volume_path")]
-    pub path: String,
-    pub size_gb: u32,
-    #[serde(default = "default_volume_type", rename = "type")]
-    pub kind: String,
-}
-
-fn default_volume_path() -> String {
-    "/root/data".into()
-}
-fn default_volume_type() -> String {
-    "shared-filesystem".into()
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -354,10 +354,6 @@ impl Simulator {
         self.skus.insert(sku.id.clone(), sku);
     }
 
-    pub fn regions(&self) -> &[SimRegion] {
-        &self.regions
-    }
-
     pub fn skus(&self) -> impl Iterator<Item = &SimSku> {
         self.skus.values()
     }
