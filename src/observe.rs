@@ -2,31 +2,13 @@
 //! instances of every cluster the policies name, and the idle signals. A
 //! failed list ends the observation: the planner never sees half a picture.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-use std::time::Duration as StdDuration;
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 
-use tokio::sync::Semaphore;
-
-use crate::cloud::{Cloud, CloudError, InstanceStatus, Region, Sku};
-use crate::config::policy::{Config, Signal};
-use crate::plan::{Observed, ObservedInstance, Reading};
-use crate::signals::jupyter;
-
-/// How idle signals are read.
-#[derive(Clone, Debug)]
-pub struct SignalSettings {
-    pub timeout: StdDuration,
-    pub concurrency: usize,
-}
-
-impl Default for SignalSettings {
-    fn default() -> Self {
-        SignalSettings { timeout: StdDuration::from_secs(5), concurrency: 16 }
-    }
-}
+use crate::cloud::{Cloud, CloudError, Region, Sku};
+use crate::config::policy::Config;
+use crate::plan::{Observed, ObservedInstance};
 
 /// Regions and SKUs as last listed: they change slowly, so the daemon reads
 /// them on their own, slower interval.
@@ -59,7 +41,7 @@ impl Catalog {
 }
 
 /// Lists everything the policies need, afresh. Idle signals are read by
-/// [`read_signals`]; ledger facts (spend, marks, stop times, snapshots) are
+/// [`crate::signals::read_signals`]; ledger facts (spend, marks, stop times, snapshots) are
 /// the caller's to add.
 pub async fn observe(cloud: &impl Cloud, config: &Config) -> Result<Observed, CloudError> {
     let mut catalog = Catalog::default();
@@ -94,99 +76,4 @@ pub fn clusters(config: &Config, regions: &[crate::cloud::Region]) -> BTreeSet<S
             selected.chain(pooled).cloned()
         })
         .collect()
-}
-
-/// The last Jupyter look at each instance, and when it was taken.
-#[derive(Default)]
-pub struct SignalCache {
-    looks: BTreeMap<String, (jupyter::JupyterLook, DateTime<Utc>)>,
-}
-
-impl SignalCache {
-    /// Whether to look again at `now` after a look at `at`. An unreadable
-    /// signal, or an idle one whose deadline is within a cycle, is read every
-    /// time. Otherwise an instance is read once per period of
-    /// `stop_after - interval` (so never past a deadline), at a phase of its
-    /// own within the period, which spreads a large fleet evenly over cycles.
-    fn due(
-        name: &str,
-        look: &jupyter::JupyterLook,
-        at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        stop_after: Duration,
-        interval: Duration,
-    ) -> bool {
-        match &look.reading {
-            Reading::Unreadable(_) => return true,
-            Reading::IdleSince(since) if now + interval >= *since + stop_after => return true,
-            _ => {}
-        }
-        let period = (stop_after - interval).num_milliseconds().max(interval.num_milliseconds()).max(1);
-        let share = name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)) % 1000;
-        let phase = period * share as i64 / 1000;
-        let slot = |t: DateTime<Utc>| (t.timestamp_millis() + phase).div_euclid(period);
-        slot(now) > slot(at)
-    }
-}
-
-/// Reads Jupyter for the running instances whose policy listens to it, a
-/// bounded number at a time, only as often as their deadlines require (with
-/// a cache), and never for instances of other policies.
-pub async fn read_signals(
-    observed: &mut [ObservedInstance],
-    config: &Config,
-    settings: &SignalSettings,
-    cache: Option<&mut SignalCache>,
-    now: DateTime<Utc>,
-) {
-    let stop_after = |o: &ObservedInstance| {
-        config
-            .owner(&o.instance)
-            .and_then(|p| p.idle.as_ref())
-            .filter(|idle| idle.signals.contains(&Signal::Jupyter))
-            .map(|idle| idle.stop_after)
-    };
-    let interval = config.settings.interval;
-    let mut fresh = SignalCache::default();
-    let cache = cache.unwrap_or(&mut fresh);
-    // Forget instances no longer running: a power-on brings a new server and token.
-    let running: BTreeSet<&str> = observed
-        .iter()
-        .filter(|o| o.instance.status == InstanceStatus::Running)
-        .map(|o| o.instance.name.as_str())
-        .collect();
-    cache.looks.retain(|name, _| running.contains(name.as_str()));
-
-    let http = reqwest::Client::new();
-    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, o) in observed.iter().enumerate() {
-        let Some(stop_after) = stop_after(o).filter(|_| o.instance.status == InstanceStatus::Running) else { continue };
-        if let Some((look, at)) = cache.looks.get(&o.instance.name)
-            && !SignalCache::due(&o.instance.name, look, *at, now, stop_after, interval)
-        {
-            continue;
-        }
-        let endpoint = o.instance.servers.as_ref().and_then(|s| s.jupyter.clone());
-        let (http, permits, timeout) = (http.clone(), Arc::clone(&permits), settings.timeout);
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("semaphore open");
-            let look = match endpoint {
-                Some(endpoint) => jupyter::look(&http, &endpoint, timeout).await,
-                None => jupyter::JupyterLook { reading: Reading::Unreadable("no Jupyter URL".into()), started: None },
-            };
-            (index, look)
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        if let Ok((index, look)) = done {
-            cache.looks.insert(observed[index].instance.name.clone(), (look, now));
-        }
-    }
-    for o in observed.iter_mut() {
-        if let Some((look, _)) = cache.looks.get(&o.instance.name) {
-            o.running_since = look.started;
-            o.signals.insert("jupyter".into(), look.reading.clone());
-        }
-    }
 }

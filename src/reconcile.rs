@@ -10,8 +10,9 @@ use crate::cloud::{Cloud, CloudErrorKind, InstanceStatus};
 use crate::config::policy::Config;
 use crate::ledger::facts::add_facts;
 use crate::ledger::{ActionRecord, Ledger, Outcome, Store};
-use crate::observe::{Catalog, SignalCache, SignalSettings, observe, observe_with, read_signals};
+use crate::observe::{Catalog, observe, observe_with};
 use crate::plan::{self, Action, ActionKind, Plan};
+use crate::signals::{SignalCache, SignalSettings, read_signals};
 
 /// What one step did.
 #[derive(Debug, Default)]

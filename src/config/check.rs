@@ -265,6 +265,14 @@ impl Checker {
         if i.signals.is_empty() {
             self.error(i.stop_after.pos, "idle needs at least one signal (jupyter, heartbeat, prometheus)");
         }
+        if let Some(raw::Signal::Prometheus(second)) =
+            i.signals.iter().filter(|s| matches!(s, raw::Signal::Prometheus(_))).nth(1)
+        {
+            self.error(
+                second.query.pos,
+                "one prometheus signal per policy: combine the queries into one PromQL expression (`a or b`)",
+            );
+        }
         let signals = i
             .signals
             .into_iter()

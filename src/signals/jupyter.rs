@@ -7,16 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::Look;
 use crate::cloud::JupyterEndpoint;
 use crate::plan::Reading;
-
-/// What one look at a Jupyter server tells.
-#[derive(Clone, Debug, PartialEq)]
-pub struct JupyterLook {
-    pub reading: Reading,
-    /// When the server started: the instance has been running since then.
-    pub started: Option<DateTime<Utc>>,
-}
 
 #[derive(Deserialize)]
 struct Status {
@@ -29,15 +22,16 @@ struct Kernel {
     execution_state: String,
 }
 
-/// Reads one Jupyter server. Never fails: what cannot be read is `Unreadable`.
-pub async fn look(http: &reqwest::Client, endpoint: &JupyterEndpoint, timeout: Duration) -> JupyterLook {
+/// Reads one Jupyter server; `started` is when the server started (the
+/// instance has been running since then). Never fails: what cannot be read is `Unreadable`.
+pub async fn look(http: &reqwest::Client, endpoint: &JupyterEndpoint, timeout: Duration) -> Look {
     match read(http, endpoint, timeout).await {
         Ok(look) => look,
-        Err(why) => JupyterLook { reading: Reading::Unreadable(why), started: None },
+        Err(why) => Look::unreadable(why),
     }
 }
 
-async fn read(http: &reqwest::Client, endpoint: &JupyterEndpoint, timeout: Duration) -> Result<JupyterLook, String> {
+async fn read(http: &reqwest::Client, endpoint: &JupyterEndpoint, timeout: Duration) -> Result<Look, String> {
     let get = |path: &str| {
         http.get(format!("{}/api/{path}", endpoint.base_url))
             .header(reqwest::header::AUTHORIZATION, format!("token {}", endpoint.token.expose()))
@@ -52,7 +46,7 @@ async fn read(http: &reqwest::Client, endpoint: &JupyterEndpoint, timeout: Durat
     } else {
         Reading::IdleSince(status.last_activity)
     };
-    Ok(JupyterLook { reading, started: status.started })
+    Ok(Look { reading, started: status.started })
 }
 
 async fn answer<T: serde::de::DeserializeOwned>(response: reqwest::Result<reqwest::Response>) -> Result<T, String> {

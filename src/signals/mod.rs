@@ -1,4 +1,166 @@
 //! Idle signals: whether an instance is in use, read from outside it.
 //! A signal that cannot be read counts as active, never idle.
+//!
+//! Jupyter and Prometheus are read here, concurrently with a bound, and only
+//! as often as each instance's deadline requires; heartbeats come from the
+//! ledger (`ledger::facts`).
 
 pub mod jupyter;
+pub mod prometheus;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::Semaphore;
+
+use crate::cloud::InstanceStatus;
+use crate::config::policy::{Config, Signal};
+use crate::plan::{ObservedInstance, Reading};
+
+/// How idle signals are read.
+#[derive(Clone, Debug)]
+pub struct SignalSettings {
+    pub timeout: StdDuration,
+    pub concurrency: usize,
+}
+
+impl Default for SignalSettings {
+    fn default() -> Self {
+        SignalSettings { timeout: StdDuration::from_secs(5), concurrency: 16 }
+    }
+}
+
+/// What one look at one signal of one instance tells.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Look {
+    pub reading: Reading,
+    /// When the instance's server started, when the signal knows it.
+    pub started: Option<DateTime<Utc>>,
+}
+
+impl Look {
+    pub fn unreadable(why: impl Into<String>) -> Self {
+        Look { reading: Reading::Unreadable(why.into()), started: None }
+    }
+}
+
+/// The last look at each signal of each instance, and when it was taken.
+#[derive(Default)]
+pub struct SignalCache {
+    looks: BTreeMap<(String, &'static str), (Look, DateTime<Utc>)>,
+}
+
+impl SignalCache {
+    /// Whether to look again at `now` after a look at `at`. An unreadable
+    /// signal, or an idle one whose deadline is within a cycle, is read every
+    /// time. Otherwise an instance is read once per period of
+    /// `stop_after - interval` (so never past a deadline), at a phase of its
+    /// own within the period, which spreads a large fleet evenly over cycles.
+    fn due(
+        name: &str,
+        look: &Look,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        stop_after: Duration,
+        interval: Duration,
+    ) -> bool {
+        match &look.reading {
+            Reading::Unreadable(_) => return true,
+            Reading::IdleSince(since) if now + interval >= *since + stop_after => return true,
+            _ => {}
+        }
+        let period = (stop_after - interval).num_milliseconds().max(interval.num_milliseconds()).max(1);
+        let share = name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)) % 1000;
+        let phase = period * share as i64 / 1000;
+        let slot = |t: DateTime<Utc>| (t.timestamp_millis() + phase).div_euclid(period);
+        slot(now) > slot(at)
+    }
+}
+
+/// What to ask, for one signal of one instance.
+enum Probe {
+    Jupyter(Option<crate::cloud::JupyterEndpoint>),
+    Prometheus(prometheus::Query),
+}
+
+/// Reads Jupyter and Prometheus for the running instances whose policy
+/// listens to them, a bounded number at a time, only as often as their
+/// deadlines require (with a cache), and never for instances of other policies.
+pub async fn read_signals(
+    observed: &mut [ObservedInstance],
+    config: &Config,
+    settings: &SignalSettings,
+    cache: Option<&mut SignalCache>,
+    now: DateTime<Utc>,
+) {
+    let interval = config.settings.interval;
+    let mut fresh = SignalCache::default();
+    let cache = cache.unwrap_or(&mut fresh);
+    // Forget instances no longer running: a power-on brings a new server and token.
+    let running: BTreeSet<&str> = observed
+        .iter()
+        .filter(|o| o.instance.status == InstanceStatus::Running)
+        .map(|o| o.instance.name.as_str())
+        .collect();
+    cache.looks.retain(|(name, _), _| running.contains(name.as_str()));
+
+    let http = reqwest::Client::new();
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, o) in observed.iter().enumerate() {
+        if o.instance.status != InstanceStatus::Running {
+            continue;
+        }
+        let Some(idle) = config.owner(&o.instance).and_then(|p| p.idle.as_ref()) else { continue };
+        for signal in &idle.signals {
+            let probe = match signal {
+                Signal::Heartbeat => continue,
+                Signal::Jupyter => Probe::Jupyter(o.instance.servers.as_ref().and_then(|s| s.jupyter.clone())),
+                Signal::Prometheus { query, threshold } => match &config.settings.prometheus_url {
+                    Some(url) => Probe::Prometheus(prometheus::Query::new(
+                        url,
+                        query,
+                        *threshold,
+                        &o.instance.name,
+                        &o.instance.display_name,
+                        idle.stop_after,
+                        interval,
+                    )),
+                    None => continue,
+                },
+            };
+            let key = (o.instance.name.clone(), signal.label());
+            if let Some((look, at)) = cache.looks.get(&key)
+                && !SignalCache::due(&o.instance.name, look, *at, now, idle.stop_after, interval)
+            {
+                continue;
+            }
+            let (http, permits, timeout) = (http.clone(), Arc::clone(&permits), settings.timeout);
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("semaphore open");
+                let look = match probe {
+                    Probe::Jupyter(Some(endpoint)) => jupyter::look(&http, &endpoint, timeout).await,
+                    Probe::Jupyter(None) => Look::unreadable("no Jupyter URL"),
+                    Probe::Prometheus(query) => query.look(&http, now, timeout).await,
+                };
+                (index, key.1, look)
+            });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((index, label, look)) = done {
+            cache.looks.insert((observed[index].instance.name.clone(), label), (look, now));
+        }
+    }
+    for o in observed.iter_mut() {
+        let name = o.instance.name.clone();
+        for ((_, label), (look, _)) in cache.looks.range((name.clone(), "")..).take_while(|((n, _), _)| *n == name) {
+            if look.started.is_some() {
+                o.running_since = look.started;
+            }
+            o.signals.insert((*label).to_owned(), look.reading.clone());
+        }
+    }
+}

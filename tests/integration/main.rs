@@ -10,6 +10,7 @@ mod harness;
 mod ledger_contract;
 mod ledger_exactness;
 mod plan_properties;
+mod prometheus_signal;
 mod scenarios;
 mod sim_properties;
 mod systemd;
