@@ -11,6 +11,7 @@ use crate::cloud::matrixdc::MatrixDcClient;
 use crate::config::load::load_str;
 use crate::http::{self, Shared};
 use crate::ledger::{Ledger, Store, connect, report};
+use crate::metrics::Metrics;
 use crate::money::Money;
 use crate::reconcile::Daemon;
 use crate::secret::Secret;
@@ -51,7 +52,10 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
         .replace("@DB@", &format!("sqlite://{}", db.display()));
     let (config, report) = load_str("config/demo.yaml", &text);
     let config = config.ok_or_else(|| format!("the demo policy is invalid:\n{report}"))?;
-    let cloud = MatrixDcClient::new(config.settings.api.clone(), Secret::new(DEMO_TOKEN))?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.leader(true);
+    let cloud =
+        MatrixDcClient::new(config.settings.api.clone(), Secret::new(DEMO_TOKEN))?.with_metrics(Arc::clone(&metrics));
     let store = connect(&config.settings.ledger.database_url()?)?;
     store.migrate().await?;
     let status_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -59,6 +63,7 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
     let demo_clock = clock.clone();
     let shared = Arc::new(Shared {
         status: Default::default(),
+        metrics,
         store: store.clone(),
         admin_token: Some(Secret::new(DEMO_TOKEN)),
         interval: config.settings.interval,
@@ -67,6 +72,7 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
     tokio::spawn(axum::serve(status_listener, http::router(Arc::clone(&shared))).into_future());
     println!("mdc-autoscaler demo: a simulated MatrixDC account, {speed}x real time, from 21:30 Beijing time.");
     println!("  fake MatrixDC API   {cloud_url}{API_PREFIX}  (namespace {DEMO_NAMESPACE}, token {DEMO_TOKEN})");
+    println!("  metrics             {status_url}/metrics");
     println!("  daemon status       {status_url}/api/v1/status   plan: {status_url}/api/v1/plan");
     println!("  ledger              {}", db.display());
     println!("Each decision is printed as it is made. Ctrl-C for the spend and savings summary.\n");

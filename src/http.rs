@@ -14,6 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{AnyStore, Store};
+use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::secret::Secret;
 
@@ -39,6 +40,7 @@ pub struct Status {
 
 pub struct Shared {
     pub status: RwLock<Status>,
+    pub metrics: Arc<Metrics>,
     pub store: AnyStore,
     pub admin_token: Option<Secret>,
     pub interval: Duration,
@@ -48,6 +50,7 @@ pub struct Shared {
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
@@ -58,6 +61,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 type AppState = State<Arc<Shared>>;
+
+async fn metrics(State(s): AppState) -> Response {
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], s.metrics.render()).into_response()
+}
 
 /// Ready when a cycle observed the cloud whole within three intervals and the ledger answered.
 async fn readyz(State(s): AppState) -> Response {

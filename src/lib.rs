@@ -5,6 +5,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod ledger;
+pub mod metrics;
 pub mod money;
 pub mod observe;
 pub mod plan;

@@ -17,6 +17,7 @@ use mdc_autoscaler::http::{self, Shared};
 use mdc_autoscaler::ledger::facts::add_facts;
 use mdc_autoscaler::ledger::report::{self, By};
 use mdc_autoscaler::ledger::{AnyStore, Ledger, Store, connect};
+use mdc_autoscaler::metrics::Metrics;
 use mdc_autoscaler::observe::observe;
 use mdc_autoscaler::reconcile::Daemon;
 use mdc_autoscaler::run;
@@ -277,7 +278,10 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
 
 async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()> {
     let config = load_config(path);
-    let cloud = client(&config)?;
+    let metrics = Arc::new(Metrics::new());
+    // One replica, no election yet: this one acts.
+    metrics.leader(true);
+    let cloud = client(&config)?.with_metrics(Arc::clone(&metrics));
     let store = ledger_store(&config)?;
     let admin_token = config
         .settings
@@ -288,6 +292,7 @@ async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()>
         .map_err(|why| anyhow::anyhow!("admin token: {why}"))?;
     let shared = Arc::new(Shared {
         status: Default::default(),
+        metrics,
         store: store.clone(),
         admin_token,
         interval: config.settings.interval,

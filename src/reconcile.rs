@@ -25,6 +25,10 @@ pub struct StepReport {
     pub executed: Vec<Executed>,
     /// Display name → platform name of every instance seen.
     pub names: Vec<(String, String)>,
+    /// Instances in a transitional state for over [`STUCK_AFTER`] minutes.
+    pub stuck: Vec<String>,
+    /// What the cycle saw, when it saw the cloud whole.
+    pub observed: Option<plan::Observed>,
 }
 
 #[derive(Debug)]
@@ -48,7 +52,6 @@ struct Unwritten {
 struct InFlight {
     record: Option<i64>,
     target: InstanceStatus,
-    since: DateTime<Utc>,
     snapshot: bool,
 }
 
@@ -66,6 +69,8 @@ pub struct Daemon<C, S> {
     /// Schedule marks known, so a ledger outage never re-fires an edge.
     marks: BTreeMap<String, DateTime<Utc>>,
     in_flight: BTreeMap<String, InFlight>,
+    /// Instances in a transitional state, and since when they have been in it.
+    transitional: BTreeMap<String, (InstanceStatus, DateTime<Utc>)>,
     /// Outcomes not yet written (the ledger was away).
     unwritten: Vec<Unwritten>,
     /// Whole actions taken while the ledger was away, to record when it returns.
@@ -90,6 +95,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             capacity_failures: BTreeMap::new(),
             marks: BTreeMap::new(),
             in_flight: BTreeMap::new(),
+            transitional: BTreeMap::new(),
             unwritten: Vec::new(),
             unrecorded: Vec::new(),
             unwritten_marks: Vec::new(),
@@ -147,6 +153,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         report.names =
             observed.instances.iter().map(|o| (o.instance.display_name.clone(), o.instance.name.clone())).collect();
         self.follow(&observed, now).await;
+        report.stuck = self.stuck(&observed, now);
 
         let listed: BTreeSet<String> = crate::observe::clusters(&self.config, &observed.regions);
         if let Err(e) = self.ledger.record(&observed, &self.config, &listed, now).await {
@@ -182,7 +189,35 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             report.executed.push(executed);
         }
         report.plan = Some(plan);
+        report.observed = Some(observed);
         report
+    }
+
+    /// Instances in a transitional state for over [`STUCK_AFTER`] minutes,
+    /// logged once when they get there.
+    fn stuck(&mut self, observed: &plan::Observed, now: DateTime<Utc>) -> Vec<String> {
+        let mut seen = BTreeMap::new();
+        for o in &observed.instances {
+            let status = &o.instance.status;
+            if status.is_settled() || matches!(status, InstanceStatus::Failed | InstanceStatus::Unknown(_)) {
+                continue;
+            }
+            let since = match self.transitional.get(&o.instance.name) {
+                Some((was, since)) if was == status => *since,
+                _ => now,
+            };
+            let limit = Duration::minutes(STUCK_AFTER);
+            if now - since > limit && now - since - limit <= self.config.settings.interval {
+                tracing::warn!(instance = %o.instance.display_name, status = %status, minutes = (now - since).num_minutes(), "instance stuck in a transitional state");
+            }
+            seen.insert(o.instance.name.clone(), (status.clone(), since));
+        }
+        self.transitional = seen;
+        self.transitional
+            .iter()
+            .filter(|(_, (_, since))| now - *since > Duration::minutes(STUCK_AFTER))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Runs one action through the rails: an intent row first, then the
@@ -259,7 +294,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                     Some(status) => {
                         self.in_flight.insert(
                             target.name.clone(),
-                            InFlight { record, target: status, since: now, snapshot: snapshot.is_some() },
+                            InFlight { record, target: status, snapshot: snapshot.is_some() },
                         );
                     }
                     None => self.outcome(record, Outcome::Done, None, created.as_deref(), now).await,
@@ -284,8 +319,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
     }
 
     /// Settles sent power_offs and power_ons once the instance gets there (a
-    /// snapshot power_off that comes back Running failed), and reports any
-    /// stuck in a transitional state.
+    /// snapshot power_off that comes back Running failed).
     async fn follow(&mut self, observed: &plan::Observed, now: DateTime<Utc>) {
         let statuses: BTreeMap<&str, &InstanceStatus> =
             observed.instances.iter().map(|o| (o.instance.name.as_str(), &o.instance.status)).collect();
@@ -302,10 +336,6 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                     Some((Outcome::Failed, Some(why.to_owned())))
                 }
                 None => Some((Outcome::Unknown, Some("the instance is gone".to_owned()))),
-                Some(status) if now - flight.since > Duration::minutes(STUCK_AFTER) => {
-                    tracing::warn!(instance = %name, status = %status, minutes = (now - flight.since).num_minutes(), "instance stuck in a transitional state");
-                    None
-                }
                 Some(_) => None,
             };
             if let Some(result) = result {

@@ -13,6 +13,7 @@ use crate::cloud::Cloud;
 use crate::config::load::load_file;
 use crate::http::Shared;
 use crate::ledger::{AnyStore, Outcome};
+use crate::metrics::Metrics;
 use crate::plan::observed::yuan;
 use crate::reconcile::{Daemon, StepReport};
 use crate::sim::clock::Clock;
@@ -65,7 +66,9 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
             }
         }
         let now = options.clock.now();
+        let started = std::time::Instant::now();
         let report = daemon.step(now).await;
+        shared.metrics.cycle(&report, &daemon.config, started.elapsed());
         log(&report);
         if options.narrate {
             narrator.tell(&report);
@@ -99,7 +102,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         let real = watchdog.map_or(real, |w| real.min(w / 2));
         tokio::select! {
             () = tokio::time::sleep(real) => {}
-            _ = hangup.recv() => reload(&mut daemon, options.config_path.as_ref()),
+            _ = hangup.recv() => reload(&mut daemon, options.config_path.as_ref(), &shared.metrics),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -112,9 +115,10 @@ fn signal(kind: tokio::signal::unix::SignalKind) -> tokio::signal::unix::Signal 
     tokio::signal::unix::signal(kind).expect("signal handlers install")
 }
 
-fn reload<C: Cloud>(daemon: &mut Daemon<C, AnyStore>, path: Option<&PathBuf>) {
+fn reload<C: Cloud>(daemon: &mut Daemon<C, AnyStore>, path: Option<&PathBuf>, metrics: &Metrics) {
     let Some(path) = path else { return };
     let (config, report) = load_file(path);
+    metrics.reload(config.is_some());
     match config {
         Some(config) => {
             tracing::info!(policies = config.policies.len(), warnings = report.warnings(), "policy reloaded");

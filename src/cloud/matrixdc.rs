@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -15,6 +16,7 @@ use super::{
     Cloud, CloudError, CloudErrorKind, CreateRequest, DEFAULT_CAPACITY_PATTERNS, Endpoint, Instance, InstanceStatus,
     PowerOff, Region, Sku, StatusMap, classify, redact,
 };
+use crate::metrics::Metrics;
 use crate::secret::Secret;
 
 /// How the client reaches and treats the API. The token is not here: it comes
@@ -113,6 +115,7 @@ pub struct MatrixDcClient {
     limiter: DefaultDirectRateLimiter,
     statuses: StatusMap,
     settings: ClientSettings,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for MatrixDcClient {
@@ -166,7 +169,13 @@ impl MatrixDcClient {
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             statuses,
             settings,
+            metrics: None,
         })
+    }
+
+    /// Counts every request and its latency in these metrics.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
+        MatrixDcClient { metrics: Some(metrics), ..self }
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -223,6 +232,14 @@ impl MatrixDcClient {
             Ok::<_, reqwest::Error>((status, retry_after, body))
         }
         .await;
+        if let Some(metrics) = &self.metrics {
+            let code = match &result {
+                Ok((status, _, _)) => status.as_u16().to_string(),
+                Err(e) if e.is_timeout() => "timeout".to_owned(),
+                Err(_) => "transport".to_owned(),
+            };
+            metrics.api_request(call.endpoint, &code, started.elapsed());
+        }
         let (status, retry_after, body) = result.map_err(|e| {
             fail(if e.is_timeout() {
                 CloudErrorKind::Timeout

@@ -185,6 +185,15 @@ impl Planner<'_> {
     }
 }
 
+/// Since when every signal of the rule says the instance is idle; `None`
+/// when it is in use or a signal cannot be read.
+pub fn idle_since(rule: &IdleRule, member: &ObservedInstance) -> Option<DateTime<Utc>> {
+    match idleness(rule, member) {
+        Idleness::IdleSince(since) => Some(since),
+        Idleness::Active | Idleness::Unreadable(_) => None,
+    }
+}
+
 /// Idle only when every configured signal says idle; a signal that cannot be
 /// read, or was not read, counts as active.
 fn idleness(rule: &IdleRule, member: &ObservedInstance) -> Idleness {

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 
+pub use instance::idle_since;
 pub use observed::{Observed, ObservedInstance, Reading, SnapshotState, SpendSoFar};
 pub use types::*;
 
@@ -199,16 +200,20 @@ impl<'a> Planner<'a> {
         });
     }
 
-    /// What an instance costs per hour while running, at the price in force.
-    /// Prepaid instances cost nothing more by running.
     fn hourly_cost(&self, instance: &Instance) -> Money {
-        if instance.cost.billing_type != BillingType::PayAsYouGo {
-            return Money::ZERO;
-        }
-        match self.observed.sku(&instance.cost.sku_id) {
-            Some(sku) => pricing::effective_price(sku, self.now),
-            None => instance.unit_price_per_hour().unwrap_or(Money::ZERO),
-        }
+        hourly_cost(self.observed, instance, self.now)
+    }
+}
+
+/// What an instance costs per hour while running, at the price in force at
+/// `now`. Prepaid instances cost nothing more by running.
+pub fn hourly_cost(observed: &Observed, instance: &Instance, now: DateTime<Utc>) -> Money {
+    if instance.cost.billing_type != BillingType::PayAsYouGo {
+        return Money::ZERO;
+    }
+    match observed.sku(&instance.cost.sku_id) {
+        Some(sku) => pricing::effective_price(sku, now),
+        None => instance.unit_price_per_hour().unwrap_or(Money::ZERO),
     }
 }
 

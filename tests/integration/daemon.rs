@@ -221,3 +221,49 @@ async fn a_thousand_busy_instances_cost_few_calls_per_cycle() {
     assert!(per_cycle[0] >= 2000, "the first cycle looks at every instance");
     assert!(max < 150, "{max} calls in one cycle: {per_cycle:?}");
 }
+
+/// The value of the one series whose line starts with `series`.
+fn sample(metrics: &str, series: &str) -> f64 {
+    let line = metrics.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn metrics_follow_the_fleet_and_the_money() {
+    let cloud = TestCloud::start().await;
+    let bob = name_of(&cloud, "nb-bob");
+    let quiet =
+        Activity { idle_kernels: 1, last_activity: Some(start_time() - Duration::minutes(20)), ..Activity::default() };
+    cloud.server.sim().set_activity(&bob, quiet).unwrap();
+    let mut daemon = daemon(&cloud, NOTEBOOKS, sqlite().await).await;
+    let metrics = mdc_autoscaler::metrics::Metrics::new();
+    let idle = format!(r#"mdc_autoscaler_idle_seconds{{policy="notebooks",instance="{bob}",display_name="nb-bob"}}"#);
+
+    let report = daemon.step(now(&cloud)).await;
+    metrics.cycle(&report, &daemon.config, std::time::Duration::from_millis(5));
+    let text = metrics.render();
+    assert_eq!(sample(&text, &idle), 1200.0, "idle since its last activity");
+    assert!(sample(&text, r#"mdc_autoscaler_idle_cost_yuan_per_hour{policy="notebooks"}"#) > 0.0);
+    let rate = sample(&text, r#"mdc_autoscaler_spend_rate_yuan_per_hour{policy="notebooks"}"#);
+    assert!(rate > 0.0);
+    assert_eq!(sample(&text, r#"mdc_autoscaler_estimated_savings_yuan_total{policy="notebooks"}"#), 0.0);
+
+    // Past the deadline: stopped, then savings accrue while it stays stopped.
+    for _ in 0..30 {
+        cloud.advance(Duration::seconds(30));
+        let report = daemon.step(now(&cloud)).await;
+        metrics.cycle(&report, &daemon.config, std::time::Duration::from_millis(5));
+    }
+    let text = metrics.render();
+    assert_eq!(
+        sample(&text, r#"mdc_autoscaler_actions_total{policy="notebooks",kind="power_off",outcome="done"}"#),
+        1.0
+    );
+    assert!(!text.contains(&idle), "a stopped instance is not idle money");
+    assert!(sample(&text, r#"mdc_autoscaler_estimated_savings_yuan_total{policy="notebooks"}"#) > 0.0);
+    let spent = sample(&text, r#"mdc_autoscaler_spend_yuan_total{policy="notebooks"}"#);
+    // 15 minutes at no more than the first rate.
+    assert!(spent > 0.0 && spent <= rate * 0.25 + 1e-9, "{spent} for 15 minutes at {rate}/h");
+    assert_eq!(sample(&text, r#"mdc_autoscaler_cycles_total{result="ok"}"#), 31.0);
+    assert_eq!(sample(&text, "mdc_autoscaler_stuck_instances"), 0.0);
+}

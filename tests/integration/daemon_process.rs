@@ -146,6 +146,31 @@ policies:
     assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
     assert!(daemon.0.try_wait().unwrap().is_none());
 
+    // The metrics tell the same story, and promtool finds nothing to fix.
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in [
+        r#"mdc_autoscaler_actions_total{policy="notebooks",kind="power_off",outcome="done"} 1"#,
+        r#"mdc_autoscaler_config_reloads_total{result="invalid"} 1"#,
+        "mdc_autoscaler_config_last_reload_successful 0",
+        "mdc_autoscaler_ledger_up 1",
+        r#"mdc_autoscaler_build_info{version=""#,
+        r#"mdc_autoscaler_api_requests_total{endpoint="list_instances",code="200"}"#,
+        r#"mdc_autoscaler_instances{policy="notebooks",status="running",gpu="#,
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (package prometheus) on PATH: .ci/run installs it");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
+    assert!(checked.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}");
+
     // SIGTERM: the cycle in flight finishes, then a clean exit.
     signal(&daemon.0, "TERM");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -161,5 +186,6 @@ policies:
     // No secret reached the log.
     for secret in ["demo-token", "admin-secret"] {
         assert!(!read_log().contains(secret), "{secret} in the log");
+        assert!(!metrics.contains(secret), "{secret} in the metrics");
     }
 }
