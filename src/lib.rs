@@ -15,3 +15,4 @@ pub mod run;
 pub mod secret;
 pub mod signals;
 pub mod sim;
+pub mod simulate;

@@ -27,6 +27,7 @@ use mdc_autoscaler::sim::clock::Clock;
 use mdc_autoscaler::sim::faults::Faults;
 use mdc_autoscaler::sim::fleet::{DEFAULT_FLEET, FleetFile};
 use mdc_autoscaler::sim::server::{API_PREFIX, DEMO_NAMESPACE, DEMO_TOKEN, FakeCloud};
+use mdc_autoscaler::simulate::trace::Trace;
 
 #[derive(Parser)]
 #[command(
@@ -85,6 +86,16 @@ enum Command {
         by: By,
         #[arg(long, value_enum, default_value_t = SpendOutput::Table)]
         output: SpendOutput,
+    },
+    /// Replay a trace under the policy in virtual time, against baselines.
+    Simulate {
+        #[arg(long)]
+        config: PathBuf,
+        /// A trace file (see traces/README.md).
+        #[arg(long)]
+        trace: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Apply the ledger's migrations.
     Migrate {
@@ -179,6 +190,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Validate { config, online } => validate(&config, online).await,
         Command::Plan { config, output } => plan(&config, output).await,
         Command::Spend { config, since, by, output } => spend(&config, since, by, output).await,
+        Command::Simulate { config, trace, output } => simulate(&config, &trace, output).await,
         Command::Migrate { config } => migrate(&config).await,
         Command::FakeCloud(args) => fake_cloud(*args).await,
     }
@@ -320,6 +332,18 @@ fn ledger_store(config: &Config) -> anyhow::Result<AnyStore> {
     let url =
         config.settings.ledger.database_url().map_err(|why| anyhow::anyhow!("cannot read the database URL: {why}"))?;
     Ok(connect(&url)?)
+}
+
+async fn simulate(path: &std::path::Path, trace: &std::path::Path, output: Output) -> anyhow::Result<()> {
+    let config = load_config(path);
+    let text = std::fs::read_to_string(trace).with_context(|| format!("cannot read {}", trace.display()))?;
+    let trace = Trace::parse(&trace.display().to_string(), &text)?;
+    let report = mdc_autoscaler::simulate::simulate(&config, &trace).await?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Table => print!("{}", report.table()),
+    }
+    Ok(())
 }
 
 async fn migrate(path: &std::path::Path) -> anyhow::Result<()> {

@@ -74,6 +74,9 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
             narrator.tell(&report);
         }
         update(&shared, &report);
+        let next_check = report.plan.as_ref().and_then(|p| p.next_check);
+        drop(report);
+        release_memory();
         // Retention: once an hour, old price samples and finished segments go.
         if pruned.is_none_or(|at| now - at >= chrono::Duration::hours(1)) {
             let ledger = &daemon.config.settings.ledger;
@@ -96,7 +99,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         }
         // Sleep until the next decision is due, at most one interval.
         let interval = daemon.config.settings.interval;
-        let due = report.plan.as_ref().and_then(|p| p.next_check).map_or(interval, |next| (next - now).min(interval));
+        let due = next_check.map_or(interval, |next| (next - now).min(interval));
         let due = due.max(chrono::Duration::seconds(1)).to_std().unwrap_or_default();
         let real = due.div_f64(options.clock.speed().max(1e-9));
         let real = watchdog.map_or(real, |w| real.min(w / 2));
@@ -109,6 +112,16 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopped after finishing the cycle in flight");
+}
+
+/// Hands the memory freed after a cycle back to the system: glibc's malloc
+/// otherwise keeps the high-water mark of the largest list page forever.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> tokio::signal::unix::Signal {

@@ -46,9 +46,12 @@ pub fn connect(url: &Secret) -> Result<AnyStore, LedgerError> {
             .map_err(bad)?
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // A 1 MiB page cache: the ledger's working set is the last cycle's rows.
+            .pragma("cache_size", "-1024");
+        // One writer at a time anyway; each connection would hold its own cache.
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(2)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options);
         Ok(AnyStore::Sqlite(SqliteStore { pool }))

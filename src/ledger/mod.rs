@@ -4,12 +4,14 @@
 pub mod accounting;
 pub mod connect;
 pub mod facts;
+pub mod memory;
 pub mod records;
 pub mod report;
 pub mod service;
 pub mod store;
 
 pub use connect::{AnyStore, connect};
+pub use memory::MemoryStore;
 pub use records::*;
 pub use service::{Ledger, Recorded};
 pub use store::{LedgerError, PgStore, SqliteStore, Store};

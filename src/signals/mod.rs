@@ -9,7 +9,7 @@ pub mod jupyter;
 pub mod prometheus;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
@@ -18,17 +18,29 @@ use tokio::sync::Semaphore;
 use crate::cloud::InstanceStatus;
 use crate::config::policy::{Config, Signal};
 use crate::plan::{ObservedInstance, Reading};
+use crate::sim::Simulator;
 
 /// How idle signals are read.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SignalSettings {
     pub timeout: StdDuration,
     pub concurrency: usize,
+    pub source: Source,
+}
+
+/// Where signals come from.
+#[derive(Clone)]
+pub enum Source {
+    /// Jupyter servers and Prometheus, over HTTP.
+    Network,
+    /// The simulated platform's activity records (`simulate`): every signal
+    /// of an instance reads its activity, fresh at every step, with no calls.
+    Simulator(Arc<Mutex<Simulator>>),
 }
 
 impl Default for SignalSettings {
     fn default() -> Self {
-        SignalSettings { timeout: StdDuration::from_secs(5), concurrency: 16 }
+        SignalSettings { timeout: StdDuration::from_secs(5), concurrency: 16, source: Source::Network }
     }
 }
 
@@ -46,10 +58,13 @@ impl Look {
     }
 }
 
-/// The last look at each signal of each instance, and when it was taken.
+/// The last look at each signal of each instance, and when it was taken;
+/// and one HTTP client for them all, kept across cycles (building one loads
+/// the system's root certificates).
 #[derive(Default)]
 pub struct SignalCache {
     looks: BTreeMap<(String, &'static str), (Look, DateTime<Utc>)>,
+    http: Option<reqwest::Client>,
 }
 
 impl SignalCache {
@@ -95,6 +110,9 @@ pub async fn read_signals(
     cache: Option<&mut SignalCache>,
     now: DateTime<Utc>,
 ) {
+    if let Source::Simulator(sim) = &settings.source {
+        return read_simulated(observed, config, &sim.lock().expect("simulator lock"), now);
+    }
     let interval = config.settings.interval;
     let mut fresh = SignalCache::default();
     let cache = cache.unwrap_or(&mut fresh);
@@ -106,7 +124,7 @@ pub async fn read_signals(
         .collect();
     cache.looks.retain(|(name, _), _| running.contains(name.as_str()));
 
-    let http = reqwest::Client::new();
+    let http = cache.http.get_or_insert_with(reqwest::Client::new).clone();
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, o) in observed.iter().enumerate() {
@@ -162,5 +180,19 @@ pub async fn read_signals(
             }
             o.signals.insert((*label).to_owned(), look.reading.clone());
         }
+    }
+}
+
+/// Every Jupyter and Prometheus signal from the simulator's activity records.
+fn read_simulated(observed: &mut [ObservedInstance], config: &Config, sim: &Simulator, now: DateTime<Utc>) {
+    for o in observed.iter_mut().filter(|o| o.instance.status == InstanceStatus::Running) {
+        let Some(idle) = config.owner(&o.instance).and_then(|p| p.idle.as_ref()) else { continue };
+        let Some(view) = sim.activity_view(&o.instance.name, now) else { continue };
+        let reading =
+            if view.busy_kernels > 0 { Reading::Active } else { Reading::IdleSince(view.last_activity.min(now)) };
+        for signal in idle.signals.iter().filter(|s| !matches!(s, Signal::Heartbeat)) {
+            o.signals.insert(signal.label().to_owned(), reading.clone());
+        }
+        o.running_since = Some(view.started);
     }
 }

@@ -798,6 +798,33 @@ impl Simulator {
         Ok(instance.activity.view(now, instance.started_at))
     }
 
+    /// The next moment something happens on its own, to any instance.
+    pub fn next_transition(&self) -> Option<DateTime<Utc>> {
+        let purge_after = self.settings.purge_after;
+        self.instances.values().filter_map(|i| i.next_event(purge_after)).min()
+    }
+
+    /// From `at`, a region has this many GPUs of a kind in all (a shortage,
+    /// or its end); instances waiting for one get it if it is free.
+    pub fn set_gpus(&mut self, at: DateTime<Utc>, region_id: &str, key: &str, gpus: u32) -> Result<(), SimError> {
+        self.advance(at);
+        let region = self
+            .regions
+            .iter_mut()
+            .find(|r| r.id == region_id)
+            .ok_or_else(|| SimError::NotFound(format!("region {region_id} not found")))?;
+        region.gpus.insert(key.to_owned(), gpus);
+        self.hand_out_gpus(at);
+        Ok(())
+    }
+
+    /// What a running instance's Jupyter server would say at `now`, without
+    /// the token check and without moving the clock (for `simulate`).
+    pub fn activity_view(&self, name: &str, now: DateTime<Utc>) -> Option<ActivityView> {
+        let instance = self.instances.get(name).filter(|i| i.phase == Phase::Running)?;
+        Some(instance.activity.view(now, instance.started_at))
+    }
+
     /// Replaces an instance's activity record (for scenarios and demos).
     pub fn set_activity(&mut self, name: &str, activity: Activity) -> Result<(), SimError> {
         let instance =

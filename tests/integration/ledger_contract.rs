@@ -1,14 +1,15 @@
-//! One contract for both ledger backends, run against a real PostgreSQL
-//! (a fresh database per test) and a real SQLite file: every query and
-//! write, migrations from empty and twice, concurrent writers.
+//! One contract for every ledger backend, run against a real PostgreSQL
+//! (a fresh database per test), a real SQLite file and the in-memory store
+//! `simulate` uses: every query and write, migrations from empty and twice,
+//! concurrent writers.
 
 use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use mdc_autoscaler::ledger::{
-    ActionRecord, InstanceRecord, NewSegment, Outcome, PgStore, PriceSample, SegmentClose, SqliteStore, Store,
-    Transition,
+    ActionRecord, InstanceRecord, MemoryStore, NewSegment, Outcome, PgStore, PriceSample, SegmentClose, SqliteStore,
+    Store, Transition,
 };
 use mdc_autoscaler::money::{Money, Ratio};
 
@@ -268,4 +269,14 @@ async fn postgres_takes_concurrent_writers() {
 #[tokio::test]
 async fn sqlite_takes_concurrent_writers() {
     concurrent_writers(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn memory_keeps_the_contract() {
+    contract(&MemoryStore::default()).await;
+}
+
+#[tokio::test]
+async fn memory_takes_concurrent_writers() {
+    concurrent_writers(MemoryStore::default()).await;
 }

@@ -15,6 +15,7 @@ mod processes;
 mod prometheus_signal;
 mod scenarios;
 mod sim_properties;
+mod simulate;
 mod systemd;
 mod validate;
 mod vendor_samples;

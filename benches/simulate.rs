@@ -1,0 +1,54 @@
+//! Replay speed: the shipped notebook team scaled to 1,000 instances over its
+//! 30 days, under config/example.yaml. Prints simulated instance-hours per
+//! second of one replay (the policy's), and the whole `simulate` with its
+//! five baselines.
+//!
+//!     cargo bench --bench simulate
+
+use std::time::Instant;
+
+use mdc_autoscaler::config::load::load_file;
+use mdc_autoscaler::simulate::replay::replay;
+use mdc_autoscaler::simulate::simulate;
+use mdc_autoscaler::simulate::trace::{Trace, TraceFile};
+
+fn thousand() -> Trace {
+    let text = std::fs::read_to_string("traces/notebook-team.yaml").expect("the shipped trace");
+    let mut file: TraceFile = Trace::parse("notebook-team", &text).expect("parses").file;
+    for (name, count) in [("nb-dev", 700), ("nb-research", 200), ("nb-experiment", 80), ("nb-monthly", 19)] {
+        file.instances.iter_mut().find(|i| i.display_name == name).expect("in the trace").count = count;
+    }
+    for region in &mut file.regions {
+        region.gpus.insert("nvidia.com/gpu-4090".into(), 2000);
+    }
+    Trace::new(file).expect("scales")
+}
+
+fn main() {
+    let (config, report) = load_file(std::path::Path::new("config/example.yaml"));
+    let config = config.unwrap_or_else(|| panic!("{report}"));
+    let trace = thousand();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let hours = trace.sessions.len() as f64 * (trace.end - trace.start).num_hours() as f64;
+
+    let started = Instant::now();
+    let one = runtime.block_on(replay(&trace, Some(&config))).expect("replays");
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "one replay: {} instances x {} days = {hours:.0} instance-hours in {seconds:.2} s: {:.0} instance-hours/s ({} daemon steps, {:.2} ms each)",
+        trace.sessions.len(),
+        (trace.end - trace.start).num_days(),
+        hours / seconds,
+        one.steps,
+        seconds * 1000.0 / one.steps.max(1) as f64
+    );
+
+    let started = Instant::now();
+    let report = runtime.block_on(simulate(&config, &trace)).expect("simulates");
+    println!(
+        "simulate with its 5 baselines: {:.2} s; the policy spends {:.0}% of always on, {:.0}% of the in-use-only bound",
+        started.elapsed().as_secs_f64(),
+        report.total.spend_vs_always_on * 100.0,
+        report.total.spend_vs_active_only * 100.0
+    );
+}

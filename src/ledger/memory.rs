@@ -1,0 +1,239 @@
+//! The ledger in memory, for `simulate`: the same [`Store`] contract as
+//! PostgreSQL and SQLite (the contract tests run it too), without I/O, so a
+//! month of cycles replays in seconds. Nothing outlives the process.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+
+use super::records::{
+    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, Transition,
+};
+use super::store::{LedgerError, Store};
+
+type Result<T> = std::result::Result<T, LedgerError>;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+#[derive(Default)]
+struct Tables {
+    prices: Vec<PriceSample>,
+    instances: BTreeMap<String, InstanceRecord>,
+    /// When each instance last became stopped.
+    stopped_at: BTreeMap<String, DateTime<Utc>>,
+    segments: Vec<Segment>,
+    segment_ids: i64,
+    /// Indexes into `segments` of the open ones, by instance.
+    open: BTreeMap<String, usize>,
+    last_observation: Option<DateTime<Utc>>,
+    actions: Vec<ActionRecord>,
+    /// Whether `actions` are in `planned_at` order (records caught up after an outage may not be).
+    actions_unordered: bool,
+    marks: BTreeMap<String, DateTime<Utc>>,
+    heartbeats: BTreeMap<String, DateTime<Utc>>,
+    snoozes: BTreeMap<String, DateTime<Utc>>,
+}
+
+impl MemoryStore {
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        self.tables.lock().expect("memory store lock")
+    }
+}
+
+impl Store for MemoryStore {
+    async fn migrate(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn latest_prices(&self) -> Result<Vec<PriceSample>> {
+        let t = self.tables();
+        let mut latest: BTreeMap<&str, &PriceSample> = BTreeMap::new();
+        for p in &t.prices {
+            latest.insert(&p.sku_id, p);
+        }
+        Ok(latest.into_values().cloned().collect())
+    }
+
+    async fn insert_prices(&self, samples: &[PriceSample]) -> Result<()> {
+        self.tables().prices.extend_from_slice(samples);
+        Ok(())
+    }
+
+    async fn instances(&self) -> Result<Vec<InstanceRecord>> {
+        Ok(self.tables().instances.values().filter(|i| i.gone_at.is_none()).cloned().collect())
+    }
+
+    async fn write_instances(&self, changed: &[InstanceRecord], transitions: &[Transition]) -> Result<()> {
+        let mut t = self.tables();
+        for i in changed {
+            match t.instances.get_mut(&i.name) {
+                // The first sighting stays, as `ON CONFLICT ... DO UPDATE` leaves it.
+                Some(known) => *known = InstanceRecord { first_seen: known.first_seen, ..i.clone() },
+                None => {
+                    t.instances.insert(i.name.clone(), i.clone());
+                }
+            }
+        }
+        for tr in transitions.iter().filter(|tr| tr.to == "stopped") {
+            let at = t.stopped_at.entry(tr.instance.clone()).or_insert(tr.at);
+            *at = (*at).max(tr.at);
+        }
+        Ok(())
+    }
+
+    async fn stopped_since(&self) -> Result<BTreeMap<String, DateTime<Utc>>> {
+        let t = self.tables();
+        Ok(t.instances
+            .values()
+            .filter(|i| i.status == "stopped" && i.gone_at.is_none())
+            .filter_map(|i| t.stopped_at.get(&i.name).map(|at| (i.name.clone(), *at)))
+            .collect())
+    }
+
+    async fn open_segments(&self) -> Result<Vec<Segment>> {
+        let t = self.tables();
+        Ok(t.open.values().map(|&i| t.segments[i].clone()).collect())
+    }
+
+    async fn write_segments(&self, close: &[SegmentClose], open: &[NewSegment]) -> Result<()> {
+        let mut t = self.tables();
+        for c in close {
+            let Some(&index) = t.open.get(&c.instance) else { continue };
+            if t.segments[index].started_at == c.started_at {
+                t.segments[index].ended_at = Some(c.ended_at);
+                t.open.remove(&c.instance);
+            }
+        }
+        for s in open {
+            t.segment_ids += 1;
+            let id = t.segment_ids;
+            t.segments.push(Segment {
+                id,
+                instance: s.instance.clone(),
+                display_name: s.display_name.clone(),
+                policy: s.policy.clone(),
+                sku_id: s.sku_id.clone(),
+                started_at: s.started_at,
+                ended_at: None,
+                price_per_hour: s.price_per_hour,
+            });
+            let index = t.segments.len() - 1;
+            t.open.insert(s.instance.clone(), index);
+        }
+        Ok(())
+    }
+
+    async fn segments_overlapping(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Segment>> {
+        let t = self.tables();
+        let mut found: Vec<Segment> = t
+            .segments
+            .iter()
+            .filter(|s| s.started_at < to && s.ended_at.is_none_or(|end| end > from))
+            .cloned()
+            .collect();
+        found.sort_by_key(|s| (s.started_at, s.id));
+        Ok(found)
+    }
+
+    async fn last_observation(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.tables().last_observation)
+    }
+
+    async fn set_last_observation(&self, at: DateTime<Utc>) -> Result<()> {
+        self.tables().last_observation = Some(at);
+        Ok(())
+    }
+
+    async fn insert_intent(&self, action: &ActionRecord) -> Result<i64> {
+        let mut t = self.tables();
+        let id = t.actions.len() as i64 + 1;
+        t.actions_unordered |= t.actions.last().is_some_and(|last| last.planned_at > action.planned_at);
+        t.actions.push(ActionRecord { id, outcome: None, error: None, finished_at: None, ..action.clone() });
+        Ok(id)
+    }
+
+    async fn record_outcome(
+        &self,
+        id: i64,
+        outcome: Outcome,
+        error: Option<&str>,
+        instance: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut t = self.tables();
+        if let Some(action) = usize::try_from(id - 1).ok().and_then(|i| t.actions.get_mut(i)) {
+            action.outcome = Some(outcome);
+            action.error = error.map(str::to_owned);
+            action.finished_at = Some(at);
+            if let Some(name) = instance {
+                action.instance = name.to_owned();
+            }
+        }
+        Ok(())
+    }
+
+    async fn unfinished_actions(&self) -> Result<Vec<ActionRecord>> {
+        Ok(self.tables().actions.iter().filter(|a| a.outcome.is_none()).cloned().collect())
+    }
+
+    async fn actions_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<ActionRecord>> {
+        let t = self.tables();
+        let start = if t.actions_unordered { 0 } else { t.actions.partition_point(|a| a.planned_at < from) };
+        Ok(t.actions[start..].iter().filter(|a| a.planned_at >= from && a.planned_at < to).cloned().collect())
+    }
+
+    async fn schedule_marks(&self) -> Result<BTreeMap<String, DateTime<Utc>>> {
+        Ok(self.tables().marks.clone())
+    }
+
+    async fn set_schedule_marks(&self, marks: &[(String, DateTime<Utc>)]) -> Result<()> {
+        self.tables().marks.extend(marks.iter().cloned());
+        Ok(())
+    }
+
+    async fn heartbeats(&self) -> Result<BTreeMap<String, DateTime<Utc>>> {
+        Ok(self.tables().heartbeats.clone())
+    }
+
+    async fn record_heartbeat(&self, instance: &str, at: DateTime<Utc>) -> Result<()> {
+        self.tables().heartbeats.insert(instance.to_owned(), at);
+        Ok(())
+    }
+
+    async fn snoozes(&self) -> Result<BTreeMap<String, DateTime<Utc>>> {
+        Ok(self.tables().snoozes.clone())
+    }
+
+    async fn set_snooze(&self, instance: &str, until: DateTime<Utc>) -> Result<()> {
+        self.tables().snoozes.insert(instance.to_owned(), until);
+        Ok(())
+    }
+
+    async fn prune(&self, prices_before: DateTime<Utc>, segments_before: DateTime<Utc>) -> Result<u64> {
+        let mut t = self.tables();
+        let latest: BTreeMap<String, usize> = t.prices.iter().enumerate().map(|(i, p)| (p.sku_id.clone(), i)).collect();
+        let keep: Vec<bool> = t
+            .prices
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.observed_at >= prices_before || latest.get(&p.sku_id) == Some(&i))
+            .collect();
+        let before = t.prices.len() + t.segments.len();
+        let mut flags = keep.into_iter();
+        t.prices.retain(|_| flags.next().unwrap_or(true));
+        t.segments.retain(|s| s.ended_at.is_none_or(|end| end >= segments_before));
+        let open: BTreeMap<String, usize> = t
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.ended_at.is_none())
+            .map(|(i, s)| (s.instance.clone(), i))
+            .collect();
+        t.open = open;
+        Ok((before - t.prices.len() - t.segments.len()) as u64)
+    }
+}

@@ -1,0 +1,79 @@
+//! `simulate`: a trace whose answer is worked out by hand, the same bytes
+//! from the same inputs, and the shipped example policy on the shipped traces.
+
+use mdc_autoscaler::config::load::{load_file, load_str};
+use mdc_autoscaler::simulate::trace::Trace;
+use mdc_autoscaler::simulate::{PolicyReport, simulate};
+
+fn trace(path: &str) -> Trace {
+    Trace::parse(path, &std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn baseline(report: &PolicyReport, name: &str) -> (f64, u32, i64) {
+    let b = report.baselines.iter().find(|b| b.name == name).unwrap();
+    (b.spend_yuan, b.cold_starts, b.cold_start_wait_seconds)
+}
+
+#[tokio::test]
+async fn a_trace_worked_out_by_hand_gives_the_answer_to_the_fen() {
+    let (config, problems) = load_str(
+        "by hand",
+        "settings:\n  api: { base_url: \"http://simulated\", namespace: trace }\n  interval: 30s\npolicies:\n  - name: notebooks\n    select: { display_name: \"nb-*\" }\n    idle: { signals: [jupyter], stop_after: 30m }\n",
+    );
+    let config = config.unwrap_or_else(|| panic!("{problems}"));
+    let report = simulate(&config, &trace("tests/fixtures/traces/by-hand.yaml")).await.unwrap();
+    let total = &report.total;
+    // ¥2/h. Idle since midnight: stopped at 00:30 (¥1). Back at 09:00 and 12:00: started
+    // by hand, running 30 s later, stopped 30 minutes after each session ends
+    // (09:00:30-10:30 and 12:00:30-13:30, ¥2.98333 each).
+    assert_eq!(total.spend_yuan, 6.97);
+    assert_eq!((total.cold_starts, total.cold_start_wait_seconds), (2, 60));
+    assert_eq!((total.interrupted_sessions, total.lost_sessions), (0, 0));
+    assert_eq!(total.actions.get("power_off"), Some(&3));
+    assert_eq!(baseline(total, "always_on"), (48.0, 0, 0));
+    assert_eq!(total.savings_yuan, 41.03);
+    assert_eq!(baseline(total, "active_only").0, 4.0);
+    // The timers: 00:00 to the timer, then each session's end plus the timer.
+    assert_eq!(baseline(total, "idle_5m"), (4.47, 2, 60));
+    assert_eq!(baseline(total, "idle_15m"), (5.47, 2, 60));
+    assert_eq!(baseline(total, "idle_30m"), (6.97, 2, 60));
+    assert_eq!(baseline(total, "idle_60m"), (9.97, 2, 60));
+    assert_eq!((total.spend_vs_always_on, total.spend_vs_active_only), (0.145, 1.742));
+}
+
+#[tokio::test]
+async fn the_same_inputs_give_the_same_bytes() {
+    let (config, _) = load_file(std::path::Path::new("config/example.yaml"));
+    let config = config.unwrap();
+    let trace = trace("traces/training-pool.yaml");
+    let first = serde_json::to_string_pretty(&simulate(&config, &trace).await.unwrap()).unwrap();
+    let second = serde_json::to_string_pretty(&simulate(&config, &trace).await.unwrap()).unwrap();
+    assert_eq!(first, second);
+}
+
+#[tokio::test]
+async fn the_example_policy_beats_always_on_and_never_stops_work_in_progress() {
+    let (config, problems) = load_file(std::path::Path::new("config/example.yaml"));
+    let config = config.unwrap_or_else(|| panic!("{problems}"));
+    for path in ["traces/notebook-team.yaml", "traces/training-pool.yaml"] {
+        let report = simulate(&config, &trace(path)).await.unwrap();
+        let total = &report.total;
+        let always_on = baseline(total, "always_on").0;
+        assert!(total.spend_yuan < always_on, "{path}: {} against {always_on} always on", total.spend_yuan);
+        assert_eq!(total.interrupted_sessions, 0, "{path}: a power_off while in use");
+        assert_eq!(total.lost_sessions, 0, "{path}: an instance deleted while still used");
+        println!(
+            "{path}: the example policy spends {:.0}% of always on and {:.0}% of the in-use-only bound",
+            total.spend_vs_always_on * 100.0,
+            total.spend_vs_active_only * 100.0
+        );
+    }
+}
+
+#[test]
+fn a_trace_missing_a_cluster_the_policy_names_is_refused() {
+    let (config, _) = load_file(std::path::Path::new("config/example.yaml"));
+    let trace = trace("tests/fixtures/traces/by-hand.yaml");
+    let error = tokio::runtime::Runtime::new().unwrap().block_on(simulate(&config.unwrap(), &trace)).err().unwrap();
+    assert!(error.to_string().contains("which the trace does not have"), "{error}");
+}
