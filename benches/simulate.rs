@@ -4,6 +4,7 @@
 //! five baselines.
 //!
 //!     cargo bench --bench simulate
+//!     SIMULATE_INSTANCES=100 cargo bench --bench simulate    (a tenth of the fleet)
 
 use std::time::Instant;
 
@@ -12,12 +13,19 @@ use mdc_autoscaler::simulate::replay::replay;
 use mdc_autoscaler::simulate::simulate;
 use mdc_autoscaler::simulate::trace::{Trace, TraceFile};
 
-fn thousand() -> Trace {
+/// The notebook team's mix (70% office hours, 20% late starters, 8% weekly
+/// experiments, the rest monthly terms), scaled to `size` instances.
+fn scaled(size: u32) -> Trace {
     let text = std::fs::read_to_string("traces/notebook-team.yaml").expect("the shipped trace");
     let mut file: TraceFile = Trace::parse("notebook-team", &text).expect("parses").file;
-    for (name, count) in [("nb-dev", 700), ("nb-research", 200), ("nb-experiment", 80), ("nb-monthly", 19)] {
+    let shares = [("nb-dev", 70), ("nb-research", 20), ("nb-experiment", 8)];
+    let mut left = size - 1;
+    for (name, share) in shares {
+        let count = (size * share / 100).max(1);
         file.instances.iter_mut().find(|i| i.display_name == name).expect("in the trace").count = count;
+        left -= count;
     }
+    file.instances.iter_mut().find(|i| i.display_name == "nb-monthly").expect("in the trace").count = left.max(1);
     for region in &mut file.regions {
         region.gpus.insert("nvidia.com/gpu-4090".into(), 2000);
     }
@@ -27,7 +35,8 @@ fn thousand() -> Trace {
 fn main() {
     let (config, report) = load_file(std::path::Path::new("config/example.yaml"));
     let config = config.unwrap_or_else(|| panic!("{report}"));
-    let trace = thousand();
+    let size = std::env::var("SIMULATE_INSTANCES").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
+    let trace = scaled(size);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let hours = trace.sessions.len() as f64 * (trace.end - trace.start).num_hours() as f64;
 

@@ -24,11 +24,11 @@ pub async fn add_facts<S: Store>(
     let store = ledger.store();
     observed.schedule_marks = store.schedule_marks().await?;
     observed.snoozes = store.snoozes().await?;
-    let stopped = store.stopped_since().await?;
     let heartbeats = store.heartbeats().await?;
     let recent = store.actions_between(now - Duration::hours(1), now + Duration::seconds(1)).await?;
     observed.recent_actions = recent.iter().filter(|a| !a.dry_run).map(|a| a.planned_at).collect();
-    let snapshots = last_snapshots(store, now).await?;
+    let stopped = ledger.stopped_since().await?;
+    let snapshots = last_snapshots(ledger, now).await?;
     for o in &mut observed.instances {
         let name = &o.instance.name;
         o.stopped_since = stopped.get(name).copied();
@@ -51,13 +51,23 @@ pub async fn add_facts<S: Store>(
     Ok(())
 }
 
-/// The latest finished power_off with a snapshot, per instance.
+/// How far back a cycle re-reads actions for snapshot results: a power_off's
+/// outcome is written when the instance gets to Stopped, minutes after it
+/// was planned (or, stuck, up to this long).
+const SNAPSHOT_OUTCOMES_WITHIN: i64 = 2;
+
+/// The latest finished power_off with a snapshot, per instance: 30 days read
+/// once, then only the last hours each cycle.
 async fn last_snapshots<S: Store>(
-    store: &S,
+    ledger: &mut super::Ledger<S>,
     now: DateTime<Utc>,
 ) -> Result<BTreeMap<String, SnapshotState>, LedgerError> {
-    let actions = store.actions_between(now - Duration::days(30), now + Duration::seconds(1)).await?;
-    let mut latest = BTreeMap::new();
+    let from = match &ledger.snapshots {
+        Some((read, _)) => *read - Duration::hours(SNAPSHOT_OUTCOMES_WITHIN),
+        None => now - Duration::days(30),
+    };
+    let actions = ledger.store().actions_between(from, now + Duration::seconds(1)).await?;
+    let (_, latest) = ledger.snapshots.get_or_insert_with(|| (now, BTreeMap::new()));
     for a in actions.iter().filter(|a| a.kind == "power_off" && !a.dry_run) {
         let (Some((image, tag)), Some(outcome)) = (&a.snapshot, a.outcome) else { continue };
         let at = a.finished_at.unwrap_or(a.planned_at);
@@ -67,6 +77,10 @@ async fn last_snapshots<S: Store>(
             Outcome::Unknown | Outcome::Skipped => continue,
         };
         latest.insert(a.instance.clone(), state);
+    }
+    let latest = latest.clone();
+    if let Some((read, _)) = ledger.snapshots.as_mut() {
+        *read = now;
     }
     Ok(latest)
 }

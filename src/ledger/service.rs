@@ -12,6 +12,7 @@ use super::records::{InstanceRecord, NewSegment, PriceSample, Segment, SegmentCl
 use super::store::{LedgerError, Store};
 use crate::cloud::Sku;
 use crate::config::policy::Config;
+use crate::money::Money;
 use crate::plan::{Observed, SpendSoFar};
 
 enum Write {
@@ -33,6 +34,11 @@ pub struct Ledger<S> {
     store: S,
     /// `None` until the recorded state has been read from the store.
     state: Option<State>,
+    /// Closed segments of the budgets' months, read once, then kept up to
+    /// date by this ledger's own closes: a cycle never re-reads a month.
+    closed: Option<Closed>,
+    /// The latest snapshot result per instance (see `facts`).
+    pub(super) snapshots: Option<(DateTime<Utc>, BTreeMap<String, crate::plan::SnapshotState>)>,
     /// Observations made before the state could be read, to replay.
     waiting: Vec<Waiting>,
     pending: VecDeque<Write>,
@@ -52,11 +58,28 @@ struct State {
     open: BTreeMap<String, Segment>,
     prices: BTreeMap<String, PriceSample>,
     last: Option<DateTime<Utc>>,
+    /// When each instance stopped now last became stopped.
+    stopped: BTreeMap<String, DateTime<Utc>>,
+}
+
+/// Closed segments since `since`, and per budget key the sums over them for
+/// the day and month they were summed for.
+struct Closed {
+    since: DateTime<Utc>,
+    segments: Vec<Segment>,
+    sums: BTreeMap<String, ClosedSums>,
+}
+
+struct ClosedSums {
+    day_start: DateTime<Utc>,
+    month_start: DateTime<Utc>,
+    today: Money,
+    this_month: Money,
 }
 
 impl<S: Store> Ledger<S> {
     pub fn new(store: S) -> Self {
-        Ledger { store, state: None, waiting: Vec::new(), pending: VecDeque::new() }
+        Ledger { store, state: None, closed: None, snapshots: None, waiting: Vec::new(), pending: VecDeque::new() }
     }
 
     pub fn store(&self) -> &S {
@@ -71,7 +94,8 @@ impl<S: Store> Ledger<S> {
         let open = self.store.open_segments().await?.into_iter().map(|s| (s.instance.clone(), s)).collect();
         let prices = self.store.latest_prices().await?.into_iter().map(|p| (p.sku_id.clone(), p)).collect();
         let last = self.store.last_observation().await?;
-        self.state = Some(State { known, open, prices, last });
+        let stopped = self.store.stopped_since().await?;
+        self.state = Some(State { known, open, prices, last, stopped });
         for w in std::mem::take(&mut self.waiting) {
             self.account(&w.seen, &w.skus, &w.listed, w.at);
         }
@@ -122,12 +146,24 @@ impl<S: Store> Ledger<S> {
         for record in &changes.instances {
             if record.gone_at.is_some() {
                 state.known.remove(&record.name);
+                state.stopped.remove(&record.name);
             } else {
                 state.known.insert(record.name.clone(), record.clone());
             }
         }
+        for t in &changes.transitions {
+            if t.to == "stopped" {
+                state.stopped.insert(t.instance.clone(), t.at);
+            } else {
+                state.stopped.remove(&t.instance);
+            }
+        }
         for close in &changes.close {
-            state.open.remove(&close.instance);
+            if let Some(open) = state.open.remove(&close.instance)
+                && let Some(closed) = self.closed.as_mut()
+            {
+                closed.add(Segment { ended_at: Some(close.ended_at), ..open });
+            }
         }
         for s in &changes.open {
             state.open.insert(
@@ -174,14 +210,22 @@ impl<S: Store> Ledger<S> {
         Ok(rows)
     }
 
+    /// When each instance stopped now last became stopped (for `delete_after_stopped`).
+    pub async fn stopped_since(&mut self) -> Result<BTreeMap<String, DateTime<Utc>>, LedgerError> {
+        self.load().await?;
+        Ok(self.state.as_ref().expect("loaded").stopped.clone())
+    }
+
     /// Spend so far today and this month, per policy with a budget and
     /// globally, each in its budget's zone. An error means "unknown".
+    /// Closed segments are summed once per day; open ones at every call.
     pub async fn spend_so_far(
         &mut self,
         config: &Config,
         now: DateTime<Utc>,
     ) -> Result<BTreeMap<String, SpendSoFar>, LedgerError> {
         self.flush().await?;
+        self.load().await?;
         let mut budgets: Vec<(String, Option<&str>, Tz)> = config
             .policies
             .iter()
@@ -193,18 +237,32 @@ impl<S: Store> Ledger<S> {
         let Some(earliest) = budgets.iter().map(|(_, _, tz)| month_start(*tz, now)).min() else {
             return Ok(BTreeMap::new());
         };
-        let segments = self.store.segments_overlapping(earliest, now).await?;
-        Ok(budgets
+        if self.closed.as_ref().is_none_or(|c| c.since > earliest) {
+            let segments = self.store.segments_overlapping(earliest, now).await?;
+            let segments = segments.into_iter().filter(|s| s.ended_at.is_some()).collect();
+            self.closed = Some(Closed { since: earliest, segments, sums: BTreeMap::new() });
+        }
+        let closed = self.closed.as_mut().expect("just read");
+        // Segments that ended before every budget's month are done with.
+        if closed.since < earliest {
+            closed.segments.retain(|s| s.ended_at.is_some_and(|end| end > earliest));
+            closed.since = earliest;
+        }
+        let open = &self.state.as_ref().expect("loaded").open;
+        let spend = budgets
             .into_iter()
             .map(|(key, policy, tz)| {
-                let mine = || segments.iter().filter(|s| policy.is_none() || s.policy.as_deref() == policy);
+                let (day, month) = (day_start(tz, now), month_start(tz, now));
+                let sums = closed.sums(&key, policy, day, month);
+                let mine = || open.values().filter(|s| policy.is_none() || s.policy.as_deref() == policy);
                 let spend = SpendSoFar {
-                    today: mine().map(|s| s.cost_within(day_start(tz, now), now)).sum(),
-                    this_month: mine().map(|s| s.cost_within(month_start(tz, now), now)).sum(),
+                    today: sums.0 + mine().map(|s| s.cost_within(day, now)).sum::<Money>(),
+                    this_month: sums.1 + mine().map(|s| s.cost_within(month, now)).sum::<Money>(),
                 };
                 (key, spend)
             })
-            .collect())
+            .collect();
+        Ok(spend)
     }
 
     /// Removes price samples and finished segments older than the retention.
@@ -229,4 +287,35 @@ fn local_midnight(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
         .earliest()
         .or_else(|| tz.from_local_datetime(&(midnight + Duration::hours(1))).earliest())
         .map_or_else(|| Utc.from_utc_datetime(&midnight), |t| t.to_utc())
+}
+
+impl Closed {
+    /// A segment this ledger just closed: counted in every sum it belongs to.
+    fn add(&mut self, segment: Segment) {
+        let end = segment.ended_at.expect("closed");
+        for (key, sums) in &mut self.sums {
+            if key.is_empty() || segment.policy.as_deref() == Some(key.as_str()) {
+                sums.today += segment.cost_within(sums.day_start, end);
+                sums.this_month += segment.cost_within(sums.month_start, end);
+            }
+        }
+        self.segments.push(segment);
+    }
+
+    /// Today's and this month's closed spend for a budget, summed afresh when its day changed.
+    fn sums(&mut self, key: &str, policy: Option<&str>, day: DateTime<Utc>, month: DateTime<Utc>) -> (Money, Money) {
+        let current = self.sums.get(key).is_some_and(|s| s.day_start == day && s.month_start == month);
+        if !current {
+            let mine = || self.segments.iter().filter(|s| policy.is_none() || s.policy.as_deref() == policy);
+            let sums = ClosedSums {
+                day_start: day,
+                month_start: month,
+                today: mine().map(|s| s.cost_within(day, s.ended_at.expect("closed"))).sum(),
+                this_month: mine().map(|s| s.cost_within(month, s.ended_at.expect("closed"))).sum(),
+            };
+            self.sums.insert(key.to_owned(), sums);
+        }
+        let sums = &self.sums[key];
+        (sums.today, sums.this_month)
+    }
 }

@@ -2,7 +2,8 @@
 //! of 30-second cycles (instances started, stopped and deleted, a discount
 //! window closing and opening, the daemon restarted twice, the database
 //! unreachable for an hour) ends within 0.5% of what the simulator billed.
-//! The ledger stores no secret, and a steady cycle writes almost nothing.
+//! Spend so far kept in memory matches a fresh read of the store. The ledger
+//! stores no secret, and a steady cycle writes almost nothing.
 
 use std::collections::BTreeSet;
 use std::str::FromStr;
@@ -167,6 +168,13 @@ async fn a_simulated_day_is_billed_within_half_a_percent() {
             (Err(e), true) => assert!(e.is_unavailable(), "an outage reads as unavailable: {e}"),
             (Ok(_), true) => panic!("the ledger wrote during the outage at {now}"),
             (Err(e), false) => panic!("the ledger failed at {now}: {e}"),
+        }
+        // Spend so far, kept up to date in memory, is what a fresh read of the store says.
+        if !in_outage && now.timestamp() % 3600 == 0 {
+            let kept = ledger.as_mut().unwrap().spend_so_far(&config, now).await.unwrap();
+            let fresh = Ledger::new(store(&name).await).spend_so_far(&config, now).await.unwrap();
+            assert_eq!(kept, fresh, "spend so far at {now}");
+            assert!(kept["all"].today > Money::ZERO || now < hour(1.0) || now == hour(24.0), "{now}");
         }
     }
     let ledger = ledger.unwrap();
