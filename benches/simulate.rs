@@ -1,10 +1,10 @@
 //! Replay speed: the shipped notebook team scaled to 1,000 instances over its
 //! 30 days, under config/example.yaml. Prints simulated instance-hours per
-//! second of one replay (the policy's), and the whole `simulate` with its
-//! five baselines.
+//! second of one replay (the policy's); with SIMULATE_BASELINES=1, also the
+//! whole `simulate` with its five baselines.
 //!
 //!     cargo bench --bench simulate
-//!     SIMULATE_INSTANCES=100 cargo bench --bench simulate    (a tenth of the fleet)
+//!     SIMULATE_INSTANCES=100 SIMULATE_BASELINES=1 cargo bench --bench simulate
 
 use std::time::Instant;
 
@@ -52,6 +52,9 @@ fn main() {
         seconds * 1000.0 / one.steps.max(1) as f64
     );
 
+    if std::env::var("SIMULATE_BASELINES").is_err() {
+        return;
+    }
     let started = Instant::now();
     let report = runtime.block_on(simulate(&config, &trace)).expect("simulates");
     println!(

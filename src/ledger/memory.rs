@@ -111,16 +111,7 @@ impl Store for MemoryStore {
         for s in open {
             t.segment_ids += 1;
             let id = t.segment_ids;
-            t.segments.push(Segment {
-                id,
-                instance: s.instance.clone(),
-                display_name: s.display_name.clone(),
-                policy: s.policy.clone(),
-                sku_id: s.sku_id.clone(),
-                started_at: s.started_at,
-                ended_at: None,
-                price_per_hour: s.price_per_hour,
-            });
+            t.segments.push(s.opened(id));
             let index = t.segments.len() - 1;
             t.open.insert(s.instance.clone(), index);
         }

@@ -113,6 +113,22 @@ pub struct NewSegment {
     pub price_per_hour: Money,
 }
 
+impl NewSegment {
+    /// The open segment this starts.
+    pub fn opened(&self, id: i64) -> Segment {
+        Segment {
+            id,
+            instance: self.instance.clone(),
+            display_name: self.display_name.clone(),
+            policy: self.policy.clone(),
+            sku_id: self.sku_id.clone(),
+            started_at: self.started_at,
+            ended_at: None,
+            price_per_hour: self.price_per_hour,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {

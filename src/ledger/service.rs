@@ -166,19 +166,7 @@ impl<S: Store> Ledger<S> {
             }
         }
         for s in &changes.open {
-            state.open.insert(
-                s.instance.clone(),
-                Segment {
-                    id: 0,
-                    instance: s.instance.clone(),
-                    display_name: s.display_name.clone(),
-                    policy: s.policy.clone(),
-                    sku_id: s.sku_id.clone(),
-                    started_at: s.started_at,
-                    ended_at: None,
-                    price_per_hour: s.price_per_hour,
-                },
-            );
+            state.open.insert(s.instance.clone(), s.opened(0));
         }
         if !changes.instances.is_empty() || !changes.transitions.is_empty() {
             self.pending.push_back(Write::Instances(changes.instances, changes.transitions));

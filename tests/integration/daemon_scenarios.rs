@@ -41,6 +41,20 @@ async fn more_cycles(work: &Workspace, n: u64) {
     until(&format!("{n} more cycles"), 60, || async move { cycles(work).await >= from + n }).await;
 }
 
+/// A pool of 4090s, and notebooks stopped after 30 idle minutes (`nb-keep-*` protected).
+fn pool_and_notebooks(desired: u32) -> String {
+    format!(
+        r#"policies:
+  - name: batch
+    pool: {{ cluster: host-cluster, image: img, desired: {desired}, gpu: {{ products: ["4090"] }} }}
+  - name: notebooks
+    select: {{ cluster: host-cluster, display_name: "nb-*" }}
+    protect: {{ display_name: "nb-keep-*" }}
+    idle: {{ signals: [jupyter], stop_after: 30m, snapshot: {{}} }}
+"#
+    )
+}
+
 fn start_now() -> String {
     Utc::now().to_rfc3339()
 }
@@ -188,17 +202,7 @@ async fn with_a_fifth_of_api_calls_failing_or_slow_the_invariants_hold() {
     let client = client(&api);
     let db = Database::fresh().await;
     let work = Workspace::new();
-    work.write_policy(
-        &api,
-        r#"policies:
-  - name: batch
-    pool: { cluster: host-cluster, image: img, desired: 2, gpu: { products: ["4090"] } }
-  - name: notebooks
-    select: { cluster: host-cluster, display_name: "nb-*" }
-    protect: { display_name: "nb-keep-*" }
-    idle: { signals: [jupyter], stop_after: 30m, snapshot: {} }
-"#,
-    );
+    work.write_policy(&api, &pool_and_notebooks(2));
     let _daemon = work.start(&db.url);
     until("the idle notebook to stop and the pool to fill", 120, || async {
         named(&client, "nb-bob").await.status != InstanceStatus::Running
@@ -234,19 +238,7 @@ async fn with_postgresql_away_idle_stops_go_on_creates_wait_and_spend_is_complet
     sim(Method::PUT, &api, &format!("instances/{bob}/activity"), Some(quiet)).await;
     let db = Database::fresh().await;
     let work = Workspace::new();
-    let policy = |desired: u32| {
-        format!(
-            r#"policies:
-  - name: batch
-    pool: {{ cluster: host-cluster, image: img, desired: {desired}, gpu: {{ products: ["4090"] }} }}
-  - name: notebooks
-    select: {{ cluster: host-cluster, display_name: "nb-*" }}
-    protect: {{ display_name: "nb-keep-*" }}
-    idle: {{ signals: [jupyter], stop_after: 30m, snapshot: {{}} }}
-"#
-        )
-    };
-    work.write_policy(&api, &policy(0));
+    work.write_policy(&api, &pool_and_notebooks(0));
     let daemon = work.start(&db.url);
     more_cycles(&work, 2).await;
     let down_at = Utc::now();
@@ -260,7 +252,7 @@ async fn with_postgresql_away_idle_stops_go_on_creates_wait_and_spend_is_complet
     until("the daemon to notice the ledger is away", 30, ledger_error).await;
     assert_eq!(named(&client, "nb-bob").await.status, InstanceStatus::Running, "stopped before the outage");
     // The pool now wants an instance.
-    work.write_policy(&api, &policy(1));
+    work.write_policy(&api, &pool_and_notebooks(1));
     daemon.signal("HUP");
     until("bob to be stopped with the ledger away", 60, || async {
         named(&client, "nb-bob").await.status != InstanceStatus::Running
