@@ -1,8 +1,6 @@
 //! The daemon's promises, kept as processes: `run` and `fake-cloud` as
 //! separate programs, a real PostgreSQL ledger, signals, restarts and faults.
 
-use std::time::Duration;
-
 use chrono::{Timelike, Utc};
 use mdc_autoscaler::cloud::matrixdc::MatrixDcClient;
 use mdc_autoscaler::cloud::{BillingType, Cloud, Instance, InstanceStatus};
@@ -63,9 +61,7 @@ fn start_now() -> String {
 async fn a_schedule_start_missed_while_down_is_applied_on_return() {
     // Cron has minute resolution: the start edge is the coming minute, the
     // stop edge the last one, so the daemon first sees "stopped" in force.
-    if Utc::now().second() > 40 {
-        tokio::time::sleep(Duration::from_secs(62 - u64::from(Utc::now().second()))).await;
-    }
+    until("a minute with 20 seconds to spare", 70, || async { Utc::now().second() <= 40 }).await;
     let now = Utc::now();
     let (start, stop) = ((now.minute() + 1) % 60, (now.minute() + 59) % 60);
     let (_cloud, api) = spawn(&["--manual-clock", "--start", &start_now()], &[]);
@@ -90,8 +86,7 @@ async fn a_schedule_start_missed_while_down_is_applied_on_return() {
 
     // Down across the start edge.
     let edge = now.with_second(0).unwrap().with_nanosecond(0).unwrap() + chrono::Duration::minutes(1);
-    let wait = (edge - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(500);
-    tokio::time::sleep(wait).await;
+    until("the start edge to pass", 70, || async move { Utc::now() > edge }).await;
     assert_eq!(named(&client, "nb-dave").await.status, InstanceStatus::Stopped);
 
     let _second = work.start(&db.url);
