@@ -140,19 +140,10 @@ pub async fn replay(trace: &Trace, config: Option<&Config>) -> Result<Replay, Re
         while ends.get(ends_next).is_some_and(|end| *end <= now) {
             ends_next += 1;
         }
-        if let Some(end) = ends.get(ends_next).copied().filter(|_| daemon.is_some()) {
-            let periods = ((end - anchor).num_milliseconds() + interval.num_milliseconds() - 1)
-                .div_euclid(interval.num_milliseconds())
-                .max(1);
-            let grid = anchor + interval * periods as i32;
-            wake = Some(wake.map_or(grid, |w| w.min(grid)));
-        }
-        if outside_change {
-            // Noticed at the daemon's next regular wake.
-            let periods = ((now - anchor).num_milliseconds() + interval.num_milliseconds() - 1)
-                .div_euclid(interval.num_milliseconds())
-                .max(1);
-            let grid = anchor + interval * periods as i32;
+        // What changed outside the daemon is noticed at its next regular wake.
+        let noticed = [ends.get(ends_next).copied().filter(|_| daemon.is_some()), outside_change.then_some(now)];
+        for at in noticed.into_iter().flatten() {
+            let grid = next_on_grid(anchor, at, interval);
             wake = Some(wake.map_or(grid, |w| w.min(grid)));
         }
         if wake == Some(now)
@@ -233,6 +224,13 @@ fn wait(sim: &mut Simulator, person: &mut Person, now: DateTime<Utc>, tally: &mu
         }
         _ => false,
     }
+}
+
+/// The first wake at or after `at` on the interval grid from `anchor` (and after `anchor`).
+fn next_on_grid(anchor: DateTime<Utc>, at: DateTime<Utc>, interval: Duration) -> DateTime<Utc> {
+    let step = interval.num_milliseconds();
+    let periods = ((at - anchor).num_milliseconds() + step - 1).div_euclid(step).max(1);
+    anchor + Duration::milliseconds(periods * step)
 }
 
 fn in_session(sessions: &[Session], at: DateTime<Utc>) -> bool {
