@@ -10,14 +10,12 @@ pub mod trace;
 
 use std::collections::BTreeMap;
 
-use chrono::Duration;
-
 use crate::cloud::BillingType;
 use crate::config::load::load_str;
 use crate::config::policy::Config;
 use crate::money::Money;
 use crate::pricing::cost_scaled;
-use replay::{Experience, Replay, ReplayError, replay};
+use replay::{Replay, ReplayError, replay};
 pub use report::{Baseline, PolicyReport, Report};
 use trace::Trace;
 
@@ -115,31 +113,4 @@ fn active_only(trace: &Trace) -> Result<BTreeMap<String, Money>, ReplayError> {
         costs.insert(display.clone(), cost);
     }
     Ok(costs)
-}
-
-/// Compute spend of pay-as-you-go instances by display name, from a replay's bill.
-fn spend_by_instance(replay: &Replay) -> BTreeMap<String, Money> {
-    let mut spend = BTreeMap::new();
-    for bill in &replay.bill.instances {
-        *spend.entry(bill.display_name.clone()).or_insert(Money::ZERO) += bill.compute;
-    }
-    spend
-}
-
-fn experience_of(replay: &Replay, names: &[&String]) -> Experience {
-    let mut total = Experience::default();
-    for name in names {
-        if let Some(e) = replay.experience.get(*name) {
-            total.cold_starts += e.cold_starts;
-            total.waited += e.waited;
-            total.interrupted += e.interrupted;
-            total.lost += e.lost;
-        }
-    }
-    total
-}
-
-/// `waited` as whole seconds.
-fn seconds(d: Duration) -> i64 {
-    d.num_seconds()
 }

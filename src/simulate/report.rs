@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use super::replay::{Experience, Replay};
 use super::trace::Trace;
-use super::{experience_of, seconds, spend_by_instance};
 use crate::money::Money;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -112,7 +111,7 @@ pub(super) fn build(
             spend_vs_always_on: ratio(spent, always_on_spend),
             spend_vs_active_only: ratio(spent, active),
             cold_starts: lived.cold_starts,
-            cold_start_wait_seconds: seconds(lived.waited),
+            cold_start_wait_seconds: lived.waited.num_seconds(),
             interrupted_sessions: lived.interrupted,
             lost_sessions: lived.lost,
             actions,
@@ -144,7 +143,7 @@ fn baseline(name: &str, spend: Money, lived: Experience) -> Baseline {
         name: name.to_owned(),
         spend_yuan: yuan(spend),
         cold_starts: lived.cold_starts,
-        cold_start_wait_seconds: seconds(lived.waited),
+        cold_start_wait_seconds: lived.waited.num_seconds(),
     }
 }
 
@@ -223,4 +222,26 @@ impl Report {
         }
         out
     }
+}
+
+/// Compute spend of pay-as-you-go instances by display name, from a replay's bill.
+fn spend_by_instance(replay: &Replay) -> BTreeMap<String, Money> {
+    let mut spend = BTreeMap::new();
+    for bill in &replay.bill.instances {
+        *spend.entry(bill.display_name.clone()).or_insert(Money::ZERO) += bill.compute;
+    }
+    spend
+}
+
+fn experience_of(replay: &Replay, names: &[&String]) -> Experience {
+    let mut total = Experience::default();
+    for name in names {
+        if let Some(e) = replay.experience.get(*name) {
+            total.cold_starts += e.cold_starts;
+            total.waited += e.waited;
+            total.interrupted += e.interrupted;
+            total.lost += e.lost;
+        }
+    }
+    total
 }

@@ -48,6 +48,15 @@ async fn daemon<S: Store>(
     Daemon::new(cloud.client(), Ledger::new(store), config(cloud, policies), false)
 }
 
+/// nb-bob went quiet 20 minutes before the start: its 30-minute deadline is 10 minutes in.
+fn quiet_bob(cloud: &TestCloud) -> String {
+    let bob = name_of(cloud, "nb-bob");
+    let quiet =
+        Activity { idle_kernels: 1, last_activity: Some(start_time() - Duration::minutes(20)), ..Activity::default() };
+    cloud.server.sim().set_activity(&bob, quiet).unwrap();
+    bob
+}
+
 fn now(cloud: &TestCloud) -> DateTime<Utc> {
     cloud.server.clock().now()
 }
@@ -55,11 +64,7 @@ fn now(cloud: &TestCloud) -> DateTime<Utc> {
 #[tokio::test]
 async fn an_idle_notebook_stops_on_time_with_a_snapshot_and_a_busy_one_never() {
     let cloud = TestCloud::start().await;
-    // nb-bob went quiet 20 minutes ago: its 30-minute deadline is 10 minutes away.
-    let bob = name_of(&cloud, "nb-bob");
-    let quiet =
-        Activity { idle_kernels: 1, last_activity: Some(start_time() - Duration::minutes(20)), ..Activity::default() };
-    cloud.server.sim().set_activity(&bob, quiet).unwrap();
+    let bob = quiet_bob(&cloud);
     let mut daemon = daemon(&cloud, NOTEBOOKS, sqlite().await).await;
     let deadline = start_time() + Duration::minutes(10);
     let mut stopped_at = None;
@@ -231,10 +236,7 @@ fn sample(metrics: &str, series: &str) -> f64 {
 #[tokio::test]
 async fn metrics_follow_the_fleet_and_the_money() {
     let cloud = TestCloud::start().await;
-    let bob = name_of(&cloud, "nb-bob");
-    let quiet =
-        Activity { idle_kernels: 1, last_activity: Some(start_time() - Duration::minutes(20)), ..Activity::default() };
-    cloud.server.sim().set_activity(&bob, quiet).unwrap();
+    let bob = quiet_bob(&cloud);
     let mut daemon = daemon(&cloud, NOTEBOOKS, sqlite().await).await;
     let metrics = mdc_autoscaler::metrics::Metrics::new();
     let idle = format!(r#"mdc_autoscaler_idle_seconds{{policy="notebooks",instance="{bob}",display_name="nb-bob"}}"#);
