@@ -1,6 +1,7 @@
 //! The last word on a plan: one action per instance, at most a share of a
 //! policy's instances disrupted at once, and the per-cycle and per-hour
-//! action limits, whatever the rules asked for. What is cut becomes a note.
+//! action limits, whatever the rules asked for. What is cut becomes a note,
+//! and the plan asks to be made again when a limit leaves room.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -19,7 +20,7 @@ pub(super) fn apply(
     members: &[Vec<usize>],
     now: DateTime<Utc>,
     notes: &mut Vec<Note>,
-) -> Vec<Action> {
+) -> (Vec<Action>, Option<DateTime<Utc>>) {
     // Money first (budget stops, runaways, idle), then what serves people; within a cause,
     // the larger saving first. The sort is stable, so equal actions keep rule order.
     candidates.sort_by(|a, b| (a.cause, b.saving_per_hour).cmp(&(b.cause, a.saving_per_hour)));
@@ -31,6 +32,7 @@ pub(super) fn apply(
 
     let mut seen = HashSet::new();
     let mut kept = Vec::new();
+    let mut limited = false;
     let mut deferred_per_policy: BTreeMap<String, usize> = BTreeMap::new();
     let mut defer = |action: &Action, why: &dyn Fn() -> String, notes: &mut Vec<Note>| {
         let count = deferred_per_policy.entry(action.policy.clone()).or_default();
@@ -78,6 +80,7 @@ pub(super) fn apply(
                 }
             };
             defer(&action, &why, notes);
+            limited = true;
             if action.kind.disrupts() {
                 short.insert(action.policy.clone());
             }
@@ -94,7 +97,27 @@ pub(super) fn apply(
             });
         }
     }
-    kept
+    let retry = limited.then(|| retry_at(&observed.recent_actions, kept.len(), config, now));
+    (kept, retry)
+}
+
+/// When actions cut by the limits can be taken: the next cycle, or later
+/// when the hourly limit is full, once enough of the last hour's actions
+/// (this plan's `taken_now` included) have left the window. Actions cut by
+/// `max_disrupted` wait for an instance to settle, which the next
+/// observation shows.
+fn retry_at(recent: &[DateTime<Utc>], taken_now: usize, config: &Config, now: DateTime<Utc>) -> DateTime<Utc> {
+    let next_cycle = now + config.settings.interval;
+    let mut window: Vec<DateTime<Utc>> =
+        recent.iter().copied().filter(|t| *t > now - Duration::hours(1) && *t <= now).collect();
+    window.extend(std::iter::repeat_n(now, taken_now));
+    window.sort();
+    let limit = config.settings.limits.actions_per_hour as usize;
+    match window.len().checked_sub(limit) {
+        Some(over) => window[over] + Duration::hours(1),
+        None => next_cycle,
+    }
+    .max(next_cycle)
 }
 
 /// Deferred actions named one by one per policy; the rest are counted.

@@ -44,7 +44,8 @@ pub fn plan(observed: &Observed, config: &Config, now: DateTime<Utc>) -> Plan {
     }
     planner.global_budget(&members);
     let Draft { candidates, mut notes, schedule_marks, next_check } = planner.draft;
-    let actions = limits::apply(candidates, observed, config, &members, now, &mut notes);
+    let (actions, retry) = limits::apply(candidates, observed, config, &members, now, &mut notes);
+    let next_check = [next_check, retry].into_iter().flatten().min();
     Plan { at: now, actions, notes, schedule_marks, next_check }
 }
 

@@ -77,3 +77,19 @@ fn a_trace_missing_a_cluster_the_policy_names_is_refused() {
     let error = tokio::runtime::Runtime::new().unwrap().block_on(simulate(&config.unwrap(), &trace)).err().unwrap();
     assert!(error.to_string().contains("which the trace does not have"), "{error}");
 }
+
+#[tokio::test]
+async fn stops_a_limit_defers_are_taken_as_soon_as_it_leaves_room() {
+    let text = "start: 2026-11-02T00:00:00+08:00\ndays: 1\nseed: 1\nregions:\n  - { id: r1, name: R1, cluster: c1, gpus: { nvidia.com/gpu-4090: 4 } }\nskus:\n  - { id: \"66\", region: r1, name: \"4090\", gpu_product: \"4090\", gpu_resource_key: nvidia.com/gpu-4090, gpu_count: 1, gpu_memory_gb: 24, cpu_cores: 16, memory_gb: 96, price: 2 }\ninstances:\n  - { display_name: nb-idle, count: 3, cluster: c1, sku: \"66\", status: running }\n";
+    let trace = Trace::parse("three idle", text).unwrap();
+    let (config, problems) = load_str(
+        "one action an hour",
+        "settings:\n  api: { base_url: \"http://simulated\", namespace: trace }\n  interval: 30s\n  limits: { actions_per_cycle: 10, actions_per_hour: 1 }\npolicies:\n  - name: notebooks\n    select: { display_name: \"nb-*\" }\n    idle: { signals: [jupyter], stop_after: 30m }\n",
+    );
+    let config = config.unwrap_or_else(|| panic!("{problems}"));
+    let replay = mdc_autoscaler::simulate::replay::replay(&trace, Some(&config)).await.unwrap();
+    let times: Vec<String> = replay.actions.iter().map(|a| a.planned_at.format("%H:%M:%S").to_string()).collect();
+    // Idle since midnight (16:00 UTC): one stop at the deadline, then one each
+    // time the last leaves the hour's window, with nothing else happening between.
+    assert_eq!(times, ["16:30:00", "17:30:00", "18:30:00"]);
+}
