@@ -267,7 +267,12 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
         let _ = store.migrate().await;
     }
     let mut ledger = Ledger::new(store);
-    let ledger_note = match add_facts(&mut ledger, &mut observed, &config, now).await {
+    let facts = async {
+        add_facts(&mut ledger, &mut observed, None, &config, now).await?;
+        observed.schedule_marks = ledger.store().schedule_marks().await?;
+        Ok::<(), mdc_autoscaler::ledger::LedgerError>(())
+    };
+    let ledger_note = match facts.await {
         Ok(()) => None,
         Err(e) => Some(format!("The ledger could not be read ({e}): spend is unknown, so nothing would be created.")),
     };

@@ -295,8 +295,9 @@ impl Metrics {
         self.leader.set(leader.into());
     }
 
-    /// Everything a cycle tells: the fleet, prices, money, actions, health.
-    pub fn cycle(&self, report: &StepReport, config: &Config, took: StdDuration) {
+    /// Everything a cycle tells: the fleet, prices, money, actions, health;
+    /// `observed` is what it saw, when it saw the cloud whole.
+    pub fn cycle(&self, report: &StepReport, observed: Option<&Observed>, config: &Config, took: StdDuration) {
         let result = if report.observe_error.is_some() { "observe_failed" } else { "ok" };
         self.cycles.get_or_create(&ResultLabels { result }).inc();
         self.cycle_duration.observe(took.as_secs_f64());
@@ -310,7 +311,7 @@ impl Metrics {
             };
             self.actions.get_or_create(&labels).inc();
         }
-        let Some(observed) = &report.observed else { return };
+        let Some(observed) = observed.filter(|_| report.observe_error.is_none()) else { return };
         self.last_success.set(report.at.timestamp_millis() as f64 / 1000.0);
         self.skus(observed, report.at);
         self.fleet(observed, config, report);

@@ -20,15 +20,16 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Lists regions and every region's SKUs when older than `max_age`.
+    /// Lists regions and every region's SKUs when older than `max_age`;
+    /// answers whether it did.
     pub async fn refresh(
         &mut self,
         cloud: &impl Cloud,
         now: DateTime<Utc>,
         max_age: Duration,
-    ) -> Result<(), CloudError> {
+    ) -> Result<bool, CloudError> {
         if self.at.is_some_and(|at| now - at < max_age) {
-            return Ok(());
+            return Ok(false);
         }
         let regions = cloud.list_regions().await?;
         let mut skus = Vec::new();
@@ -36,7 +37,15 @@ impl Catalog {
             skus.extend(cloud.list_skus(&region.id).await?);
         }
         *self = Catalog { regions, skus, at: Some(now) };
-        Ok(())
+        Ok(true)
+    }
+
+    pub fn regions(&self) -> &[Region] {
+        &self.regions
+    }
+
+    pub fn skus(&self) -> &[Sku] {
+        &self.skus
     }
 }
 

@@ -1,18 +1,22 @@
 //! The daemon's cycle: observe → plan → execute → record, as one `step` that
 //! takes `now` and answers what happened. Level-triggered: every step
-//! rebuilds the whole picture, so a missed step is caught up by the next.
+//! observes the whole cloud, so a missed step is caught up by the next.
+//!
+//! The picture is kept between steps. `simulate`, which knows exactly which
+//! instances changed, uses `step_told` instead: only those are re-read and
+//! re-recorded, then the same planner plans the whole picture.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::cloud::{Cloud, CloudErrorKind, InstanceStatus};
+use crate::cloud::{Cloud, CloudErrorKind, Instance, InstanceStatus};
 use crate::config::policy::Config;
 use crate::ledger::facts::add_facts;
 use crate::ledger::{ActionRecord, Ledger, Outcome, Store};
 use crate::observe::{Catalog, observe, observe_with};
-use crate::plan::{self, Action, ActionKind, Plan};
-use crate::signals::{SignalCache, SignalSettings, read_signals};
+use crate::plan::{self, Action, ActionKind, Observed, ObservedInstance, Plan};
+use crate::signals::{SignalCache, SignalSettings, read_signals, read_signals_of};
 
 /// What one step did.
 #[derive(Debug, Default)]
@@ -23,12 +27,64 @@ pub struct StepReport {
     pub ledger_error: Option<String>,
     pub plan: Option<Plan>,
     pub executed: Vec<Executed>,
-    /// Display name → platform name of every instance seen.
+    /// Display name → platform name of every instance seen anew (all of
+    /// them on a whole observation, those told of on a told step).
     pub names: Vec<(String, String)>,
     /// Instances in a transitional state for over [`STUCK_AFTER`] minutes.
     pub stuck: Vec<String>,
-    /// What the cycle saw, when it saw the cloud whole.
-    pub observed: Option<plan::Observed>,
+}
+
+/// What changed since the last step, from a source that knows without
+/// listing everything (the simulator).
+#[derive(Debug, Default)]
+pub struct Told {
+    /// Instances that changed (their state, or what their signals say), as listed now.
+    pub instances: Vec<Instance>,
+    /// Instances that no longer exist.
+    pub gone: Vec<String>,
+}
+
+/// The cloud as the last step saw it, with the ledger's facts and the signals.
+#[derive(Default)]
+struct Picture {
+    observed: Observed,
+    /// Instance name → index in `observed.instances`.
+    index: HashMap<String, usize>,
+    /// The last observation was whole: a told step may build on it.
+    whole: bool,
+}
+
+impl Picture {
+    /// A whole observation replaces the instances; what the daemon keeps
+    /// itself (schedule marks) stays.
+    fn replace(&mut self, observed: Observed) {
+        let marks = std::mem::take(&mut self.observed.schedule_marks);
+        self.observed = Observed { schedule_marks: marks, ..observed };
+        self.index = self.observed.instances.iter().enumerate().map(|(i, o)| (o.instance.name.clone(), i)).collect();
+        self.whole = true;
+    }
+
+    /// Applies changes to instances already in the picture; the indexes
+    /// changed, or `None` when an instance appeared or went (a whole
+    /// observation then puts it in its place).
+    fn apply(&mut self, told: Told, listed: &BTreeSet<String>) -> Option<Vec<usize>> {
+        if told.gone.iter().any(|name| self.index.contains_key(name)) {
+            return None;
+        }
+        let mut changed = Vec::with_capacity(told.instances.len());
+        for instance in told.instances.into_iter().filter(|i| listed.contains(&i.cluster)) {
+            let &index = self.index.get(&instance.name)?;
+            self.observed.instances[index] = ObservedInstance::new(instance);
+            changed.push(index);
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        Some(changed)
+    }
+
+    fn get(&self, name: &str) -> Option<&ObservedInstance> {
+        self.index.get(name).map(|i| &self.observed.instances[*i])
+    }
 }
 
 #[derive(Debug)]
@@ -63,11 +119,13 @@ pub struct Daemon<C, S> {
     pub signals: SignalSettings,
     signal_cache: SignalCache,
     catalog: Catalog,
+    /// The picture, whose schedule marks are the daemon's own record (read
+    /// from the ledger once, then kept), so a ledger outage never re-fires an edge.
+    picture: Picture,
+    marks_read: bool,
     /// Actions taken in the last hour, kept here too: the ledger may be away.
     taken: VecDeque<DateTime<Utc>>,
     capacity_failures: BTreeMap<String, DateTime<Utc>>,
-    /// Schedule marks known, so a ledger outage never re-fires an edge.
-    marks: BTreeMap<String, DateTime<Utc>>,
     in_flight: BTreeMap<String, InFlight>,
     /// Instances in a transitional state, and since when they have been in it.
     transitional: BTreeMap<String, (InstanceStatus, DateTime<Utc>)>,
@@ -91,9 +149,10 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             signals: SignalSettings::default(),
             signal_cache: SignalCache::default(),
             catalog: Catalog::default(),
+            picture: Picture::default(),
+            marks_read: false,
             taken: VecDeque::new(),
             capacity_failures: BTreeMap::new(),
-            marks: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             transitional: BTreeMap::new(),
             unwritten: Vec::new(),
@@ -131,93 +190,167 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         Ok(unfinished.len())
     }
 
+    /// What the last step saw, when it saw the cloud whole.
+    pub fn observed(&self) -> Option<&Observed> {
+        self.picture.whole.then_some(&self.picture.observed)
+    }
+
+    /// One cycle on a whole observation of the cloud.
     pub async fn step(&mut self, now: DateTime<Utc>) -> StepReport {
         let mut report = StepReport { at: now, ..StepReport::default() };
-        while self.taken.front().is_some_and(|t| *t <= now - Duration::hours(1)) {
-            self.taken.pop_front();
-        }
-        let refreshed = self.catalog.refresh(&self.cloud, now, self.config.settings.sku_interval).await;
-        let observed = match refreshed {
-            Ok(()) => observe_with(&self.cloud, &self.config, &self.catalog).await,
+        let observed = match self.catalog.refresh(&self.cloud, now, self.config.settings.sku_interval).await {
+            Ok(_) => observe_with(&self.cloud, &self.config, &self.catalog).await,
             Err(e) => Err(e),
         };
-        let mut observed = match observed {
-            Ok(observed) => observed,
+        match observed {
+            Ok(observed) => self.picture.replace(observed),
             Err(e) => {
                 // Never act on a partial picture.
                 report.observe_error = Some(e.to_string());
+                self.picture.whole = false;
                 return report;
             }
-        };
-        read_signals(&mut observed.instances, &self.config, &self.signals, Some(&mut self.signal_cache), now).await;
-        report.names =
-            observed.instances.iter().map(|o| (o.instance.display_name.clone(), o.instance.name.clone())).collect();
-        self.follow(&observed, now).await;
-        report.stuck = self.stuck(&observed, now);
+        }
+        read_signals(
+            &mut self.picture.observed.instances,
+            &self.config,
+            &self.signals,
+            Some(&mut self.signal_cache),
+            now,
+        )
+        .await;
+        self.decide(None, now, report).await
+    }
 
-        let listed: BTreeSet<String> = crate::observe::clusters(&self.config, &observed.regions);
-        if let Err(e) = self.ledger.record(&observed, &self.config, &listed, now).await {
+    /// One cycle told what changed since the last: only those instances are
+    /// read and recorded again. Without a whole picture to build on, or
+    /// when an instance appeared or went, it is a whole step.
+    pub async fn step_told(&mut self, now: DateTime<Utc>, told: Told) -> StepReport {
+        if !self.picture.whole {
+            return self.step(now).await;
+        }
+        let mut report = StepReport { at: now, ..StepReport::default() };
+        match self.catalog.refresh(&self.cloud, now, self.config.settings.sku_interval).await {
+            Ok(true) => {
+                self.picture.observed.regions = self.catalog.regions().to_vec();
+                self.picture.observed.skus = self.catalog.skus().to_vec();
+            }
+            Ok(false) => {}
+            Err(e) => {
+                report.observe_error = Some(e.to_string());
+                self.picture.whole = false;
+                return report;
+            }
+        }
+        let listed = crate::observe::clusters(&self.config, &self.picture.observed.regions);
+        let Some(changed) = self.picture.apply(told, &listed) else { return self.step(now).await };
+        let instances = &mut self.picture.observed.instances;
+        read_signals_of(instances, &changed, &self.config, &self.signals, &mut self.signal_cache, now).await;
+        self.decide(Some(&changed), now, report).await
+    }
+
+    /// Records, plans and acts on the picture; `changed` are the instances
+    /// re-read since the last step (`None`: all of them).
+    async fn decide(&mut self, changed: Option<&[usize]>, now: DateTime<Utc>, mut report: StepReport) -> StepReport {
+        while self.taken.front().is_some_and(|t| *t <= now - Duration::hours(1)) {
+            self.taken.pop_front();
+        }
+        let instances = &self.picture.observed.instances;
+        report.names = match changed {
+            None => instances.iter().map(|o| (o.instance.display_name.clone(), o.instance.name.clone())).collect(),
+            Some(changed) => changed
+                .iter()
+                .map(|i| (instances[*i].instance.display_name.clone(), instances[*i].instance.name.clone()))
+                .collect(),
+        };
+        self.follow(now).await;
+        report.stuck = self.stuck(changed, now);
+
+        let listed: BTreeSet<String> = crate::observe::clusters(&self.config, &self.picture.observed.regions);
+        if let Err(e) = self.ledger.record(&self.picture.observed, changed, &self.config, &listed, now).await {
             report.ledger_error = Some(e.to_string());
         }
-        match add_facts(&mut self.ledger, &mut observed, &self.config, now).await {
-            Ok(()) => {
-                for (k, v) in &observed.schedule_marks {
-                    self.marks.insert(k.clone(), *v);
+        if !self.marks_read {
+            match self.ledger.store().schedule_marks().await {
+                Ok(stored) => {
+                    let own = std::mem::replace(&mut self.picture.observed.schedule_marks, stored);
+                    self.picture.observed.schedule_marks.extend(own);
+                    self.marks_read = true;
                 }
-                self.flush_outcomes().await;
-            }
-            Err(e) => {
-                report.ledger_error.get_or_insert(e.to_string());
-                observed.spend = None;
+                Err(e) => {
+                    report.ledger_error.get_or_insert(e.to_string());
+                }
             }
         }
-        observed.schedule_marks = self.marks.clone();
-        let mut recent: Vec<DateTime<Utc>> = observed.recent_actions.clone();
+        match add_facts(&mut self.ledger, &mut self.picture.observed, changed, &self.config, now).await {
+            Ok(()) => self.flush_outcomes().await,
+            Err(e) => {
+                report.ledger_error.get_or_insert(e.to_string());
+                self.picture.observed.spend = None;
+            }
+        }
+        let observed = &mut self.picture.observed;
+        let mut recent: Vec<DateTime<Utc>> = std::mem::take(&mut observed.recent_actions);
         recent.extend(self.taken.iter().copied());
         recent.sort();
         recent.dedup();
         observed.recent_actions = recent;
         observed.capacity_failures = self.capacity_failures.clone();
 
-        let plan = plan::plan(&observed, &self.config, now);
+        let plan = plan::plan(&self.picture.observed, &self.config, now);
         for mark in &plan.schedule_marks {
-            self.marks.insert(mark.instance.clone(), mark.edge);
+            self.picture.observed.schedule_marks.insert(mark.instance.clone(), mark.edge);
         }
         self.save_marks(plan.schedule_marks.iter().map(|m| (m.instance.clone(), m.edge)).collect()).await;
+        let ledger_readable = self.picture.observed.spend.is_some();
         for action in &plan.actions {
-            let executed = self.execute(action, observed.spend.is_some(), now).await;
+            let executed = self.execute(action, ledger_readable, now).await;
             report.executed.push(executed);
         }
         report.plan = Some(plan);
-        report.observed = Some(observed);
         report
     }
 
     /// Instances in a transitional state for over [`STUCK_AFTER`] minutes,
-    /// logged once when they get there.
-    fn stuck(&mut self, observed: &plan::Observed, now: DateTime<Utc>) -> Vec<String> {
-        let mut seen = BTreeMap::new();
-        for o in &observed.instances {
+    /// logged once when they get there. `changed` as in [`Daemon::decide`].
+    fn stuck(&mut self, changed: Option<&[usize]>, now: DateTime<Utc>) -> Vec<String> {
+        let instances = &self.picture.observed.instances;
+        if changed.is_none() {
+            self.transitional.retain(|name, _| self.picture.index.contains_key(name));
+        }
+        let all: Vec<usize>;
+        let changed = match changed {
+            Some(changed) => changed,
+            None => {
+                all = (0..instances.len()).collect();
+                &all
+            }
+        };
+        for o in changed.iter().map(|i| &instances[*i]) {
             let status = &o.instance.status;
             if status.is_settled() || matches!(status, InstanceStatus::Failed | InstanceStatus::Unknown(_)) {
+                self.transitional.remove(&o.instance.name);
                 continue;
             }
             let since = match self.transitional.get(&o.instance.name) {
                 Some((was, since)) if was == status => *since,
                 _ => now,
             };
-            let limit = Duration::minutes(STUCK_AFTER);
-            if now - since > limit && now - since - limit <= self.config.settings.interval {
-                tracing::warn!(instance = %o.instance.display_name, status = %status, minutes = (now - since).num_minutes(), "instance stuck in a transitional state");
-            }
-            seen.insert(o.instance.name.clone(), (status.clone(), since));
+            self.transitional.insert(o.instance.name.clone(), (status.clone(), since));
         }
-        self.transitional = seen;
-        self.transitional
-            .iter()
-            .filter(|(_, (_, since))| now - *since > Duration::minutes(STUCK_AFTER))
-            .map(|(name, _)| name.clone())
-            .collect()
+        let limit = Duration::minutes(STUCK_AFTER);
+        let mut stuck = Vec::new();
+        for (name, (status, since)) in &self.transitional {
+            if now - *since <= limit {
+                continue;
+            }
+            if now - *since - limit <= self.config.settings.interval {
+                let shown = self.picture.get(name).map_or(name.as_str(), |o| o.instance.display_name.as_str());
+                tracing::warn!(instance = %shown, status = %status, minutes = (now - *since).num_minutes(), "instance stuck in a transitional state");
+            }
+            stuck.push(name.clone());
+        }
+        stuck
     }
 
     /// Runs one action through the rails: an intent row first, then the
@@ -277,7 +410,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                 ..intent
             });
             if let Some(edge) = action.schedule_edge.filter(|_| result.is_ok()) {
-                self.marks.insert(target.name.clone(), edge);
+                self.picture.observed.schedule_marks.insert(target.name.clone(), edge);
                 self.unwritten_marks.push((target.name.clone(), edge));
             }
             return done(outcome, error);
@@ -300,7 +433,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                     None => self.outcome(record, Outcome::Done, None, created.as_deref(), now).await,
                 }
                 if let Some(edge) = action.schedule_edge {
-                    self.marks.insert(target.name.clone(), edge);
+                    self.picture.observed.schedule_marks.insert(target.name.clone(), edge);
                     self.save_marks(vec![(target.name.clone(), edge)]).await;
                 }
                 done(Outcome::Done, None)
@@ -320,13 +453,11 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
 
     /// Settles sent power_offs and power_ons once the instance gets there (a
     /// snapshot power_off that comes back Running failed).
-    async fn follow(&mut self, observed: &plan::Observed, now: DateTime<Utc>) {
-        let statuses: BTreeMap<&str, &InstanceStatus> =
-            observed.instances.iter().map(|o| (o.instance.name.as_str(), &o.instance.status)).collect();
+    async fn follow(&mut self, now: DateTime<Utc>) {
         let mut settled = Vec::new();
         for (name, flight) in &self.in_flight {
-            let result = match statuses.get(name.as_str()) {
-                Some(status) if **status == flight.target => Some((Outcome::Done, None)),
+            let result = match self.picture.get(name).map(|o| &o.instance.status) {
+                Some(status) if *status == flight.target => Some((Outcome::Done, None)),
                 Some(InstanceStatus::Running) if flight.target == InstanceStatus::Stopped => {
                     let why = if flight.snapshot {
                         "the snapshot failed: the instance kept running"

@@ -68,12 +68,12 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         let now = options.clock.now();
         let started = std::time::Instant::now();
         let report = daemon.step(now).await;
-        shared.metrics.cycle(&report, &daemon.config, started.elapsed());
+        shared.metrics.cycle(&report, daemon.observed(), &daemon.config, started.elapsed());
         log(&report);
         if options.narrate {
             narrator.tell(&report);
         }
-        update(&shared, &report);
+        update(&shared, &report, daemon.observed().map(|o| o.instances.len()));
         let next_check = report.plan.as_ref().and_then(|p| p.next_check);
         drop(report);
         release_memory();
@@ -168,7 +168,7 @@ fn log(report: &StepReport) {
     }
 }
 
-fn update(shared: &Shared, report: &StepReport) {
+fn update(shared: &Shared, report: &StepReport, instances: Option<usize>) {
     let mut status = shared.status.write().expect("status lock");
     status.cycles += 1;
     status.last_cycle_at = Some(report.at);
@@ -182,7 +182,9 @@ fn update(shared: &Shared, report: &StepReport) {
         status.plan = Some(plan.clone());
     }
     status.names.extend(report.names.iter().cloned());
-    status.instances = report.names.len();
+    if let Some(count) = instances {
+        status.instances = count;
+    }
 }
 
 /// Decisions as a person wants to read them: what, why, and the money.

@@ -59,13 +59,14 @@ pub struct Changes {
 /// The accounting of one observation at `now`. `last` is the previous
 /// observation: anything that happened between them happened at an unknown
 /// moment, taken as the middle. `listed` are the clusters observed whole:
-/// instances of other clusters are not declared gone.
+/// instances of other clusters are not declared gone; `None` when `seen`
+/// holds only the instances that changed, and none is gone.
 pub fn account(
     known: &BTreeMap<String, InstanceRecord>,
     open: &BTreeMap<String, Segment>,
     seen: &[Sighting],
     skus: &[Sku],
-    listed: &BTreeSet<String>,
+    listed: Option<&BTreeSet<String>>,
     last: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Changes {
@@ -158,6 +159,7 @@ pub fn account(
         }
     }
 
+    let Some(listed) = listed else { return changes };
     for (name, segment) in open {
         if !present.contains(name.as_str()) && known.get(name).is_none_or(|k| listed.contains(&k.cluster)) {
             close(&mut changes, segment, midway);

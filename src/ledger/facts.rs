@@ -2,7 +2,7 @@
 //! snoozes, heartbeats, when instances stopped, which snapshots succeeded,
 //! and the actions of the last hour. Read only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -11,28 +11,42 @@ use super::store::{LedgerError, Store};
 use crate::config::policy::{Config, Signal};
 use crate::plan::{Observed, Reading, SnapshotState};
 
-/// Adds the ledger's facts to an observation. Spend is left `None` (nothing
-/// is created) when the ledger cannot be read; the error says why.
+/// Adds the ledger's facts to an observation: to every instance, or to the
+/// instances at `changed` (those re-read since the last observation, whose
+/// facts were cleared) and any whose snapshot result just came in. Spend is
+/// left `None` (nothing is created) when the ledger cannot be read; the
+/// error says why. Schedule marks are the daemon's to keep.
 pub async fn add_facts<S: Store>(
     ledger: &mut super::Ledger<S>,
     observed: &mut Observed,
+    changed: Option<&[usize]>,
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<(), LedgerError> {
     observed.spend = None;
     let spend = ledger.spend_so_far(config, now).await?;
     let store = ledger.store();
-    observed.schedule_marks = store.schedule_marks().await?;
     observed.snoozes = store.snoozes().await?;
     let heartbeats = store.heartbeats().await?;
     let recent = store.actions_between(now - Duration::hours(1), now + Duration::seconds(1)).await?;
     observed.recent_actions = recent.iter().filter(|a| !a.dry_run).map(|a| a.planned_at).collect();
-    let stopped = ledger.stopped_since().await?;
-    let snapshots = last_snapshots(ledger, now).await?;
-    for o in &mut observed.instances {
+    let updated = read_snapshots(ledger, now).await?;
+    let snapshots = ledger.snapshots.as_ref().map(|(_, s)| s);
+    let indexes: Vec<usize> = match changed {
+        Some(changed) if updated.is_empty() => changed.to_vec(),
+        Some(changed) => {
+            let mut indexes = changed.to_vec();
+            let named = observed.instances.iter().enumerate().filter(|(_, o)| updated.contains(&o.instance.name));
+            indexes.extend(named.map(|(i, _)| i));
+            indexes
+        }
+        None => (0..observed.instances.len()).collect(),
+    };
+    for index in indexes {
+        let o = &mut observed.instances[index];
         let name = &o.instance.name;
-        o.stopped_since = stopped.get(name).copied();
-        if let Some(snapshot) = snapshots.get(name) {
+        o.stopped_since = ledger.stopped_at(name);
+        if let Some(snapshot) = snapshots.and_then(|s| s.get(name)) {
             o.snapshot = snapshot.clone();
         }
         let listens = config
@@ -56,18 +70,20 @@ pub async fn add_facts<S: Store>(
 /// was planned (or, stuck, up to this long).
 const SNAPSHOT_OUTCOMES_WITHIN: i64 = 2;
 
-/// The latest finished power_off with a snapshot, per instance: 30 days read
-/// once, then only the last hours each cycle.
-async fn last_snapshots<S: Store>(
+/// Keeps the latest finished power_off with a snapshot per instance: 30
+/// days read once, then only the last hours each cycle. Answers the
+/// instances whose latest result changed.
+async fn read_snapshots<S: Store>(
     ledger: &mut super::Ledger<S>,
     now: DateTime<Utc>,
-) -> Result<BTreeMap<String, SnapshotState>, LedgerError> {
+) -> Result<BTreeSet<String>, LedgerError> {
     let from = match &ledger.snapshots {
         Some((read, _)) => *read - Duration::hours(SNAPSHOT_OUTCOMES_WITHIN),
         None => now - Duration::days(30),
     };
     let actions = ledger.store().actions_between(from, now + Duration::seconds(1)).await?;
     let (_, latest) = ledger.snapshots.get_or_insert_with(|| (now, BTreeMap::new()));
+    let mut updated = BTreeSet::new();
     for a in actions.iter().filter(|a| a.kind == "power_off" && !a.dry_run) {
         let (Some((image, tag)), Some(outcome)) = (&a.snapshot, a.outcome) else { continue };
         let at = a.finished_at.unwrap_or(a.planned_at);
@@ -76,11 +92,13 @@ async fn last_snapshots<S: Store>(
             Outcome::Failed => SnapshotState::Failed { at },
             Outcome::Unknown | Outcome::Skipped => continue,
         };
-        latest.insert(a.instance.clone(), state);
+        if latest.get(&a.instance) != Some(&state) {
+            latest.insert(a.instance.clone(), state);
+            updated.insert(a.instance.clone());
+        }
     }
-    let latest = latest.clone();
     if let Some((read, _)) = ledger.snapshots.as_mut() {
         *read = now;
     }
-    Ok(latest)
+    Ok(updated)
 }

@@ -44,7 +44,7 @@ pub struct Ledger<S> {
     pending: VecDeque<Write>,
 }
 
-/// An observation kept until the ledger's state can be read.
+/// A whole observation kept until the ledger's state can be read.
 struct Waiting {
     seen: Vec<Sighting>,
     skus: Vec<Sku>,
@@ -60,6 +60,69 @@ struct State {
     last: Option<DateTime<Utc>>,
     /// When each instance stopped now last became stopped.
     stopped: BTreeMap<String, DateTime<Utc>>,
+    /// What the open segments add up to, per budget and period.
+    open_sums: OpenSums,
+}
+
+/// Sums over the open segments of one budget (a policy's, or all of them
+/// under [`Observed::GLOBAL`]) from the start of one period, kept as
+/// segments open and close, so their cost up to any moment is one product:
+/// Σ price × (now − start) = now × Σ price − Σ price × start, each start
+/// taken no earlier than the period's.
+#[derive(Default)]
+struct OpenSums(Vec<OpenSum>);
+
+struct OpenSum {
+    key: String,
+    from: DateTime<Utc>,
+    price: i128,
+    weighted: i128,
+}
+
+impl OpenSum {
+    fn covers(&self, segment: &Segment) -> bool {
+        self.key.is_empty() || segment.policy.as_deref() == Some(self.key.as_str())
+    }
+
+    fn add(&mut self, segment: &Segment, sign: i128) {
+        let price = segment.price_per_hour.micros() as i128 * sign;
+        self.price += price;
+        self.weighted += price * segment.started_at.max(self.from).timestamp_millis() as i128;
+    }
+}
+
+impl OpenSums {
+    fn opened(&mut self, segment: &Segment) {
+        self.0.iter_mut().filter(|s| s.covers(segment)).for_each(|s| s.add(segment, 1));
+    }
+
+    fn closed(&mut self, segment: &Segment) {
+        self.0.iter_mut().filter(|s| s.covers(segment)).for_each(|s| s.add(segment, -1));
+    }
+
+    /// The cost from `from` to `now` of the open segments of budget `key`.
+    fn cost(&mut self, key: &str, from: DateTime<Utc>, now: DateTime<Utc>, open: &BTreeMap<String, Segment>) -> Money {
+        let index = match self.0.iter().position(|s| s.key == key && s.from == from) {
+            Some(index) => index,
+            None => {
+                let mut sum = OpenSum { key: key.to_owned(), from, price: 0, weighted: 0 };
+                for segment in open.values() {
+                    if sum.covers(segment) {
+                        sum.add(segment, 1);
+                    }
+                }
+                self.0.push(sum);
+                self.0.len() - 1
+            }
+        };
+        let sum = &self.0[index];
+        Money::from_hourly_scaled((sum.price * now.timestamp_millis() as i128 - sum.weighted).max(0))
+    }
+
+    /// Forgets the sums of periods no longer asked for.
+    fn keep(&mut self, wanted: &[(String, DateTime<Utc>)]) {
+        self.0.retain(|s| wanted.iter().any(|(key, from)| *key == s.key && *from == s.from));
+    }
 }
 
 /// Closed segments since `since`, and per budget key the sums over them for
@@ -95,38 +158,63 @@ impl<S: Store> Ledger<S> {
         let prices = self.store.latest_prices().await?.into_iter().map(|p| (p.sku_id.clone(), p)).collect();
         let last = self.store.last_observation().await?;
         let stopped = self.store.stopped_since().await?;
-        self.state = Some(State { known, open, prices, last, stopped });
+        self.state = Some(State { known, open, prices, last, stopped, open_sums: OpenSums::default() });
         for w in std::mem::take(&mut self.waiting) {
-            self.account(&w.seen, &w.skus, &w.listed, w.at);
+            self.account(&w.seen, &w.skus, Some(&w.listed), w.at);
         }
         Ok(())
     }
 
-    /// Records one whole observation of the cloud at `now`: prices that
-    /// changed, instances that changed, and the usage segments. The writes
-    /// are kept until the store takes them; an error only means "later".
+    /// Records one observation of the cloud at `now`: prices that changed,
+    /// instances that changed, and the usage segments. `changed` are the
+    /// indexes of the instances that may have changed since the last
+    /// observation (`None`: any may have); all are accounted anyway when a
+    /// price moved. The writes are kept until the store takes them; an error
+    /// only means "later".
     pub async fn record(
         &mut self,
         observed: &Observed,
+        changed: Option<&[usize]>,
         config: &Config,
         listed: &BTreeSet<String>,
         now: DateTime<Utc>,
     ) -> Result<Recorded, LedgerError> {
-        let seen: Vec<Sighting> = observed
-            .instances
-            .iter()
-            .map(|o| Sighting::of(&o.instance, config.owner(&o.instance).map(|p| p.name.as_str()), o.running_since))
-            .collect();
+        let sighting = |o: &crate::plan::ObservedInstance| {
+            Sighting::of(&o.instance, config.owner(&o.instance).map(|p| p.name.as_str()), o.running_since)
+        };
         if let Err(e) = self.load().await {
+            let seen = observed.instances.iter().map(sighting).collect();
             self.waiting.push(Waiting { seen, skus: observed.skus.clone(), listed: listed.clone(), at: now });
             return Err(e);
         }
-        self.account(&seen, &observed.skus, listed, now);
+        match changed.filter(|_| !self.prices_move(&observed.skus, now)) {
+            Some(changed) => {
+                let seen: Vec<Sighting> = changed.iter().map(|i| sighting(&observed.instances[*i])).collect();
+                self.account(&seen, &observed.skus, None, now);
+            }
+            None => {
+                let seen: Vec<Sighting> = observed.instances.iter().map(sighting).collect();
+                self.account(&seen, &observed.skus, Some(listed), now);
+            }
+        }
         let rows_written = self.flush().await?;
         Ok(Recorded { rows_written, pending: self.pending.len() })
     }
 
-    fn account(&mut self, seen: &[Sighting], skus: &[Sku], listed: &BTreeSet<String>, now: DateTime<Utc>) {
+    /// Whether a price may have changed since the last observation: a new
+    /// price sample, or a discount window's edge passed. Every running
+    /// instance's segment must then be looked at.
+    fn prices_move(&self, skus: &[Sku], now: DateTime<Utc>) -> bool {
+        let Some(state) = &self.state else { return true };
+        let Some(last) = state.last else { return true };
+        skus.iter().any(|sku| {
+            let edge =
+                crate::pricing::window(sku).is_some_and(|w| [w.start, w.end].iter().any(|t| *t > last && *t <= now));
+            edge || state.prices.get(&sku.id).is_none_or(|known| PriceSample::of(sku, now).differs(known))
+        })
+    }
+
+    fn account(&mut self, seen: &[Sighting], skus: &[Sku], listed: Option<&BTreeSet<String>>, now: DateTime<Utc>) {
         let state = self.state.as_mut().expect("loaded");
         if state.last.is_some_and(|last| now <= last) {
             return;
@@ -159,14 +247,17 @@ impl<S: Store> Ledger<S> {
             }
         }
         for close in &changes.close {
-            if let Some(open) = state.open.remove(&close.instance)
-                && let Some(closed) = self.closed.as_mut()
-            {
-                closed.add(Segment { ended_at: Some(close.ended_at), ..open });
+            if let Some(open) = state.open.remove(&close.instance) {
+                state.open_sums.closed(&open);
+                if let Some(closed) = self.closed.as_mut() {
+                    closed.add(Segment { ended_at: Some(close.ended_at), ..open });
+                }
             }
         }
         for s in &changes.open {
-            state.open.insert(s.instance.clone(), s.opened(0));
+            let segment = s.opened(0);
+            state.open_sums.opened(&segment);
+            state.open.insert(s.instance.clone(), segment);
         }
         if !changes.instances.is_empty() || !changes.transitions.is_empty() {
             self.pending.push_back(Write::Instances(changes.instances, changes.transitions));
@@ -204,9 +295,15 @@ impl<S: Store> Ledger<S> {
         Ok(self.state.as_ref().expect("loaded").stopped.clone())
     }
 
+    /// When this instance, stopped now, became stopped; `None` too before
+    /// the ledger's state could be read.
+    pub fn stopped_at(&self, name: &str) -> Option<DateTime<Utc>> {
+        self.state.as_ref().and_then(|s| s.stopped.get(name).copied())
+    }
+
     /// Spend so far today and this month, per policy with a budget and
     /// globally, each in its budget's zone. An error means "unknown".
-    /// Closed segments are summed once per day; open ones at every call.
+    /// Closed segments are summed once per day; open ones are kept summed.
     pub async fn spend_so_far(
         &mut self,
         config: &Config,
@@ -236,20 +333,22 @@ impl<S: Store> Ledger<S> {
             closed.segments.retain(|s| s.ended_at.is_some_and(|end| end > earliest));
             closed.since = earliest;
         }
-        let open = &self.state.as_ref().expect("loaded").open;
+        let state = self.state.as_mut().expect("loaded");
+        let mut periods = Vec::new();
         let spend = budgets
             .into_iter()
             .map(|(key, policy, tz)| {
                 let (day, month) = (day_start(tz, now), month_start(tz, now));
                 let sums = closed.sums(&key, policy, day, month);
-                let mine = || open.values().filter(|s| policy.is_none() || s.policy.as_deref() == policy);
                 let spend = SpendSoFar {
-                    today: sums.0 + mine().map(|s| s.cost_within(day, now)).sum::<Money>(),
-                    this_month: sums.1 + mine().map(|s| s.cost_within(month, now)).sum::<Money>(),
+                    today: sums.0 + state.open_sums.cost(&key, day, now, &state.open),
+                    this_month: sums.1 + state.open_sums.cost(&key, month, now, &state.open),
                 };
+                periods.extend([(key.clone(), day), (key.clone(), month)]);
                 (key, spend)
             })
             .collect();
+        state.open_sums.keep(&periods);
         Ok(spend)
     }
 

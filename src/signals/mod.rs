@@ -111,7 +111,8 @@ pub async fn read_signals(
     now: DateTime<Utc>,
 ) {
     if let Source::Simulator(sim) = &settings.source {
-        return read_simulated(observed, config, &sim.lock().expect("simulator lock"), now);
+        let sim = sim.lock().expect("simulator lock");
+        return observed.iter_mut().for_each(|o| read_simulated(o, config, &sim, now));
     }
     let interval = config.settings.interval;
     let mut fresh = SignalCache::default();
@@ -184,15 +185,35 @@ pub async fn read_signals(
 }
 
 /// Every Jupyter and Prometheus signal from the simulator's activity records.
-fn read_simulated(observed: &mut [ObservedInstance], config: &Config, sim: &Simulator, now: DateTime<Utc>) {
-    for o in observed.iter_mut().filter(|o| o.instance.status == InstanceStatus::Running) {
-        let Some(idle) = config.owner(&o.instance).and_then(|p| p.idle.as_ref()) else { continue };
-        let Some(view) = sim.activity_view(&o.instance.name, now) else { continue };
-        let reading =
-            if view.busy_kernels > 0 { Reading::Active } else { Reading::IdleSince(view.last_activity.min(now)) };
-        for signal in idle.signals.iter().filter(|s| !matches!(s, Signal::Heartbeat)) {
-            o.signals.insert(signal.label().to_owned(), reading.clone());
+fn read_simulated(o: &mut ObservedInstance, config: &Config, sim: &Simulator, now: DateTime<Utc>) {
+    if o.instance.status != InstanceStatus::Running {
+        return;
+    }
+    let Some(idle) = config.owner(&o.instance).and_then(|p| p.idle.as_ref()) else { return };
+    let Some(view) = sim.activity_view(&o.instance.name, now) else { return };
+    let reading = if view.busy_kernels > 0 { Reading::Active } else { Reading::IdleSince(view.last_activity.min(now)) };
+    for signal in idle.signals.iter().filter(|s| !matches!(s, Signal::Heartbeat)) {
+        o.signals.insert(signal.label().to_owned(), reading.clone());
+    }
+    o.running_since = Some(view.started);
+}
+
+/// The signals of the instances at `indexes` only, for a step told which
+/// changed: what the simulator says does not change unless they did.
+/// Network signals change on their own, so all of those are read.
+pub async fn read_signals_of(
+    observed: &mut [ObservedInstance],
+    indexes: &[usize],
+    config: &Config,
+    settings: &SignalSettings,
+    cache: &mut SignalCache,
+    now: DateTime<Utc>,
+) {
+    match &settings.source {
+        Source::Simulator(sim) => {
+            let sim = sim.lock().expect("simulator lock");
+            indexes.iter().for_each(|i| read_simulated(&mut observed[*i], config, &sim, now));
         }
-        o.running_since = Some(view.started);
+        Source::Network => read_signals(observed, config, settings, Some(cache), now).await,
     }
 }

@@ -36,6 +36,31 @@ impl SimCloud {
         })
     }
 
+    /// What changed since the last call, for a step told rather than
+    /// listing: the instances the simulator edited, and those in `also`
+    /// (whose activity changed), as the API would list them now.
+    pub fn told(&self, also: impl IntoIterator<Item = String>) -> Result<crate::reconcile::Told, CloudError> {
+        let now = self.clock.now();
+        let mut told = crate::reconcile::Told::default();
+        let raws = self.with(Endpoint::ListInstances, |sim| {
+            sim.advance(now);
+            let mut names = sim.take_changed();
+            names.extend(also);
+            let mut raws = Vec::new();
+            for name in names {
+                match sim.instance(&name).map(|i| i.cluster.clone()) {
+                    Some(cluster) => raws.push(sim.get_instance(now, &cluster, &name)?),
+                    None => told.gone.push(name),
+                }
+            }
+            Ok(raws)
+        })?;
+        for raw in raws {
+            told.instances.push(self.domain(Endpoint::ListInstances, raw)?);
+        }
+        Ok(told)
+    }
+
     fn domain(&self, endpoint: Endpoint, raw: wire::Instance) -> Result<Instance, CloudError> {
         raw.into_domain(&self.statuses).map_err(|reason| {
             CloudError::new(endpoint, crate::cloud::CloudErrorKind::Malformed { reason, excerpt: String::new() })

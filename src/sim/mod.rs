@@ -12,7 +12,7 @@ pub mod local;
 mod render;
 pub mod server;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -315,6 +315,14 @@ pub struct Simulator {
     images: Vec<SavedImage>,
     now: DateTime<Utc>,
     rng: StdRng,
+    /// Each instance's next event on its own, in time order; instances
+    /// edited since are in `stale` until their entry is brought up to date.
+    events: BTreeSet<(DateTime<Utc>, String)>,
+    event_at: HashMap<String, DateTime<Utc>>,
+    stale: Vec<String>,
+    /// Instances edited since [`Simulator::take_changed`] last answered,
+    /// when someone asked to follow them.
+    changed: Option<BTreeSet<String>>,
 }
 
 impl Simulator {
@@ -331,6 +339,51 @@ impl Simulator {
             images: Vec::new(),
             now: start,
             rng: StdRng::seed_from_u64(seed),
+            events: BTreeSet::new(),
+            event_at: HashMap::new(),
+            stale: Vec::new(),
+            changed: None,
+        }
+    }
+
+    /// From now on, remembers which instances change (for `simulate`, whose
+    /// daemon is told rather than re-listing everything).
+    pub fn follow_changes(&mut self) {
+        self.changed.get_or_insert_with(BTreeSet::new);
+    }
+
+    /// The instances edited since the last call: status, transitions, creates
+    /// and deletes. Changes with time alone (activity) are not edits.
+    pub fn take_changed(&mut self) -> BTreeSet<String> {
+        self.changed.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// An instance about to be changed: its event and the change log follow.
+    fn edit(&mut self, name: &str) -> Option<&mut SimInstance> {
+        if self.instances.contains_key(name) {
+            self.touched(name);
+        }
+        self.instances.get_mut(name)
+    }
+
+    fn touched(&mut self, name: &str) {
+        self.stale.push(name.to_owned());
+        if let Some(changed) = &mut self.changed {
+            changed.insert(name.to_owned());
+        }
+    }
+
+    /// Brings the event queue up to date with the instances edited.
+    fn sync_events(&mut self) {
+        let purge_after = self.settings.purge_after;
+        for name in std::mem::take(&mut self.stale) {
+            if let Some(at) = self.event_at.remove(&name) {
+                self.events.remove(&(at, name.clone()));
+            }
+            if let Some(at) = self.instances.get(&name).and_then(|i| i.next_event(purge_after)) {
+                self.events.insert((at, name.clone()));
+                self.event_at.insert(name, at);
+            }
         }
     }
 
@@ -404,14 +457,10 @@ impl Simulator {
         if now < self.now {
             return;
         }
-        let purge_after = self.settings.purge_after;
-        while let Some((at, name)) = self
-            .instances
-            .values()
-            .filter_map(|i| i.next_event(purge_after).map(|t| (t, i.name.clone())))
-            .filter(|(t, _)| *t <= now)
-            .min()
-        {
+        loop {
+            self.sync_events();
+            let Some((at, name)) = self.events.first().filter(|(t, _)| *t <= now).cloned() else { break };
+            self.touched(&name);
             self.fire(&name, at);
         }
         self.now = now;
@@ -424,7 +473,7 @@ impl Simulator {
             Phase::Running => {
                 // A prepaid term ran out: the platform stops the instance.
                 let until = at + self.settings.stop_time;
-                let i = self.instances.get_mut(name).expect("exists");
+                let i = self.edit(name).expect("exists");
                 i.prepaid_until = None;
                 i.phase = Phase::Stopping { snapshot: None };
                 i.until = Some(until);
@@ -435,14 +484,14 @@ impl Simulator {
                 }
                 if snapshot.is_some_and(|s| s.fails) {
                     // The platform keeps the container rather than lose unsaved work.
-                    let i = self.instances.get_mut(name).expect("exists");
+                    let i = self.edit(name).expect("exists");
                     i.phase = Phase::Running;
                     i.until = None;
                     if i.billing_type == BillingType::PayAsYouGo {
                         i.billed_since = Some(at);
                     }
                 } else {
-                    let i = self.instances.get_mut(name).expect("exists");
+                    let i = self.edit(name).expect("exists");
                     i.phase = Phase::Stopped;
                     i.until = None;
                     i.holds_gpu = false;
@@ -451,7 +500,7 @@ impl Simulator {
                 }
             }
             Phase::Stopped => {
-                self.instances.get_mut(name).expect("exists").data_purged = true;
+                self.edit(name).expect("exists").data_purged = true;
             }
             Phase::Deleting => {
                 self.instances.remove(name);
@@ -466,7 +515,7 @@ impl Simulator {
 
     fn begin_running(&mut self, name: &str, at: DateTime<Utc>) {
         let access = self.new_access();
-        let i = self.instances.get_mut(name).expect("exists");
+        let i = self.edit(name).expect("exists");
         i.phase = Phase::Running;
         i.until = None;
         i.started_at = at;
@@ -490,7 +539,7 @@ impl Simulator {
             let sku = self.skus.get(&self.instances[&name].sku_id).cloned();
             if sku.is_some_and(|s| self.free_gpus(&s) >= s.gpu_count) {
                 let start_time = self.settings.start_time;
-                let i = self.instances.get_mut(&name).expect("exists");
+                let i = self.edit(&name).expect("exists");
                 i.holds_gpu = true;
                 i.until = Some(at + start_time);
             }
@@ -512,6 +561,7 @@ impl Simulator {
 
     /// Adds what an instance's current billed run has cost up to `to`.
     fn accrue(&mut self, name: &str, to: DateTime<Utc>) {
+        // Billing only: nothing the API shows, nothing that moves an event.
         let Some(i) = self.instances.get_mut(name) else { return };
         let Some(since) = i.billed_since.take() else { return };
         let Some(sku) = self.skus.get(&i.sku_id) else { return };
@@ -545,8 +595,7 @@ impl Simulator {
     }
 
     fn instance_mut(&mut self, cluster: &str, name: &str) -> Result<&mut SimInstance, SimError> {
-        self.instances
-            .get_mut(name)
+        self.edit(name)
             .filter(|i| i.cluster == cluster)
             .ok_or_else(|| SimError::NotFound(format!("instance {name} not found in cluster {cluster}")))
     }
@@ -588,8 +637,12 @@ impl Simulator {
 
     pub fn get_instance(&mut self, now: DateTime<Utc>, cluster: &str, name: &str) -> Result<wire::Instance, SimError> {
         self.advance(now);
-        let instance = self.instance_mut(cluster, name)?.clone();
-        Ok(render::instance(self, &instance))
+        let instance = self
+            .instances
+            .get(name)
+            .filter(|i| i.cluster == cluster)
+            .ok_or_else(|| SimError::NotFound(format!("instance {name} not found in cluster {cluster}")))?;
+        Ok(render::instance(self, instance))
     }
 
     pub fn create_instance(
@@ -687,6 +740,7 @@ impl Simulator {
             },
         );
         self.instances.insert(name.clone(), instance);
+        self.touched(&name);
         Ok(render::instance(self, &self.instances[&name]))
     }
 
@@ -726,7 +780,7 @@ impl Simulator {
         let duration =
             self.settings.stop_time + if snapshot.is_some() { self.settings.snapshot_time } else { Duration::ZERO };
         self.accrue(name, now);
-        let instance = self.instances.get_mut(name).expect("checked");
+        let instance = self.edit(name).expect("checked");
         instance.phase = Phase::Stopping { snapshot };
         instance.until = Some(now + duration);
         Ok(())
@@ -753,7 +807,7 @@ impl Simulator {
             return Err(SimError::NoCapacity(format!("no free {} for {name}", sku.gpu_resource_key)));
         }
         let start_time = self.settings.start_time;
-        let instance = self.instances.get_mut(name).expect("checked");
+        let instance = self.edit(name).expect("checked");
         instance.phase = Phase::Starting;
         instance.holds_gpu = has_gpu;
         instance.until = has_gpu.then(|| now + start_time);
@@ -779,7 +833,7 @@ impl Simulator {
         }
         self.accrue(name, now);
         let delete_time = self.settings.delete_time;
-        let instance = self.instances.get_mut(name).expect("checked");
+        let instance = self.edit(name).expect("checked");
         instance.phase = Phase::Deleting;
         instance.until = Some(now + delete_time);
         Ok(())
@@ -799,9 +853,9 @@ impl Simulator {
     }
 
     /// The next moment something happens on its own, to any instance.
-    pub fn next_transition(&self) -> Option<DateTime<Utc>> {
-        let purge_after = self.settings.purge_after;
-        self.instances.values().filter_map(|i| i.next_event(purge_after)).min()
+    pub fn next_transition(&mut self) -> Option<DateTime<Utc>> {
+        self.sync_events();
+        self.events.first().map(|(at, _)| *at)
     }
 
     /// From `at`, a region has this many GPUs of a kind in all (a shortage,
@@ -827,16 +881,14 @@ impl Simulator {
 
     /// Replaces an instance's activity record (for scenarios and demos).
     pub fn set_activity(&mut self, name: &str, activity: Activity) -> Result<(), SimError> {
-        let instance =
-            self.instances.get_mut(name).ok_or_else(|| SimError::NotFound(format!("instance {name} not found")))?;
+        let instance = self.edit(name).ok_or_else(|| SimError::NotFound(format!("instance {name} not found")))?;
         instance.activity = activity;
         Ok(())
     }
 
     /// Makes the API answer a raw status string for an instance, or stop doing so.
     pub fn override_status(&mut self, name: &str, status: Option<String>) -> Result<(), SimError> {
-        let instance =
-            self.instances.get_mut(name).ok_or_else(|| SimError::NotFound(format!("instance {name} not found")))?;
+        let instance = self.edit(name).ok_or_else(|| SimError::NotFound(format!("instance {name} not found")))?;
         instance.status_override = status;
         Ok(())
     }
@@ -876,6 +928,7 @@ impl Simulator {
                 ..Accrual::default()
             },
         );
+        self.touched(&instance.name.clone());
         self.instances.insert(instance.name.clone(), instance);
         Ok(())
     }

@@ -8,8 +8,12 @@
 //! changed (a session began or ended, an instance finished a transition, a
 //! region's capacity moved). Wakes in which nothing changed are skipped: they
 //! would decide nothing.
+//!
+//! Each step is told what changed (the instances the simulator edited, and
+//! those whose sessions began or ended) rather than listing the whole fleet:
+//! [`Stepping::Whole`] steps as the daemon does, to check that both agree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
@@ -55,6 +59,15 @@ pub struct Replay {
 #[error("{0}")]
 pub struct ReplayError(pub String);
 
+/// How the daemon observes at each step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stepping {
+    /// Told which instances changed since its last step.
+    Told,
+    /// Listing the whole fleet, as `run` does.
+    Whole,
+}
+
 struct Person {
     name: String,
     display_name: String,
@@ -65,7 +78,12 @@ struct Person {
 
 /// Replays the trace under `config`, or with no autoscaler at all.
 pub async fn replay(trace: &Trace, config: Option<&Config>) -> Result<Replay, ReplayError> {
-    let (sim, names) = trace.build().map_err(|e| ReplayError(e.to_string()))?;
+    replay_with(trace, config, Stepping::Told).await
+}
+
+pub async fn replay_with(trace: &Trace, config: Option<&Config>, stepping: Stepping) -> Result<Replay, ReplayError> {
+    let (mut sim, names) = trace.build().map_err(|e| ReplayError(e.to_string()))?;
+    sim.follow_changes();
     let sim = Arc::new(Mutex::new(sim));
     let clock = Clock::manual(trace.start);
     let mut daemon = config.map(|config| {
@@ -89,8 +107,13 @@ pub async fn replay(trace: &Trace, config: Option<&Config>) -> Result<Replay, Re
     let mut starts: Vec<(DateTime<Utc>, usize)> =
         people.iter().enumerate().flat_map(|(i, p)| p.sessions.iter().map(move |s| (s.start, i))).collect();
     starts.sort();
-    let mut ends: Vec<DateTime<Utc>> = people.iter().flat_map(|p| p.sessions.iter().map(|s| s.end)).collect();
+    let mut ends: Vec<(DateTime<Utc>, usize)> =
+        people.iter().enumerate().flat_map(|(i, p)| p.sessions.iter().map(move |s| (s.end, i))).collect();
     ends.sort();
+    let by_name: HashMap<String, usize> = people.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
+    // People waiting for their instance, and those whose activity changed since the daemon's last step.
+    let mut waiting: BTreeSet<usize> = BTreeSet::new();
+    let mut active_changed: BTreeSet<usize> = BTreeSet::new();
     let (mut starts_next, mut ends_next) = (0, 0);
     let mut experience: BTreeMap<String, Experience> =
         people.iter().map(|p| (p.display_name.clone(), Experience::default())).collect();
@@ -104,7 +127,7 @@ pub async fn replay(trace: &Trace, config: Option<&Config>) -> Result<Replay, Re
     let mut steps = 0;
     loop {
         let (next_transition, now_sim) = {
-            let sim = sim.lock().expect("simulator lock");
+            let mut sim = sim.lock().expect("simulator lock");
             (sim.next_transition(), sim.now())
         };
         let next_arrival = starts.get(starts_next).map(|(at, _)| *at);
@@ -124,24 +147,34 @@ pub async fn replay(trace: &Trace, config: Option<&Config>) -> Result<Replay, Re
                 capacity_next += 1;
                 outside_change = true;
             }
-            while let Some((_, index)) = starts.get(starts_next).filter(|(at, _)| *at <= now) {
-                let person = &mut people[*index];
+            while let Some(&(_, index)) = starts.get(starts_next).filter(|(at, _)| *at <= now) {
+                let person = &mut people[index];
                 let tally = experience.get_mut(&person.display_name).expect("known");
                 begin_session(&sim, person, now, tally);
+                if person.waiting.is_some() {
+                    waiting.insert(index);
+                }
+                active_changed.insert(index);
                 starts_next += 1;
             }
-            for person in people.iter_mut().filter(|p| p.waiting.is_some()) {
+            for index in waiting.clone() {
+                let person = &mut people[index];
                 let tally = experience.get_mut(&person.display_name).expect("known");
                 outside_change |= wait(&mut sim, person, now, tally);
+                if person.waiting.is_none() {
+                    waiting.remove(&index);
+                }
             }
             outside_change |= next_transition.is_some_and(|t| t <= now);
         }
         // A session ending changes an idle signal: news for the daemon too.
-        while ends.get(ends_next).is_some_and(|end| *end <= now) {
+        while let Some(&(_, index)) = ends.get(ends_next).filter(|(end, _)| *end <= now) {
+            active_changed.insert(index);
             ends_next += 1;
         }
         // What changed outside the daemon is noticed at its next regular wake.
-        let noticed = [ends.get(ends_next).copied().filter(|_| daemon.is_some()), outside_change.then_some(now)];
+        let next_end = ends.get(ends_next).map(|(at, _)| *at).filter(|_| daemon.is_some());
+        let noticed = [next_end, outside_change.then_some(now)];
         for at in noticed.into_iter().flatten() {
             let grid = next_on_grid(anchor, at, interval);
             wake = Some(wake.map_or(grid, |w| w.min(grid)));
@@ -149,12 +182,22 @@ pub async fn replay(trace: &Trace, config: Option<&Config>) -> Result<Replay, Re
         if wake == Some(now)
             && let Some(daemon) = daemon.as_mut()
         {
-            let report = daemon.step(now).await;
+            let activity = std::mem::take(&mut active_changed).into_iter().map(|i| people[i].name.clone());
+            let report = match stepping {
+                Stepping::Told => match daemon.cloud.told(activity) {
+                    Ok(told) => daemon.step_told(now, told).await,
+                    Err(e) => return Err(ReplayError(format!("the simulator could not say what changed: {e}"))),
+                },
+                Stepping::Whole => {
+                    sim.lock().expect("simulator lock").take_changed();
+                    daemon.step(now).await
+                }
+            };
             steps += 1;
             anchor = now;
             for e in report.executed.iter().filter(|e| e.outcome == Outcome::Done) {
                 let disrupts = matches!(e.action.kind, ActionKind::PowerOff(_) | ActionKind::Delete);
-                let person = people.iter().find(|p| p.name == e.action.instance.name);
+                let person = by_name.get(&e.action.instance.name).map(|i| &people[*i]);
                 if let Some(person) = person.filter(|p| disrupts && in_session(&p.sessions, now)) {
                     experience.get_mut(&person.display_name).expect("known").interrupted += 1;
                 }

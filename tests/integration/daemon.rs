@@ -242,7 +242,7 @@ async fn metrics_follow_the_fleet_and_the_money() {
     let idle = format!(r#"mdc_autoscaler_idle_seconds{{policy="notebooks",instance="{bob}",display_name="nb-bob"}}"#);
 
     let report = daemon.step(now(&cloud)).await;
-    metrics.cycle(&report, &daemon.config, std::time::Duration::from_millis(5));
+    metrics.cycle(&report, daemon.observed(), &daemon.config, std::time::Duration::from_millis(5));
     let text = metrics.render();
     assert_eq!(sample(&text, &idle), 1200.0, "idle since its last activity");
     assert!(sample(&text, r#"mdc_autoscaler_idle_cost_yuan_per_hour{policy="notebooks"}"#) > 0.0);
@@ -254,7 +254,7 @@ async fn metrics_follow_the_fleet_and_the_money() {
     for _ in 0..30 {
         cloud.advance(Duration::seconds(30));
         let report = daemon.step(now(&cloud)).await;
-        metrics.cycle(&report, &daemon.config, std::time::Duration::from_millis(5));
+        metrics.cycle(&report, daemon.observed(), &daemon.config, std::time::Duration::from_millis(5));
     }
     let text = metrics.render();
     assert_eq!(
