@@ -39,8 +39,13 @@ impl PriceSample {
     /// Whether anything worth a new sample changed: price, discount window,
     /// free GPUs, or the price in force (a window opening or closing).
     pub fn differs(&self, other: &PriceSample) -> bool {
-        (self.price_per_hour, &self.discount, self.free_gpus, self.effective_price_per_hour)
-            != (other.price_per_hour, &other.discount, other.free_gpus, other.effective_price_per_hour)
+        self.free_gpus != other.free_gpus || self.price_differs(other)
+    }
+
+    /// Whether the price, its discount window or the price in force changed.
+    pub fn price_differs(&self, other: &PriceSample) -> bool {
+        (self.price_per_hour, &self.discount, self.effective_price_per_hour)
+            != (other.price_per_hour, &other.discount, other.effective_price_per_hour)
     }
 }
 

@@ -210,7 +210,7 @@ impl<S: Store> Ledger<S> {
         skus.iter().any(|sku| {
             let edge =
                 crate::pricing::window(sku).is_some_and(|w| [w.start, w.end].iter().any(|t| *t > last && *t <= now));
-            edge || state.prices.get(&sku.id).is_none_or(|known| PriceSample::of(sku, now).differs(known))
+            edge || state.prices.get(&sku.id).is_none_or(|known| PriceSample::of(sku, now).price_differs(known))
         })
     }
 
