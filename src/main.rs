@@ -14,7 +14,7 @@ use mdc_autoscaler::cloud::matrixdc::MatrixDcClient;
 use mdc_autoscaler::config::load::load_file;
 use mdc_autoscaler::config::policy::{Config, SecretSource};
 use mdc_autoscaler::http::{self, Shared};
-use mdc_autoscaler::ledger::facts::add_facts;
+use mdc_autoscaler::ledger::facts::{add_facts, recent_action_times};
 use mdc_autoscaler::ledger::report::{self, By};
 use mdc_autoscaler::ledger::{AnyStore, Ledger, Store, connect};
 use mdc_autoscaler::metrics::Metrics;
@@ -270,6 +270,7 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
     let facts = async {
         add_facts(&mut ledger, &mut observed, None, &config, now).await?;
         observed.schedule_marks = ledger.store().schedule_marks().await?;
+        observed.recent_actions = recent_action_times(ledger.store(), now).await?;
         Ok::<(), mdc_autoscaler::ledger::LedgerError>(())
     };
     let ledger_note = match facts.await {

@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::cloud::{Cloud, CloudErrorKind, Instance, InstanceStatus};
 use crate::config::policy::Config;
-use crate::ledger::facts::add_facts;
+use crate::ledger::facts::{add_facts, recent_action_times};
 use crate::ledger::{ActionRecord, Ledger, Outcome, Store};
 use crate::observe::{Catalog, observe, observe_with};
 use crate::plan::{self, Action, ActionKind, Observed, ObservedInstance, Plan};
@@ -117,13 +117,18 @@ pub struct Daemon<C, S> {
     pub config: Config,
     pub dry_run: bool,
     pub signals: SignalSettings,
+    /// How much of each plan to write out (`simulate` needs no notes).
+    pub detail: plan::Detail,
     signal_cache: SignalCache,
     catalog: Catalog,
     /// The picture, whose schedule marks are the daemon's own record (read
     /// from the ledger once, then kept), so a ledger outage never re-fires an edge.
     picture: Picture,
-    marks_read: bool,
-    /// Actions taken in the last hour, kept here too: the ledger may be away.
+    /// Whether the marks and the actions of an earlier run have been read.
+    history_read: bool,
+    /// Actions an earlier run took in its last hour, then those this one took:
+    /// for the hourly limit, kept here, as the ledger may be away.
+    earlier: Vec<DateTime<Utc>>,
     taken: VecDeque<DateTime<Utc>>,
     capacity_failures: BTreeMap<String, DateTime<Utc>>,
     in_flight: BTreeMap<String, InFlight>,
@@ -147,10 +152,12 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             config,
             dry_run,
             signals: SignalSettings::default(),
+            detail: plan::Detail::Full,
             signal_cache: SignalCache::default(),
             catalog: Catalog::default(),
             picture: Picture::default(),
-            marks_read: false,
+            history_read: false,
+            earlier: Vec::new(),
             taken: VecDeque::new(),
             capacity_failures: BTreeMap::new(),
             in_flight: BTreeMap::new(),
@@ -270,13 +277,9 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         if let Err(e) = self.ledger.record(&self.picture.observed, changed, &self.config, &listed, now).await {
             report.ledger_error = Some(e.to_string());
         }
-        if !self.marks_read {
-            match self.ledger.store().schedule_marks().await {
-                Ok(stored) => {
-                    let own = std::mem::replace(&mut self.picture.observed.schedule_marks, stored);
-                    self.picture.observed.schedule_marks.extend(own);
-                    self.marks_read = true;
-                }
+        if !self.history_read {
+            match self.read_history(now).await {
+                Ok(()) => self.history_read = true,
                 Err(e) => {
                     report.ledger_error.get_or_insert(e.to_string());
                 }
@@ -290,14 +293,12 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             }
         }
         let observed = &mut self.picture.observed;
-        let mut recent: Vec<DateTime<Utc>> = std::mem::take(&mut observed.recent_actions);
-        recent.extend(self.taken.iter().copied());
-        recent.sort();
-        recent.dedup();
-        observed.recent_actions = recent;
+        self.earlier.retain(|t| *t > now - Duration::hours(1));
+        observed.recent_actions.clear();
+        observed.recent_actions.extend(self.earlier.iter().chain(&self.taken).copied());
         observed.capacity_failures = self.capacity_failures.clone();
 
-        let plan = plan::plan(&self.picture.observed, &self.config, now);
+        let plan = plan::plan_with(&self.picture.observed, &self.config, now, self.detail);
         for mark in &plan.schedule_marks {
             self.picture.observed.schedule_marks.insert(mark.instance.clone(), mark.edge);
         }
@@ -309,6 +310,20 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         }
         report.plan = Some(plan);
         report
+    }
+
+    /// What an earlier run left: its schedule marks (this run's own win) and
+    /// the actions of its last hour.
+    async fn read_history(&mut self, now: DateTime<Utc>) -> Result<(), crate::ledger::LedgerError> {
+        let stored = self.ledger.store().schedule_marks().await?;
+        let mut earlier = recent_action_times(self.ledger.store(), now).await?;
+        // Those of this run are counted as taken.
+        earlier.retain(|t| !self.taken.contains(t));
+        earlier.sort();
+        self.earlier = earlier;
+        let own = std::mem::replace(&mut self.picture.observed.schedule_marks, stored);
+        self.picture.observed.schedule_marks.extend(own);
+        Ok(())
     }
 
     /// Instances in a transitional state for over [`STUCK_AFTER`] minutes,

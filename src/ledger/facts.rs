@@ -1,6 +1,6 @@
-//! What the ledger tells the planner: spend so far, schedule marks,
-//! snoozes, heartbeats, when instances stopped, which snapshots succeeded,
-//! and the actions of the last hour. Read only.
+//! What the ledger tells the planner: spend so far, snoozes, heartbeats,
+//! when instances stopped, which snapshots succeeded; and, for a daemon
+//! starting, the schedule marks and the actions of the last hour. Read only.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +15,8 @@ use crate::plan::{Observed, Reading, SnapshotState};
 /// instances at `changed` (those re-read since the last observation, whose
 /// facts were cleared) and any whose snapshot result just came in. Spend is
 /// left `None` (nothing is created) when the ledger cannot be read; the
-/// error says why. Schedule marks are the daemon's to keep.
+/// error says why. Schedule marks and recent actions are the daemon's to
+/// keep: see [`recent_action_times`].
 pub async fn add_facts<S: Store>(
     ledger: &mut super::Ledger<S>,
     observed: &mut Observed,
@@ -28,8 +29,6 @@ pub async fn add_facts<S: Store>(
     let store = ledger.store();
     observed.snoozes = store.snoozes().await?;
     let heartbeats = store.heartbeats().await?;
-    let recent = store.actions_between(now - Duration::hours(1), now + Duration::seconds(1)).await?;
-    observed.recent_actions = recent.iter().filter(|a| !a.dry_run).map(|a| a.planned_at).collect();
     let updated = read_snapshots(ledger, now).await?;
     let snapshots = ledger.snapshots.as_ref().map(|(_, s)| s);
     let indexes: Vec<usize> = match changed {
@@ -63,6 +62,13 @@ pub async fn add_facts<S: Store>(
     }
     observed.spend = Some(spend);
     Ok(())
+}
+
+/// When the actions of the last hour were taken (dry runs are not actions),
+/// one entry each: for a planner starting afresh.
+pub async fn recent_action_times<S: Store>(store: &S, now: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>, LedgerError> {
+    let recent = store.actions_between(now - Duration::hours(1), now + Duration::seconds(1)).await?;
+    Ok(recent.iter().filter(|a| !a.dry_run).map(|a| a.planned_at).collect())
 }
 
 /// How far back a cycle re-reads actions for snapshot results: a power_off's

@@ -121,3 +121,18 @@ async fn steps_told_what_changed_agree_with_whole_observations() {
         }
     }
 }
+
+/// Two actions in one cycle count twice against the hourly limit.
+#[tokio::test]
+async fn every_action_of_a_cycle_counts_against_the_hourly_limit() {
+    let text = "start: 2026-11-02T00:00:00+08:00\ndays: 1\nseed: 1\nregions:\n  - { id: r1, name: R1, cluster: c1, gpus: { nvidia.com/gpu-4090: 8 } }\nskus:\n  - { id: \"66\", region: r1, name: \"4090\", gpu_product: \"4090\", gpu_resource_key: nvidia.com/gpu-4090, gpu_count: 1, gpu_memory_gb: 24, cpu_cores: 16, memory_gb: 96, price: 2 }\ninstances:\n  - { display_name: nb-idle, count: 6, cluster: c1, sku: \"66\", status: running }\n";
+    let trace = Trace::parse("six idle", text).unwrap();
+    let (config, problems) = load_str(
+        "two a cycle, three an hour",
+        "settings:\n  api: { base_url: \"http://simulated\", namespace: trace }\n  interval: 30s\n  limits: { actions_per_cycle: 2, actions_per_hour: 3 }\npolicies:\n  - name: notebooks\n    select: { display_name: \"nb-*\" }\n    idle: { signals: [jupyter], stop_after: 30m }\n",
+    );
+    let config = config.unwrap_or_else(|| panic!("{problems}"));
+    let replay = mdc_autoscaler::simulate::replay::replay(&trace, Some(&config)).await.unwrap();
+    let times: Vec<String> = replay.actions.iter().map(|a| a.planned_at.format("%H:%M:%S").to_string()).collect();
+    assert_eq!(times, ["16:30:00", "16:30:00", "16:30:30", "17:30:00", "17:30:00", "17:30:30"]);
+}
