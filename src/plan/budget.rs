@@ -5,6 +5,7 @@
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use super::candidate::Reason;
 use super::observed::{Observed, ObservedInstance, spend_of, yuan};
 use super::{Cause, Planner};
 use crate::cloud::{BillingType, InstanceStatus};
@@ -13,22 +14,50 @@ use crate::money::Money;
 
 /// One budget with what has been spent against it.
 struct Account<'b> {
-    label: String,
     budget: &'b Budget,
+    /// The policy's name, or [`Observed::GLOBAL`].
     key: &'b str,
 }
 
-impl Planner<'_> {
-    fn accounts<'b>(&'b self, policy: Option<&'b Policy>) -> Vec<Account<'b>> {
-        let own = policy.and_then(|p| {
-            p.budget.as_ref().map(|b| Account { label: format!("`{}`", p.name), budget: b, key: &p.name })
-        });
-        let global = self.config.settings.budget.as_ref().map(|b| Account {
-            label: "global".into(),
-            budget: b,
-            key: Observed::GLOBAL,
-        });
-        own.into_iter().chain(global).collect()
+/// Why a start or create does not fit the budgets; written out only for a note.
+pub(super) enum Refusal<'b> {
+    SpendUnknown,
+    BudgetUnknown { key: &'b str },
+    Over { key: &'b str, period: &'static str, spent: Money, limit: Money, projected: Money },
+}
+
+impl std::fmt::Display for Refusal<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let label = |key: &str| if key == Observed::GLOBAL { "global".to_owned() } else { format!("`{key}`") };
+        match self {
+            Refusal::SpendUnknown => write!(f, "spend unknown (the ledger could not be read): nothing is created"),
+            Refusal::BudgetUnknown { key } => {
+                write!(f, "spend against the {} budget unknown (the ledger could not be read)", label(key))
+            }
+            Refusal::Over { key, period, spent, limit, projected } => {
+                let used = spent.micros() as f64 * 100.0 / limit.micros() as f64;
+                write!(
+                    f,
+                    "{} {period} budget {used:.0}% used ({} of {}; {} projected by midnight)",
+                    label(key),
+                    yuan(*spent),
+                    yuan(*limit),
+                    yuan(*projected)
+                )
+            }
+        }
+    }
+}
+
+impl<'a> Planner<'a> {
+    /// The policy's budget and the global one, those that are set.
+    fn accounts<'b>(&self, policy: &'b Policy) -> [Option<Account<'b>>; 2]
+    where
+        'a: 'b,
+    {
+        let own = policy.budget.as_ref().map(|b| Account { budget: b, key: &policy.name });
+        let global = self.config.settings.budget.as_ref().map(|b| Account { budget: b, key: Observed::GLOBAL });
+        [own, global]
     }
 
     /// Spend per hour of these instances now, counting those about to run.
@@ -52,19 +81,18 @@ impl Planner<'_> {
     }
 
     /// Whether starting something that costs `extra` per hour keeps every
-    /// budget covering `policy`; the error is the note to show. A create
+    /// budget covering `policy`; the error says why not. A create
     /// (`create: true`) also needs the ledger readable, budgets or not.
-    pub(super) fn room_for(&self, policy: &Policy, extra: Money, create: bool) -> Result<(), String> {
-        let unknown = || Err("spend unknown (the ledger could not be read): nothing is created".to_owned());
+    pub(super) fn room_for<'p>(&self, policy: &'p Policy, extra: Money, create: bool) -> Result<(), Refusal<'p>>
+    where
+        'a: 'p,
+    {
         if create && self.observed.spend.is_none() {
-            return unknown();
+            return Err(Refusal::SpendUnknown);
         }
-        for account in self.accounts(Some(policy)) {
+        for account in self.accounts(policy).into_iter().flatten() {
             let Some(spent) = spend_of(&self.observed.spend, account.key) else {
-                return Err(format!(
-                    "spend against the {} budget unknown (the ledger could not be read)",
-                    account.label
-                ));
+                return Err(Refusal::BudgetUnknown { key: account.key });
             };
             let rate = if account.key == Observed::GLOBAL {
                 self.global_rate + self.global_committed
@@ -79,27 +107,21 @@ impl Planner<'_> {
                 [("daily", account.budget.daily, spent.today), ("monthly", account.budget.monthly, spent.this_month)]
             {
                 let Some(limit) = limit else { continue };
-                if projected(spent) > limit {
-                    let used = spent.micros() as f64 * 100.0 / limit.micros() as f64;
-                    return Err(format!(
-                        "{} {period} budget {used:.0}% used ({} of {}; {} projected by midnight)",
-                        account.label,
-                        yuan(spent),
-                        yuan(limit),
-                        yuan(projected(spent))
-                    ));
+                let projected = projected(spent);
+                if projected > limit {
+                    return Err(Refusal::Over { key: account.key, period, spent, limit, projected });
                 }
             }
         }
         Ok(())
     }
 
-    pub(super) fn policy_budget(&mut self, policy: &Policy, members: &[&ObservedInstance]) {
+    pub(super) fn policy_budget(&mut self, policy: &'a Policy, members: &[&'a ObservedInstance]) {
         let Some(budget) = &policy.budget else { return };
         let Some(spent) = spend_of(&self.observed.spend, &policy.name).copied() else { return };
         let Some(text) = exceeded(budget, spent, &format!("`{}`", policy.name)) else { return };
         match budget.when_exceeded {
-            WhenExceeded::Alert => self.note(policy, None, format!("{text} (when_exceeded: alert)")),
+            WhenExceeded::Alert => self.note(policy, None, || format!("{text} (when_exceeded: alert)")),
             WhenExceeded::Stop => self.stop_all(policy, members, &text),
         }
     }
@@ -109,11 +131,13 @@ impl Planner<'_> {
         let Some(spent) = spend_of(&self.observed.spend, Observed::GLOBAL).copied() else { return };
         let Some(text) = exceeded(budget, spent, "global") else { return };
         if budget.when_exceeded == WhenExceeded::Alert {
-            self.draft.notes.push(super::Note {
-                policy: None,
-                instance: None,
-                text: format!("{text} (when_exceeded: alert)"),
-            });
+            if self.detail == super::Detail::Full {
+                self.draft.notes.push(super::Note {
+                    policy: None,
+                    instance: None,
+                    text: format!("{text} (when_exceeded: alert)"),
+                });
+            }
             return;
         }
         let (observed, config) = (self.observed, self.config);
@@ -124,12 +148,12 @@ impl Planner<'_> {
     }
 
     /// Powers off every running pay-as-you-go member: the money stops now.
-    fn stop_all(&mut self, policy: &Policy, members: &[&ObservedInstance], reason: &str) {
+    fn stop_all(&mut self, policy: &'a Policy, members: &[&'a ObservedInstance], reason: &str) {
         for member in members {
             let instance = &member.instance;
             if instance.status == InstanceStatus::Running && instance.cost.billing_type == BillingType::PayAsYouGo {
-                let kind = self.power_off(policy, instance);
-                self.propose(policy, instance, kind, Cause::Budget, reason.to_owned());
+                let reason = Reason::Text(reason.to_owned());
+                self.propose(policy, instance, super::instance::power_off(policy), Cause::Budget, reason);
             }
         }
     }

@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
+use super::candidate::Reason;
 use super::observed::{ObservedInstance, Reading, SnapshotState};
 use super::{ActionKind, Cause, Planner, ScheduleMark, humane};
-use crate::cloud::{Instance, InstanceStatus, PowerOff, Snapshot};
+use crate::cloud::{Instance, InstanceStatus, PowerOff};
 use crate::config::policy::{Edge, IdleRule, Policy};
 
 /// The verdict of every configured signal together.
@@ -15,35 +16,35 @@ enum Idleness {
     IdleSince(DateTime<Utc>),
 }
 
-impl Planner<'_> {
-    pub(super) fn instance(&mut self, policy: &Policy, member: &ObservedInstance) {
+impl<'a> Planner<'a> {
+    pub(super) fn instance(&mut self, policy: &'a Policy, member: &'a ObservedInstance) {
         let instance = &member.instance;
         match &instance.status {
             InstanceStatus::Running => self.running(policy, member),
             InstanceStatus::Stopped => self.stopped(policy, member),
             InstanceStatus::Unknown(raw) => {
-                self.note(policy, Some(instance), format!("not touched: unknown status {raw:?}"));
+                self.note(policy, Some(instance), || format!("not touched: unknown status {raw:?}"));
             }
             InstanceStatus::Failed => {
-                self.note(policy, Some(instance), "not touched: the platform reports it failed".into())
+                self.note(policy, Some(instance), || "not touched: the platform reports it failed".into())
             }
             // Transitional: wait for it to settle.
             _ => {}
         }
     }
 
-    fn running(&mut self, policy: &Policy, member: &ObservedInstance) {
+    fn running(&mut self, policy: &'a Policy, member: &'a ObservedInstance) {
         let instance = &member.instance;
-        if let Some(edge_at) = self.pending_edge(policy, instance, Edge::Stop, true) {
-            let reason = format!("schedule stop at {}", self.local(policy, edge_at));
-            self.propose_edge(policy, instance, self.power_off(policy, instance), reason, edge_at);
+        if let Some(edge) = self.pending_edge(policy, instance, Edge::Stop, true) {
+            let reason = Reason::Schedule { start: false, edge, tz: zone(policy) };
+            self.propose_edge(policy, instance, power_off(policy), reason, edge);
             return;
         }
         let Some(idle) = &policy.idle else { return };
         if let (Some(max), Some(since)) = (idle.max_runtime, member.running_since) {
             if self.now - since >= max {
-                let reason = format!("running for {}, over max_runtime {}", humane(self.now - since), humane(max));
-                self.propose(policy, instance, self.power_off(policy, instance), Cause::Runaway, reason);
+                let reason = Reason::Runaway { since, max };
+                self.propose(policy, instance, power_off(policy), Cause::Runaway, reason);
                 return;
             }
             self.wake(since + max);
@@ -51,44 +52,46 @@ impl Planner<'_> {
         match idleness(idle, member) {
             Idleness::Active => self.wake(self.now + idle.stop_after),
             Idleness::Unreadable(which) => {
-                let text = format!("not stopped: {} unreadable, counted active", which.join(", "));
-                self.note(policy, Some(instance), text);
+                self.note(policy, Some(instance), || {
+                    format!("not stopped: {} unreadable, counted active", which.join(", "))
+                });
             }
             Idleness::IdleSince(since) => {
                 let deadline = since + idle.stop_after;
                 if self.now < deadline {
                     self.wake(deadline);
                 } else if instance.cost.billing_type.is_prepaid() && !idle.stop_prepaid {
-                    let text = format!(
-                        "not stopped: idle for {} but on a prepaid {} term (stopping saves nothing)",
-                        humane(self.now - since),
-                        instance.cost.billing_type
-                    );
+                    let now = self.now;
+                    let text = || {
+                        format!(
+                            "not stopped: idle for {} but on a prepaid {} term (stopping saves nothing)",
+                            humane(now - since),
+                            instance.cost.billing_type
+                        )
+                    };
                     self.note(policy, Some(instance), text);
                 } else {
-                    let reason = format!(
-                        "idle for {} (since {}), stop_after {}",
-                        humane(self.now - since),
-                        self.local(policy, since),
-                        humane(idle.stop_after)
-                    );
-                    self.propose(policy, instance, self.power_off(policy, instance), Cause::Idle, reason);
+                    let reason = Reason::Idle { since, stop_after: idle.stop_after, tz: zone(policy) };
+                    self.propose(policy, instance, power_off(policy), Cause::Idle, reason);
                 }
             }
         }
     }
 
-    fn stopped(&mut self, policy: &Policy, member: &ObservedInstance) {
+    fn stopped(&mut self, policy: &'a Policy, member: &'a ObservedInstance) {
         let instance = &member.instance;
-        if let Some(edge_at) = self.pending_edge(policy, instance, Edge::Start, false) {
-            let reason = format!("schedule start at {}", self.local(policy, edge_at));
+        if let Some(edge) = self.pending_edge(policy, instance, Edge::Start, false) {
+            let reason = Reason::Schedule { start: true, edge, tz: zone(policy) };
             let cost = self.hourly_cost(instance);
             match self.room_for(policy, cost, false) {
                 Ok(()) => {
-                    self.propose_edge(policy, instance, ActionKind::PowerOn, reason, edge_at);
+                    self.propose_edge(policy, instance, ActionKind::PowerOn, reason, edge);
                     self.commit(cost);
                 }
-                Err(why) => self.note(policy, Some(instance), format!("not started: {reason}; {why}")),
+                Err(why) => {
+                    let now = self.now;
+                    self.note(policy, Some(instance), || format!("not started: {}; {why}", reason.render(now)));
+                }
             }
             return;
         }
@@ -106,18 +109,16 @@ impl Planner<'_> {
                     "stopped for {stopped_for}, delete_after_stopped {}; snapshot {image}:{tag} saved",
                     humane(keep)
                 );
-                self.propose(policy, instance, ActionKind::Delete, Cause::Retention, reason);
+                self.propose(policy, instance, ActionKind::Delete, Cause::Retention, Reason::Text(reason));
             }
             _ if idle.delete_without_snapshot => {
                 let reason =
                     format!("stopped for {stopped_for}, delete_after_stopped {} (no snapshot required)", humane(keep));
-                self.propose(policy, instance, ActionKind::Delete, Cause::Retention, reason);
+                self.propose(policy, instance, ActionKind::Delete, Cause::Retention, Reason::Text(reason));
             }
-            _ => self.note(
-                policy,
-                Some(instance),
-                format!("not deleted: stopped for {stopped_for} but no snapshot is known to have succeeded"),
-            ),
+            _ => self.note(policy, Some(instance), || {
+                format!("not deleted: stopped for {stopped_for} but no snapshot is known to have succeeded")
+            }),
         }
     }
 
@@ -153,36 +154,34 @@ impl Planner<'_> {
 
     fn propose_edge(
         &mut self,
-        policy: &Policy,
-        instance: &Instance,
+        policy: &'a Policy,
+        instance: &'a Instance,
         kind: ActionKind,
-        reason: String,
+        reason: Reason,
         edge: DateTime<Utc>,
     ) {
         let before = self.draft.candidates.len();
         self.propose(policy, instance, kind, Cause::Schedule, reason);
-        if let Some(action) = self.draft.candidates.get_mut(before) {
-            action.schedule_edge = Some(edge);
+        if let Some(candidate) = self.draft.candidates.get_mut(before) {
+            candidate.schedule_edge = Some(edge);
         }
-    }
-
-    pub(super) fn power_off(&self, policy: &Policy, instance: &Instance) -> ActionKind {
-        let idle = policy.idle.as_ref();
-        let snapshot = idle.and_then(|i| i.snapshot.as_ref()).map(|template| {
-            let (image, tag) = template.render(instance, &policy.name, self.now);
-            Snapshot { image, tag }
-        });
-        ActionKind::PowerOff(PowerOff { grace_period_seconds: idle.map_or(10, |i| i.grace_period_seconds), snapshot })
     }
 
     /// A moment in the policy's zone, for reasons people read.
     pub(super) fn local(&self, policy: &Policy, at: DateTime<Utc>) -> String {
-        use chrono::{Datelike, Timelike};
-        let tz = policy.schedule.as_ref().map_or(crate::config::check::DEFAULT_TIMEZONE, |s| s.timezone);
-        let t = at.with_timezone(&tz);
-        // By hand rather than strftime: reasons are built for every candidate of a large fleet.
-        format!("{}-{:02}-{:02} {:02}:{:02} {}", t.year(), t.month(), t.day(), t.hour(), t.minute(), t.offset())
+        super::candidate::local(zone(policy), at)
     }
+}
+
+/// A power_off under the policy; the snapshot is named once the action is kept.
+pub(super) fn power_off(policy: &Policy) -> ActionKind {
+    let grace_period_seconds = policy.idle.as_ref().map_or(10, |i| i.grace_period_seconds);
+    ActionKind::PowerOff(PowerOff { grace_period_seconds, snapshot: None })
+}
+
+/// The zone of the policy's schedule, for the moments in its reasons.
+fn zone(policy: &Policy) -> chrono_tz::Tz {
+    policy.schedule.as_ref().map_or(crate::config::check::DEFAULT_TIMEZONE, |s| s.timezone)
 }
 
 /// Since when every signal of the rule says the instance is idle; `None`

@@ -9,17 +9,19 @@ use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::{Action, ActionKind, Cause, Note, Observed};
+use super::candidate::Candidate;
+use super::{Action, ActionKind, Cause, Detail, Note, Observed};
 use crate::cloud::InstanceStatus;
 use crate::config::policy::Config;
 
 pub(super) fn apply(
-    mut candidates: Vec<Action>,
+    mut candidates: Vec<Candidate<'_>>,
     observed: &Observed,
     config: &Config,
     members: &[Vec<usize>],
     now: DateTime<Utc>,
     notes: &mut Vec<Note>,
+    detail: Detail,
 ) -> (Vec<Action>, Option<DateTime<Utc>>) {
     // Money first (budget stops, runaways, idle), then what serves people; within a cause,
     // the larger saving first. The sort is stable, so equal actions keep rule order.
@@ -34,14 +36,14 @@ pub(super) fn apply(
     let mut kept = Vec::new();
     let mut limited = false;
     let mut deferred_per_policy: BTreeMap<String, usize> = BTreeMap::new();
-    let mut defer = |action: &Action, why: &dyn Fn() -> String, notes: &mut Vec<Note>| {
-        let count = deferred_per_policy.entry(action.policy.clone()).or_default();
+    let mut defer = |action: &Candidate, why: &dyn Fn() -> String, notes: &mut Vec<Note>| {
+        let count = deferred_per_policy.entry(action.policy.name.clone()).or_default();
         *count += 1;
-        if *count <= DEFERRED_NOTES_PER_POLICY {
+        if *count <= DEFERRED_NOTES_PER_POLICY && detail == Detail::Full {
             notes.push(Note {
-                policy: Some(action.policy.clone()),
-                instance: Some(action.instance.display_name.clone()),
-                text: format!("deferred {} ({}): {}", action.kind.label(), action.reason, why()),
+                policy: Some(action.policy.name.clone()),
+                instance: Some(action.display_name().to_owned()),
+                text: format!("deferred {} ({}): {}", action.kind.label(), action.reason.render(now), why()),
             });
         }
     };
@@ -50,22 +52,22 @@ pub(super) fn apply(
     let global_budget = config.settings.budget.is_some();
     let mut short: BTreeSet<String> = BTreeSet::new();
     for action in candidates {
-        let target = &action.instance;
-        if !seen.insert(hash_of(&(&target.cluster, &target.display_name, &target.name))) {
+        if !seen.insert(hash_of(&action.key())) {
             continue;
         }
+        let policy = &action.policy.name;
         let spends = matches!(action.kind, ActionKind::PowerOn | ActionKind::Create { .. });
-        if spends && (short.contains(&action.policy) || (global_budget && !short.is_empty())) {
+        if spends && (short.contains(policy) || (global_budget && !short.is_empty())) {
             defer(&action, &|| "waits for stops a limit deferred".into(), notes);
             continue;
         }
         if action.kind.disrupts()
             && action.cause != Cause::Budget
-            && let Some(left) = disruptable.get_mut(&action.policy)
+            && let Some(left) = disruptable.get_mut(policy)
         {
             if *left == 0 {
                 defer(&action, &|| "max_disrupted reached for the policy".into(), notes);
-                short.insert(action.policy.clone());
+                short.insert(policy.clone());
                 continue;
             }
             *left -= 1;
@@ -82,14 +84,14 @@ pub(super) fn apply(
             defer(&action, &why, notes);
             limited = true;
             if action.kind.disrupts() {
-                short.insert(action.policy.clone());
+                short.insert(policy.clone());
             }
             continue;
         }
-        kept.push(action);
+        kept.push(action.into_action(now));
     }
     for (policy, count) in deferred_per_policy {
-        if count > DEFERRED_NOTES_PER_POLICY {
+        if count > DEFERRED_NOTES_PER_POLICY && detail == Detail::Full {
             notes.push(Note {
                 policy: Some(policy),
                 instance: None,

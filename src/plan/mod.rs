@@ -2,6 +2,7 @@
 //! No I/O, no clock, no randomness: the same inputs give the same plan.
 
 mod budget;
+mod candidate;
 mod instance;
 mod limits;
 pub mod observed;
@@ -13,6 +14,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 
+use candidate::{Candidate, Reason, Target};
 pub use instance::idle_since;
 pub use observed::{Observed, ObservedInstance, Reading, SnapshotState, SpendSoFar};
 pub use types::*;
@@ -22,13 +24,29 @@ use crate::config::policy::{Config, Edge, Policy};
 use crate::money::Money;
 use crate::pricing;
 
+/// How much of a plan to write out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Detail {
+    /// Actions, schedule marks, the next check, and notes on what is not done and why.
+    #[default]
+    Full,
+    /// The same without the notes (for `simulate`, where nobody reads them).
+    Decisions,
+}
+
 /// Plans one cycle.
 pub fn plan(observed: &Observed, config: &Config, now: DateTime<Utc>) -> Plan {
+    plan_with(observed, config, now, Detail::Full)
+}
+
+/// Plans one cycle, with notes or without: the decisions are the same.
+pub fn plan_with(observed: &Observed, config: &Config, now: DateTime<Utc>, detail: Detail) -> Plan {
     let members = members_by_policy(observed, config);
     let mut planner = Planner {
         observed,
         config,
         now,
+        detail,
         draft: Draft::default(),
         edges: Edges::default(),
         policy_rate: Money::ZERO,
@@ -43,8 +61,8 @@ pub fn plan(observed: &Observed, config: &Config, now: DateTime<Utc>) -> Plan {
         planner.policy(policy, &members);
     }
     planner.global_budget(&members);
-    let Draft { candidates, mut notes, schedule_marks, next_check } = planner.draft;
-    let (actions, retry) = limits::apply(candidates, observed, config, &members, now, &mut notes);
+    let Draft { candidates, mut notes, schedule_marks, next_check } = std::mem::take(&mut planner.draft);
+    let (actions, retry) = limits::apply(candidates, observed, config, &members, now, &mut notes, detail);
     let next_check = [next_check, retry].into_iter().flatten().min();
     Plan { at: now, actions, notes, schedule_marks, next_check }
 }
@@ -94,8 +112,8 @@ struct Edges {
 }
 
 #[derive(Default)]
-struct Draft {
-    candidates: Vec<Action>,
+struct Draft<'a> {
+    candidates: Vec<Candidate<'a>>,
     notes: Vec<Note>,
     schedule_marks: Vec<ScheduleMark>,
     next_check: Option<DateTime<Utc>>,
@@ -105,7 +123,8 @@ struct Planner<'a> {
     observed: &'a Observed,
     config: &'a Config,
     now: DateTime<Utc>,
-    draft: Draft,
+    detail: Detail,
+    draft: Draft<'a>,
     edges: Edges,
     /// Spend per hour of the policy being planned, and of everything.
     policy_rate: Money,
@@ -119,7 +138,7 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    fn policy(&mut self, policy: &Policy, members: &[&'a ObservedInstance]) {
+    fn policy(&mut self, policy: &'a Policy, members: &[&'a ObservedInstance]) {
         self.policy_rate = self.rate(members);
         self.policy_committed = Money::ZERO;
         self.edges = match &policy.schedule {
@@ -148,12 +167,16 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn note(&mut self, policy: &Policy, instance: Option<&Instance>, text: String) {
-        self.draft.notes.push(Note {
-            policy: Some(policy.name.clone()),
-            instance: instance.map(|i| i.display_name.clone()),
-            text,
-        });
+    /// Notes what is not done and why, when notes are wanted: their text is
+    /// written only then.
+    fn note(&mut self, policy: &Policy, instance: Option<&Instance>, text: impl FnOnce() -> String) {
+        if self.detail == Detail::Full {
+            self.draft.notes.push(Note {
+                policy: Some(policy.name.clone()),
+                instance: instance.map(|i| i.display_name.clone()),
+                text: text(),
+            });
+        }
     }
 
     /// Why an instance must not be touched, if it must not.
@@ -171,9 +194,10 @@ impl<'a> Planner<'a> {
     }
 
     /// Proposes an action, unless the instance is protected: then it becomes a note.
-    fn propose(&mut self, policy: &Policy, instance: &Instance, kind: ActionKind, cause: Cause, reason: String) {
+    fn propose(&mut self, policy: &'a Policy, instance: &'a Instance, kind: ActionKind, cause: Cause, reason: Reason) {
         if let Some(why) = self.protection(policy, instance) {
-            self.note(policy, Some(instance), format!("not {}: {reason}; {why}", verb(&kind)));
+            let now = self.now;
+            self.note(policy, Some(instance), || format!("not {}: {}; {why}", verb(&kind), reason.render(now)));
             return;
         }
         let saving_per_hour = match &kind {
@@ -186,14 +210,10 @@ impl<'a> Planner<'a> {
             // A stop in this plan frees budget for a start or create later in it.
             self.commit(Money::ZERO - saving_per_hour);
         }
-        self.draft.candidates.push(Action {
-            policy: policy.name.clone(),
+        self.draft.candidates.push(Candidate {
+            policy,
+            target: Target::Instance(instance),
             kind,
-            instance: types::InstanceRef {
-                name: instance.name.clone(),
-                display_name: instance.display_name.clone(),
-                cluster: instance.cluster.clone(),
-            },
             cause,
             reason,
             saving_per_hour,

@@ -5,15 +5,16 @@
 
 use chrono::{DateTime, Utc};
 
+use super::candidate::{Candidate, Reason, Target};
 use super::observed::{ObservedInstance, Reading, yuan};
-use super::{Action, ActionKind, Cause, InstanceRef, Planner};
+use super::{ActionKind, Cause, InstanceRef, Planner};
 use crate::cloud::{CreateRequest, InstanceStatus, Sku};
 use crate::config::policy::{Policy, Pool, ScaleDown};
 use crate::money::Money;
 use crate::pricing::{self, Wanted};
 
-impl Planner<'_> {
-    pub(super) fn pool(&mut self, policy: &Policy, pool: &Pool, members: &[&ObservedInstance]) {
+impl<'a> Planner<'a> {
+    pub(super) fn pool(&mut self, policy: &'a Policy, pool: &Pool, members: &[&'a ObservedInstance]) {
         if let Some(change) = pool.next_desired_change(self.now) {
             self.wake(change);
         }
@@ -26,14 +27,15 @@ impl Planner<'_> {
                 if let Some(opens) = opens {
                     self.wake(opens);
                 }
-                self.note(policy, None, format!("pool wants {desired} but runs only during a discount (none now)"));
+                self.note(policy, None, || format!("pool wants {desired} but runs only during a discount (none now)"));
                 desired = 0;
             }
         }
         for member in members {
             if let InstanceStatus::Unknown(raw) = &member.instance.status {
-                let text = format!("not touched: unknown status {raw:?} (it holds its slot)");
-                self.note(policy, Some(&member.instance), text);
+                self.note(policy, Some(&member.instance), || {
+                    format!("not touched: unknown status {raw:?} (it holds its slot)")
+                });
             }
         }
         // Anything not plainly stopped or going away holds its slot, unknown states included:
@@ -58,7 +60,7 @@ impl Planner<'_> {
             for member in members.iter().filter(|m| m.instance.status == InstanceStatus::Stopped) {
                 let reason =
                     format!("pool has {live_count} of {desired} running; surplus stopped member (scale_down: delete)");
-                self.propose(policy, &member.instance, ActionKind::Delete, Cause::ScaleDown, reason);
+                self.propose(policy, &member.instance, ActionKind::Delete, Cause::ScaleDown, Reason::Text(reason));
             }
         }
     }
@@ -66,10 +68,10 @@ impl Planner<'_> {
     #[allow(clippy::too_many_arguments)]
     fn scale_up(
         &mut self,
-        policy: &Policy,
+        policy: &'a Policy,
         pool: &Pool,
         wanted: &Wanted<'_>,
-        members: &[&ObservedInstance],
+        members: &[&'a ObservedInstance],
         mut need: u32,
         live: u32,
         desired: u32,
@@ -84,16 +86,18 @@ impl Planner<'_> {
             let instance = &member.instance;
             let cost = self.hourly_cost(instance);
             if let Err(why) = self.room_for(policy, cost, false) {
-                self.note(policy, Some(instance), format!("not started: {why}"));
+                self.note(policy, Some(instance), || format!("not started: {why}"));
                 return;
             }
             let sku = self.observed.sku(&instance.cost.sku_id);
             if sku.is_some_and(|s| self.free_gpus(s) < s.gpu_count) {
-                self.note(policy, Some(instance), format!("not started: no free GPUs on SKU {}", instance.cost.sku_id));
+                self.note(policy, Some(instance), || {
+                    format!("not started: no free GPUs on SKU {}", instance.cost.sku_id)
+                });
                 continue;
             }
             let reason = format!("pool has {live} of {desired} running; start a stopped member (keeps its data)");
-            self.propose(policy, instance, ActionKind::PowerOn, Cause::ScaleUp, reason);
+            self.propose(policy, instance, ActionKind::PowerOn, Cause::ScaleUp, Reason::Text(reason));
             self.commit(cost);
             if let Some(sku) = sku {
                 self.reserve(sku);
@@ -119,7 +123,7 @@ impl Planner<'_> {
             let (sku, price) = match pricing::choose_sku(&skus, wanted, now, cooling) {
                 Ok((sku, price)) => (sku.clone(), price),
                 Err(why) => {
-                    self.note(policy, None, format!("not created: {why}"));
+                    self.note(policy, None, || format!("not created: {why}"));
                     return;
                 }
             };
@@ -127,24 +131,26 @@ impl Planner<'_> {
                 && let Some((later, opens, then)) = pricing::upcoming_discount(&skus, wanted, now, wait, price)
             {
                 self.wake(opens);
-                let text = format!(
-                    "not created: waiting for the discount on SKU {} ({}) at {}: {}/h instead of {}/h",
-                    later.id,
-                    later.name,
-                    self.local(policy, opens),
-                    yuan(then),
-                    yuan(price)
-                );
+                let at = self.local(policy, opens);
+                let text = || {
+                    format!(
+                        "not created: waiting for the discount on SKU {} ({}) at {at}: {}/h instead of {}/h",
+                        later.id,
+                        later.name,
+                        yuan(then),
+                        yuan(price)
+                    )
+                };
                 self.note(policy, None, text);
                 return;
             }
             if let Err(why) = self.room_for(policy, price, true) {
-                self.note(policy, None, format!("not created: {why}"));
+                self.note(policy, None, || format!("not created: {why}"));
                 return;
             }
             let display_name = pool.slot_name(slot);
             if let Some(glob) = policy.protect.iter().find(|g| g.matches(&display_name)) {
-                self.note(policy, None, format!("not created: {display_name} is protected by `{}`", glob.as_str()));
+                self.note(policy, None, || format!("not created: {display_name} is protected by `{}`", glob.as_str()));
                 return;
             }
             let discount = if pricing::discount_active(&sku, now) { " (discounted)" } else { "" };
@@ -166,7 +172,7 @@ impl Planner<'_> {
     #[allow(clippy::too_many_arguments)]
     fn push_create(
         &mut self,
-        policy: &Policy,
+        policy: &'a Policy,
         pool: &Pool,
         sku: &Sku,
         slot: u32,
@@ -186,12 +192,12 @@ impl Planner<'_> {
             volumes: pool.volume.iter().cloned().collect(),
             region: String::new(),
         };
-        self.draft.candidates.push(Action {
-            policy: policy.name.clone(),
+        self.draft.candidates.push(Candidate {
+            policy,
+            target: Target::Slot(InstanceRef { name: String::new(), display_name, cluster: sku.cluster.clone() }),
             kind: ActionKind::Create { request: Box::new(request), slot, sku_name: sku.name.clone() },
-            instance: InstanceRef { name: String::new(), display_name, cluster: sku.cluster.clone() },
             cause: Cause::ScaleUp,
-            reason,
+            reason: Reason::Text(reason),
             saving_per_hour: Money::ZERO - price,
             schedule_edge: None,
         });
@@ -199,9 +205,9 @@ impl Planner<'_> {
 
     fn scale_down(
         &mut self,
-        policy: &Policy,
+        policy: &'a Policy,
         pool: &Pool,
-        live: &[&ObservedInstance],
+        live: &[&'a ObservedInstance],
         surplus: u32,
         count: u32,
         desired: u32,
@@ -222,8 +228,8 @@ impl Planner<'_> {
         for (member, cost, _) in running.into_iter().take(surplus as usize) {
             let reason =
                 format!("pool has {count} running, {desired} wanted; remove the most expensive ({}/h)", yuan(cost));
-            let kind = self.power_off(policy, &member.instance);
-            self.propose(policy, &member.instance, kind, Cause::ScaleDown, reason);
+            let kind = super::instance::power_off(policy);
+            self.propose(policy, &member.instance, kind, Cause::ScaleDown, Reason::Text(reason));
         }
     }
 }

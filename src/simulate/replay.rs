@@ -22,7 +22,7 @@ use super::trace::Trace;
 use crate::cloud::InstanceStatus;
 use crate::config::policy::Config;
 use crate::ledger::{ActionRecord, Ledger, MemoryStore, Outcome, Store};
-use crate::plan::ActionKind;
+use crate::plan::{ActionKind, Detail};
 use crate::reconcile::Daemon;
 use crate::signals::Source;
 use crate::sim::BillReport;
@@ -90,6 +90,7 @@ pub async fn replay_with(trace: &Trace, config: Option<&Config>, stepping: Stepp
         let cloud = SimCloud::new(Arc::clone(&sim), clock.clone());
         let mut daemon = Daemon::new(cloud, Ledger::new(MemoryStore::default()), config.clone(), false);
         daemon.signals.source = Source::Simulator(Arc::clone(&sim));
+        daemon.detail = Detail::Decisions;
         daemon
     });
     let interval = config.map_or(Duration::seconds(30), |c| c.settings.interval).max(Duration::seconds(1));

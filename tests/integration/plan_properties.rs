@@ -252,6 +252,10 @@ proptest! {
 
         // Deterministic.
         prop_assert_eq!(&plan, &plan::plan(&observed, &config, now));
+        // Notes change no decision.
+        let bare = plan::plan_with(&observed, &config, now, plan::Detail::Decisions);
+        prop_assert!(bare.notes.is_empty());
+        prop_assert_eq!(&plan::Plan { notes: Vec::new(), ..plan.clone() }, &bare);
 
         // Limits hold.
         prop_assert!(plan.actions.len() as u32 <= per_cycle);

@@ -1,0 +1,109 @@
+//! What the rules ask for, held as references until the limits have chosen:
+//! in a large fleet most candidates are deferred, and their names, reasons
+//! and snapshot names need never be written out.
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+
+use super::{Action, ActionKind, Cause, InstanceRef, humane};
+use crate::cloud::{Instance, Snapshot};
+use crate::config::policy::Policy;
+use crate::money::Money;
+
+pub(super) struct Candidate<'a> {
+    pub policy: &'a Policy,
+    pub target: Target<'a>,
+    /// A power_off's snapshot is named when the action is kept.
+    pub kind: ActionKind,
+    pub cause: Cause,
+    pub reason: Reason,
+    pub saving_per_hour: Money,
+    pub schedule_edge: Option<DateTime<Utc>>,
+}
+
+pub(super) enum Target<'a> {
+    Instance(&'a Instance),
+    /// A pool slot to create.
+    Slot(InstanceRef),
+}
+
+/// Why, rendered only for the actions kept and the deferrals noted.
+pub(super) enum Reason {
+    Text(String),
+    Idle { since: DateTime<Utc>, stop_after: Duration, tz: Tz },
+    Runaway { since: DateTime<Utc>, max: Duration },
+    Schedule { start: bool, edge: DateTime<Utc>, tz: Tz },
+}
+
+impl Reason {
+    pub fn render(&self, now: DateTime<Utc>) -> String {
+        match self {
+            Reason::Text(text) => text.clone(),
+            Reason::Idle { since, stop_after, tz } => format!(
+                "idle for {} (since {}), stop_after {}",
+                humane(now - *since),
+                local(*tz, *since),
+                humane(*stop_after)
+            ),
+            Reason::Runaway { since, max } => {
+                format!("running for {}, over max_runtime {}", humane(now - *since), humane(*max))
+            }
+            Reason::Schedule { start, edge, tz } => {
+                format!("schedule {} at {}", if *start { "start" } else { "stop" }, local(*tz, *edge))
+            }
+        }
+    }
+}
+
+impl<'a> Candidate<'a> {
+    /// (cluster, display name, name): one action per instance.
+    pub fn key(&self) -> (&str, &str, &str) {
+        match &self.target {
+            Target::Instance(i) => (&i.cluster, &i.display_name, &i.name),
+            Target::Slot(slot) => (&slot.cluster, &slot.display_name, &slot.name),
+        }
+    }
+
+    pub fn display_name(&self) -> &str {
+        self.key().1
+    }
+
+    pub fn into_action(self, now: DateTime<Utc>) -> Action {
+        let reason = self.reason.render(now);
+        let mut kind = self.kind;
+        let instance = match self.target {
+            Target::Instance(instance) => {
+                if let ActionKind::PowerOff(off) = &mut kind {
+                    let template = self.policy.idle.as_ref().and_then(|i| i.snapshot.as_ref());
+                    off.snapshot = template.map(|template| {
+                        let (image, tag) = template.render(instance, &self.policy.name, now);
+                        Snapshot { image, tag }
+                    });
+                }
+                InstanceRef {
+                    name: instance.name.clone(),
+                    display_name: instance.display_name.clone(),
+                    cluster: instance.cluster.clone(),
+                }
+            }
+            Target::Slot(slot) => slot,
+        };
+        Action {
+            policy: self.policy.name.clone(),
+            kind,
+            instance,
+            cause: self.cause,
+            reason,
+            saving_per_hour: self.saving_per_hour,
+            schedule_edge: self.schedule_edge,
+        }
+    }
+}
+
+/// A moment in a zone, for reasons people read.
+pub(super) fn local(tz: Tz, at: DateTime<Utc>) -> String {
+    use chrono::{Datelike, Timelike};
+    let t = at.with_timezone(&tz);
+    // By hand rather than strftime: cheaper, and reasons can be many.
+    format!("{}-{:02}-{:02} {:02}:{:02} {}", t.year(), t.month(), t.day(), t.hour(), t.minute(), t.offset())
+}
