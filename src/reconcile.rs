@@ -52,6 +52,8 @@ struct Picture {
     index: HashMap<String, usize>,
     /// The last observation was whole: a told step may build on it.
     whole: bool,
+    /// What the planner keeps between told steps.
+    memo: plan::Memo,
 }
 
 impl Picture {
@@ -108,7 +110,8 @@ struct Unwritten {
 struct InFlight {
     record: Option<i64>,
     target: InstanceStatus,
-    snapshot: bool,
+    /// The image and tag a power_off saves the system disk as.
+    snapshot: Option<(String, String)>,
 }
 
 pub struct Daemon<C, S> {
@@ -285,8 +288,12 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                 }
             }
         }
-        match add_facts(&mut self.ledger, &mut self.picture.observed, changed, &self.config, now).await {
-            Ok(()) => self.flush_outcomes().await,
+        let mut changed = changed.map(<[usize]>::to_vec);
+        match add_facts(&mut self.ledger, &mut self.picture.observed, changed.as_deref(), &self.config, now).await {
+            Ok(extra) => {
+                changed.iter_mut().for_each(|c| c.extend(&extra));
+                self.flush_outcomes().await;
+            }
             Err(e) => {
                 report.ledger_error.get_or_insert(e.to_string());
                 self.picture.observed.spend = None;
@@ -298,7 +305,13 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         observed.recent_actions.extend(self.earlier.iter().chain(&self.taken).copied());
         observed.capacity_failures = self.capacity_failures.clone();
 
-        let plan = plan::plan_with(&self.picture.observed, &self.config, now, self.detail);
+        let plan = match self.detail {
+            plan::Detail::Full => plan::plan_with(&self.picture.observed, &self.config, now, self.detail),
+            plan::Detail::Decisions => {
+                let picture = &mut self.picture;
+                plan::plan_memo(&picture.observed, &self.config, now, &mut picture.memo, changed.as_deref())
+            }
+        };
         for mark in &plan.schedule_marks {
             self.picture.observed.schedule_marks.insert(mark.instance.clone(), mark.edge);
         }
@@ -418,6 +431,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                 Ok(_) => (Outcome::Done, None),
                 Err(e) => (if e.may_have_applied() { Outcome::Unknown } else { Outcome::Failed }, Some(e.to_string())),
             };
+            self.snapshot_ended(&target.name, snapshot, outcome, now);
             self.unrecorded.push(ActionRecord {
                 outcome: Some(outcome),
                 error: error.clone(),
@@ -442,7 +456,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                     Some(status) => {
                         self.in_flight.insert(
                             target.name.clone(),
-                            InFlight { record, target: status, snapshot: snapshot.is_some() },
+                            InFlight { record, target: status, snapshot: snapshot.clone() },
                         );
                     }
                     None => self.outcome(record, Outcome::Done, None, created.as_deref(), now).await,
@@ -460,6 +474,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                     self.capacity_failures.insert(request.sku_id.clone(), now);
                 }
                 let outcome = if e.may_have_applied() { Outcome::Unknown } else { Outcome::Failed };
+                self.snapshot_ended(&target.name, snapshot, outcome, now);
                 self.outcome(record, outcome, Some(e.to_string()), None, now).await;
                 done(outcome, Some(e.to_string()))
             }
@@ -474,7 +489,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             let result = match self.picture.get(name).map(|o| &o.instance.status) {
                 Some(status) if *status == flight.target => Some((Outcome::Done, None)),
                 Some(InstanceStatus::Running) if flight.target == InstanceStatus::Stopped => {
-                    let why = if flight.snapshot {
+                    let why = if flight.snapshot.is_some() {
                         "the snapshot failed: the instance kept running"
                     } else {
                         "it is running again"
@@ -489,9 +504,29 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             }
         }
         for (name, record, (outcome, error)) in settled {
-            self.in_flight.remove(&name);
+            if let Some(flight) = self.in_flight.remove(&name) {
+                self.snapshot_ended(&name, flight.snapshot, outcome, now);
+            }
             self.outcome(record, outcome, error, None, now).await;
         }
+    }
+
+    /// What a power_off's snapshot came to, for `delete_after_stopped`: saved
+    /// when it is done, lost when it failed; unknown outcomes say nothing.
+    fn snapshot_ended(
+        &mut self,
+        instance: &str,
+        snapshot: Option<(String, String)>,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+    ) {
+        let Some((image, tag)) = snapshot else { return };
+        let state = match outcome {
+            Outcome::Done => plan::SnapshotState::Succeeded { image, tag, at: now },
+            Outcome::Failed => plan::SnapshotState::Failed { at: now },
+            Outcome::Unknown | Outcome::Skipped => return,
+        };
+        self.ledger.snapshot_settled(instance, state);
     }
 
     async fn outcome(

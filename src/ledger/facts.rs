@@ -13,9 +13,9 @@ use crate::plan::{Observed, Reading, SnapshotState};
 
 /// Adds the ledger's facts to an observation: to every instance, or to the
 /// instances at `changed` (those re-read since the last observation, whose
-/// facts were cleared) and any whose snapshot result just came in. Spend is
-/// left `None` (nothing is created) when the ledger cannot be read; the
-/// error says why. Schedule marks and recent actions are the daemon's to
+/// facts were cleared) and any whose snapshot result just came in: those
+/// are answered. Spend is left `None` (nothing is created) when the ledger
+/// cannot be read; the error says why. Schedule marks and recent actions are the daemon's to
 /// keep: see [`recent_action_times`].
 pub async fn add_facts<S: Store>(
     ledger: &mut super::Ledger<S>,
@@ -23,21 +23,21 @@ pub async fn add_facts<S: Store>(
     changed: Option<&[usize]>,
     config: &Config,
     now: DateTime<Utc>,
-) -> Result<(), LedgerError> {
+) -> Result<Vec<usize>, LedgerError> {
     observed.spend = None;
     let spend = ledger.spend_so_far(config, now).await?;
     let store = ledger.store();
     observed.snoozes = store.snoozes().await?;
     let heartbeats = store.heartbeats().await?;
     let updated = read_snapshots(ledger, now).await?;
-    let snapshots = ledger.snapshots.as_ref().map(|(_, s)| s);
+    let snapshots = ledger.snapshots.as_ref();
+    let mut extra = Vec::new();
     let indexes: Vec<usize> = match changed {
         Some(changed) if updated.is_empty() => changed.to_vec(),
         Some(changed) => {
-            let mut indexes = changed.to_vec();
             let named = observed.instances.iter().enumerate().filter(|(_, o)| updated.contains(&o.instance.name));
-            indexes.extend(named.map(|(i, _)| i));
-            indexes
+            extra.extend(named.map(|(i, _)| i).filter(|i| !changed.contains(i)));
+            changed.iter().chain(&extra).copied().collect()
         }
         None => (0..observed.instances.len()).collect(),
     };
@@ -61,7 +61,7 @@ pub async fn add_facts<S: Store>(
         }
     }
     observed.spend = Some(spend);
-    Ok(())
+    Ok(extra)
 }
 
 /// When the actions of the last hour were taken (dry runs are not actions),
@@ -71,25 +71,19 @@ pub async fn recent_action_times<S: Store>(store: &S, now: DateTime<Utc>) -> Res
     Ok(recent.iter().filter(|a| !a.dry_run).map(|a| a.planned_at).collect())
 }
 
-/// How far back a cycle re-reads actions for snapshot results: a power_off's
-/// outcome is written when the instance gets to Stopped, minutes after it
-/// was planned (or, stuck, up to this long).
-const SNAPSHOT_OUTCOMES_WITHIN: i64 = 2;
-
-/// Keeps the latest finished power_off with a snapshot per instance: 30
-/// days read once, then only the last hours each cycle. Answers the
-/// instances whose latest result changed.
+/// The latest finished power_off with a snapshot per instance: 30 days
+/// read from the store once, then kept up to date by the daemon as its own
+/// snapshot power_offs end ([`super::Ledger::snapshot_settled`]). Answers
+/// the instances whose latest result changed since the last call.
 async fn read_snapshots<S: Store>(
     ledger: &mut super::Ledger<S>,
     now: DateTime<Utc>,
 ) -> Result<BTreeSet<String>, LedgerError> {
-    let from = match &ledger.snapshots {
-        Some((read, _)) => *read - Duration::hours(SNAPSHOT_OUTCOMES_WITHIN),
-        None => now - Duration::days(30),
-    };
-    let actions = ledger.store().actions_between(from, now + Duration::seconds(1)).await?;
-    let (_, latest) = ledger.snapshots.get_or_insert_with(|| (now, BTreeMap::new()));
-    let mut updated = BTreeSet::new();
+    if ledger.snapshots.is_some() {
+        return Ok(std::mem::take(&mut ledger.fresh_snapshots));
+    }
+    let actions = ledger.store().actions_between(now - Duration::days(30), now + Duration::seconds(1)).await?;
+    let mut latest = BTreeMap::new();
     for a in actions.iter().filter(|a| a.kind == "power_off" && !a.dry_run) {
         let (Some((image, tag)), Some(outcome)) = (&a.snapshot, a.outcome) else { continue };
         let at = a.finished_at.unwrap_or(a.planned_at);
@@ -98,13 +92,10 @@ async fn read_snapshots<S: Store>(
             Outcome::Failed => SnapshotState::Failed { at },
             Outcome::Unknown | Outcome::Skipped => continue,
         };
-        if latest.get(&a.instance) != Some(&state) {
-            latest.insert(a.instance.clone(), state);
-            updated.insert(a.instance.clone());
-        }
+        latest.insert(a.instance.clone(), state);
     }
-    if let Some((read, _)) = ledger.snapshots.as_mut() {
-        *read = now;
-    }
+    let mut updated: BTreeSet<String> = latest.keys().cloned().collect();
+    updated.append(&mut ledger.fresh_snapshots);
+    ledger.snapshots = Some(latest);
     Ok(updated)
 }

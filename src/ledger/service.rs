@@ -13,7 +13,7 @@ use super::store::{LedgerError, Store};
 use crate::cloud::Sku;
 use crate::config::policy::Config;
 use crate::money::Money;
-use crate::plan::{Observed, SpendSoFar};
+use crate::plan::{Observed, SnapshotState, SpendSoFar};
 
 enum Write {
     Prices(Vec<PriceSample>),
@@ -38,7 +38,9 @@ pub struct Ledger<S> {
     /// date by this ledger's own closes: a cycle never re-reads a month.
     closed: Option<Closed>,
     /// The latest snapshot result per instance (see `facts`).
-    pub(super) snapshots: Option<(DateTime<Utc>, BTreeMap<String, crate::plan::SnapshotState>)>,
+    pub(super) snapshots: Option<BTreeMap<String, SnapshotState>>,
+    /// Instances whose latest snapshot result came in since the facts last asked.
+    pub(super) fresh_snapshots: BTreeSet<String>,
     /// Observations made before the state could be read, to replay.
     waiting: Vec<Waiting>,
     pending: VecDeque<Write>,
@@ -142,7 +144,15 @@ struct ClosedSums {
 
 impl<S: Store> Ledger<S> {
     pub fn new(store: S) -> Self {
-        Ledger { store, state: None, closed: None, snapshots: None, waiting: Vec::new(), pending: VecDeque::new() }
+        Ledger {
+            store,
+            state: None,
+            closed: None,
+            snapshots: None,
+            fresh_snapshots: BTreeSet::new(),
+            waiting: Vec::new(),
+            pending: VecDeque::new(),
+        }
     }
 
     pub fn store(&self) -> &S {
@@ -293,6 +303,17 @@ impl<S: Store> Ledger<S> {
     pub async fn stopped_since(&mut self) -> Result<BTreeMap<String, DateTime<Utc>>, LedgerError> {
         self.load().await?;
         Ok(self.state.as_ref().expect("loaded").stopped.clone())
+    }
+
+    /// A snapshot power_off of this daemon's came to an end: its result is
+    /// the instance's latest, whether or not the store has it yet.
+    pub fn snapshot_settled(&mut self, instance: &str, state: SnapshotState) {
+        if let Some(latest) = self.snapshots.as_mut()
+            && latest.get(instance) != Some(&state)
+        {
+            latest.insert(instance.to_owned(), state);
+            self.fresh_snapshots.insert(instance.to_owned());
+        }
     }
 
     /// When this instance, stopped now, became stopped; `None` too before

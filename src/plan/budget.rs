@@ -87,6 +87,7 @@ impl<'a> Planner<'a> {
     where
         'a: 'p,
     {
+        self.budget_asked.set(true);
         if create && self.observed.spend.is_none() {
             return Err(Refusal::SpendUnknown);
         }
@@ -99,7 +100,7 @@ impl<'a> Planner<'a> {
             } else {
                 self.policy_rate + self.policy_committed
             };
-            let rest_of_day = hours_left_of_day(account.budget.timezone, self.now);
+            let rest_of_day = self.rest_of_day(account.budget.timezone);
             let projected = |spent: Money| {
                 spent + Money::from_hourly_scaled((rate + extra).hourly_scaled(rest_of_day.num_milliseconds()))
             };
@@ -114,6 +115,19 @@ impl<'a> Planner<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The time left until midnight in `tz`, worked out once per plan.
+    fn rest_of_day(&self, tz: Tz) -> Duration {
+        let mut known = self.rest_of_day.borrow_mut();
+        match known.iter().find(|(zone, _)| *zone == tz) {
+            Some((_, left)) => *left,
+            None => {
+                let left = next_midnight(tz, self.now) - self.now;
+                known.push((tz, left));
+                left
+            }
+        }
     }
 
     pub(super) fn policy_budget(&mut self, policy: &'a Policy, members: &[&'a ObservedInstance]) {
@@ -177,8 +191,4 @@ pub fn next_midnight(tz: Tz, now: DateTime<Utc>) -> DateTime<Utc> {
         .earliest()
         .or_else(|| tz.from_local_datetime(&(midnight + Duration::hours(1))).earliest())
         .map_or(now + Duration::days(1), |t| t.to_utc())
-}
-
-fn hours_left_of_day(tz: Tz, now: DateTime<Utc>) -> Duration {
-    next_midnight(tz, now) - now
 }

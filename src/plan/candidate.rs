@@ -28,11 +28,29 @@ pub(super) enum Target<'a> {
 }
 
 /// Why, rendered only for the actions kept and the deferrals noted.
+#[derive(Clone)]
 pub(super) enum Reason {
     Text(String),
-    Idle { since: DateTime<Utc>, stop_after: Duration, tz: Tz },
-    Runaway { since: DateTime<Utc>, max: Duration },
-    Schedule { start: bool, edge: DateTime<Utc>, tz: Tz },
+    Idle {
+        since: DateTime<Utc>,
+        stop_after: Duration,
+        tz: Tz,
+    },
+    Runaway {
+        since: DateTime<Utc>,
+        max: Duration,
+    },
+    Schedule {
+        start: bool,
+        edge: DateTime<Utc>,
+        tz: Tz,
+    },
+    /// Stopped since, kept for, and the snapshot saved (none required when `None`).
+    Retention {
+        since: DateTime<Utc>,
+        keep: Duration,
+        saved: Option<String>,
+    },
 }
 
 impl Reason {
@@ -51,21 +69,32 @@ impl Reason {
             Reason::Schedule { start, edge, tz } => {
                 format!("schedule {} at {}", if *start { "start" } else { "stop" }, local(*tz, *edge))
             }
+            Reason::Retention { since, keep, saved } => {
+                let (stopped_for, keep) = (humane(now - *since), humane(*keep));
+                match saved {
+                    Some(saved) => format!("stopped for {stopped_for}, delete_after_stopped {keep}; {saved}"),
+                    None => format!("stopped for {stopped_for}, delete_after_stopped {keep} (no snapshot required)"),
+                }
+            }
         }
     }
 }
 
 impl<'a> Candidate<'a> {
-    /// (cluster, display name, name): one action per instance.
-    pub fn key(&self) -> (&str, &str, &str) {
+    /// Who it acts on, to allow one action per instance: an instance by
+    /// its place in the observation, a slot by its names.
+    pub fn identity(&self) -> (usize, Option<(String, String)>) {
         match &self.target {
-            Target::Instance(i) => (&i.cluster, &i.display_name, &i.name),
-            Target::Slot(slot) => (&slot.cluster, &slot.display_name, &slot.name),
+            Target::Instance(i) => (std::ptr::from_ref::<Instance>(i) as usize, None),
+            Target::Slot(slot) => (0, Some((slot.cluster.clone(), slot.display_name.clone()))),
         }
     }
 
     pub fn display_name(&self) -> &str {
-        self.key().1
+        match &self.target {
+            Target::Instance(i) => &i.display_name,
+            Target::Slot(slot) => &slot.display_name,
+        }
     }
 
     pub fn into_action(self, now: DateTime<Utc>) -> Action {

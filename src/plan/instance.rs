@@ -50,7 +50,7 @@ impl<'a> Planner<'a> {
             self.wake(since + max);
         }
         match idleness(idle, member) {
-            Idleness::Active => self.wake(self.now + idle.stop_after),
+            Idleness::Active => self.wake_after(idle.stop_after),
             Idleness::Unreadable(which) => {
                 self.note(policy, Some(instance), || {
                     format!("not stopped: {} unreadable, counted active", which.join(", "))
@@ -89,6 +89,9 @@ impl<'a> Planner<'a> {
                     self.commit(cost);
                 }
                 Err(why) => {
+                    if let Some(recording) = self.recording.as_mut() {
+                        recording.refused = Some(cost);
+                    }
                     let now = self.now;
                     self.note(policy, Some(instance), || format!("not started: {}; {why}", reason.render(now)));
                 }
@@ -102,24 +105,18 @@ impl<'a> Planner<'a> {
             self.wake(due);
             return;
         }
-        let stopped_for = humane(self.now - since);
-        match &member.snapshot {
-            SnapshotState::Succeeded { image, tag, .. } => {
-                let reason = format!(
-                    "stopped for {stopped_for}, delete_after_stopped {}; snapshot {image}:{tag} saved",
-                    humane(keep)
-                );
-                self.propose(policy, instance, ActionKind::Delete, Cause::Retention, Reason::Text(reason));
+        let saved = match &member.snapshot {
+            SnapshotState::Succeeded { image, tag, .. } => Some(format!("snapshot {image}:{tag} saved")),
+            _ if idle.delete_without_snapshot => None,
+            _ => {
+                let stopped_for = humane(self.now - since);
+                return self.note(policy, Some(instance), || {
+                    format!("not deleted: stopped for {stopped_for} but no snapshot is known to have succeeded")
+                });
             }
-            _ if idle.delete_without_snapshot => {
-                let reason =
-                    format!("stopped for {stopped_for}, delete_after_stopped {} (no snapshot required)", humane(keep));
-                self.propose(policy, instance, ActionKind::Delete, Cause::Retention, Reason::Text(reason));
-            }
-            _ => self.note(policy, Some(instance), || {
-                format!("not deleted: stopped for {stopped_for} but no snapshot is known to have succeeded")
-            }),
-        }
+        };
+        let reason = Reason::Retention { since, keep, saved };
+        self.propose(policy, instance, ActionKind::Delete, Cause::Retention, reason);
     }
 
     /// The schedule edge of kind `wanted` that should be applied now, if any.

@@ -3,9 +3,7 @@
 //! action limits, whatever the rules asked for. What is cut becomes a note,
 //! and the plan asks to be made again when a limit leaves room.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -14,8 +12,8 @@ use super::{Action, ActionKind, Cause, Detail, Note, Observed};
 use crate::cloud::InstanceStatus;
 use crate::config::policy::Config;
 
-pub(super) fn apply(
-    mut candidates: Vec<Candidate<'_>>,
+pub(super) fn apply<'a>(
+    mut candidates: Vec<Candidate<'a>>,
     observed: &Observed,
     config: &Config,
     members: &[Vec<usize>],
@@ -35,9 +33,9 @@ pub(super) fn apply(
     let mut seen = HashSet::new();
     let mut kept = Vec::new();
     let mut limited = false;
-    let mut deferred_per_policy: BTreeMap<String, usize> = BTreeMap::new();
-    let mut defer = |action: &Candidate, why: &dyn Fn() -> String, notes: &mut Vec<Note>| {
-        let count = deferred_per_policy.entry(action.policy.name.clone()).or_default();
+    let mut deferred_per_policy: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut defer = |action: &Candidate<'a>, why: &dyn Fn() -> String, notes: &mut Vec<Note>| {
+        let count = deferred_per_policy.entry(action.policy.name.as_str()).or_default();
         *count += 1;
         if *count <= DEFERRED_NOTES_PER_POLICY && detail == Detail::Full {
             notes.push(Note {
@@ -50,12 +48,12 @@ pub(super) fn apply(
     // Stops credit their savings to the budget checks of starts and creates in
     // the same plan; when a limit cuts a stop, the spending it paid for waits too.
     let global_budget = config.settings.budget.is_some();
-    let mut short: BTreeSet<String> = BTreeSet::new();
+    let mut short: BTreeSet<&str> = BTreeSet::new();
     for action in candidates {
-        if !seen.insert(hash_of(&action.key())) {
+        if !seen.insert(action.identity()) {
             continue;
         }
-        let policy = &action.policy.name;
+        let policy = action.policy.name.as_str();
         let spends = matches!(action.kind, ActionKind::PowerOn | ActionKind::Create { .. });
         if spends && (short.contains(policy) || (global_budget && !short.is_empty())) {
             defer(&action, &|| "waits for stops a limit deferred".into(), notes);
@@ -67,12 +65,17 @@ pub(super) fn apply(
         {
             if *left == 0 {
                 defer(&action, &|| "max_disrupted reached for the policy".into(), notes);
-                short.insert(policy.clone());
+                short.insert(policy);
                 continue;
             }
             *left -= 1;
         }
         if kept.len() as u32 >= room {
+            limited = true;
+            if detail == Detail::Decisions {
+                // Whatever follows is deferred too, and nobody reads why.
+                break;
+            }
             let limits = config.settings.limits;
             let why = || {
                 if hourly_room < limits.actions_per_cycle {
@@ -82,9 +85,8 @@ pub(super) fn apply(
                 }
             };
             defer(&action, &why, notes);
-            limited = true;
             if action.kind.disrupts() {
-                short.insert(policy.clone());
+                short.insert(policy);
             }
             continue;
         }
@@ -93,7 +95,7 @@ pub(super) fn apply(
     for (policy, count) in deferred_per_policy {
         if count > DEFERRED_NOTES_PER_POLICY && detail == Detail::Full {
             notes.push(Note {
-                policy: Some(policy),
+                policy: Some(policy.to_owned()),
                 instance: None,
                 text: format!("and {} more actions deferred by limits", count - DEFERRED_NOTES_PER_POLICY),
             });
@@ -124,13 +126,6 @@ fn retry_at(recent: &[DateTime<Utc>], taken_now: usize, config: &Config, now: Da
 
 /// Deferred actions named one by one per policy; the rest are counted.
 const DEFERRED_NOTES_PER_POLICY: usize = 10;
-
-/// One action per instance: identified without copying its names.
-fn hash_of(key: &impl Hash) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    hasher.finish()
-}
 
 /// How many more of each policy's instances may be disrupted now: the share
 /// allowed (at least one), less those already stopping or being deleted.

@@ -5,17 +5,21 @@ mod budget;
 mod candidate;
 mod instance;
 mod limits;
+mod memo;
 pub mod observed;
 mod pool;
 pub mod report;
 mod types;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 
 use candidate::{Candidate, Reason, Target};
 pub use instance::idle_since;
+pub use memo::Memo;
+use memo::{Calendar, Known, Proposal, Recording, Verdict};
 pub use observed::{Observed, ObservedInstance, Reading, SnapshotState, SpendSoFar};
 pub use types::*;
 
@@ -41,7 +45,63 @@ pub fn plan(observed: &Observed, config: &Config, now: DateTime<Utc>) -> Plan {
 
 /// Plans one cycle, with notes or without: the decisions are the same.
 pub fn plan_with(observed: &Observed, config: &Config, now: DateTime<Utc>, detail: Detail) -> Plan {
-    let members = members_by_policy(observed, config);
+    let owners = Owners::new(config);
+    let owners: Vec<Option<usize>> = observed.instances.iter().map(|o| owners.of(&o.instance)).collect();
+    plan_inner(observed, config, now, detail, &owners, None).0
+}
+
+/// Plans one cycle without notes, keeping in `memo` what the next plan can
+/// reuse: `changed` are the instances that may have changed since the plan
+/// `memo` remembers (`None`: any). The plan is the one [`plan_with`] makes.
+pub fn plan_memo(
+    observed: &Observed,
+    config: &Config,
+    now: DateTime<Utc>,
+    memo: &mut Memo,
+    changed: Option<&[usize]>,
+) -> Plan {
+    let prices: Vec<(String, Money)> =
+        observed.skus.iter().map(|s| (s.id.clone(), pricing::effective_price(s, now))).collect();
+    let count = observed.instances.len();
+    let owners = Owners::new(config);
+    match changed {
+        Some(changed) if memo.owners.len() == count && memo.snoozes == observed.snoozes && memo.prices == prices => {
+            for &i in changed {
+                memo.owners[i] = owners.of(&observed.instances[i].instance);
+                memo.verdicts[i] = None;
+            }
+        }
+        _ => {
+            memo.owners = observed.instances.iter().map(|o| owners.of(&o.instance)).collect();
+            memo.verdicts = vec![None; count];
+            memo.calendars.clear();
+            memo.snoozes = observed.snoozes.clone();
+            memo.prices = prices;
+        }
+    }
+    memo.calendars.resize(config.policies.len(), Calendar::default());
+    let kept = Kept { verdicts: std::mem::take(&mut memo.verdicts), calendars: std::mem::take(&mut memo.calendars) };
+    let (plan, kept) = plan_inner(observed, config, now, Detail::Decisions, &memo.owners, Some(kept));
+    if let Some(kept) = kept {
+        (memo.verdicts, memo.calendars) = (kept.verdicts, kept.calendars);
+    }
+    plan
+}
+
+fn plan_inner(
+    observed: &Observed,
+    config: &Config,
+    now: DateTime<Utc>,
+    detail: Detail,
+    owners: &[Option<usize>],
+    kept: Option<Kept>,
+) -> (Plan, Option<Kept>) {
+    let mut members = vec![Vec::new(); config.policies.len()];
+    for (i, owner) in owners.iter().enumerate() {
+        if let Some(p) = owner {
+            members[*p].push(i);
+        }
+    }
     let mut planner = Planner {
         observed,
         config,
@@ -49,63 +109,77 @@ pub fn plan_with(observed: &Observed, config: &Config, now: DateTime<Utc>, detai
         detail,
         draft: Draft::default(),
         edges: Edges::default(),
+        policy_index: 0,
+        prices: observed.skus.iter().map(|s| (s.id.as_str(), pricing::effective_price(s, now))).collect(),
         policy_rate: Money::ZERO,
         global_rate: Money::ZERO,
         policy_committed: Money::ZERO,
         global_committed: Money::ZERO,
         reserved: HashMap::new(),
+        kept,
+        recording: None,
+        budget_asked: Cell::new(false),
+        rest_of_day: Default::default(),
+        refusals: Default::default(),
     };
     planner.global_rate = planner.rate(&observed.instances.iter().collect::<Vec<_>>());
-    for (policy, members) in config.policies.iter().zip(&members) {
-        let members: Vec<&ObservedInstance> = members.iter().map(|i| &observed.instances[*i]).collect();
-        planner.policy(policy, &members);
+    for (index, (policy, members)) in config.policies.iter().zip(&members).enumerate() {
+        planner.policy(index, policy, members);
     }
     planner.global_budget(&members);
     let Draft { candidates, mut notes, schedule_marks, next_check } = std::mem::take(&mut planner.draft);
+    let verdicts = planner.kept.take();
     let (actions, retry) = limits::apply(candidates, observed, config, &members, now, &mut notes, detail);
     let next_check = [next_check, retry].into_iter().flatten().min();
-    Plan { at: now, actions, notes, schedule_marks, next_check }
+    (Plan { at: now, actions, notes, schedule_marks, next_check }, verdicts)
 }
 
-/// The instances each policy owns (by index): a pool's slots belong to the
-/// pool; any other instance to the first policy that selects it. Policies are looked up by the literal prefixes of
-/// their name patterns, so a large fleet does not try every policy.
-fn members_by_policy(observed: &Observed, config: &Config) -> Vec<Vec<usize>> {
-    let mut by_prefix: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut any_name = Vec::new();
-    for (index, policy) in config.policies.iter().enumerate() {
-        match policy.name_prefixes() {
-            Some(prefixes) => prefixes.into_iter().for_each(|p| by_prefix.entry(p).or_default().push(index)),
-            None => any_name.push(index),
+/// Which policy owns an instance: a pool's slots belong to the pool; any
+/// other instance to the first policy that selects it. Policies are looked
+/// up by the literal prefixes of their name patterns, so a large fleet does
+/// not try every policy.
+struct Owners<'c> {
+    config: &'c Config,
+    by_prefix: HashMap<&'c str, Vec<usize>>,
+    any_name: Vec<usize>,
+    longest: usize,
+}
+
+impl<'c> Owners<'c> {
+    fn new(config: &'c Config) -> Self {
+        let mut by_prefix: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut any_name = Vec::new();
+        for (index, policy) in config.policies.iter().enumerate() {
+            match policy.name_prefixes() {
+                Some(prefixes) => prefixes.into_iter().for_each(|p| by_prefix.entry(p).or_default().push(index)),
+                None => any_name.push(index),
+            }
         }
+        let longest = by_prefix.keys().map(|p| p.len()).max().unwrap_or(0);
+        Owners { config, by_prefix, any_name, longest }
     }
-    let longest = by_prefix.keys().map(|p| p.len()).max().unwrap_or(0);
-    let mut members = vec![Vec::new(); config.policies.len()];
-    let mut candidates = Vec::new();
-    for (i, o) in observed.instances.iter().enumerate() {
-        let name = o.instance.display_name.as_str();
-        candidates.clear();
-        candidates.extend_from_slice(&any_name);
+
+    fn of(&self, instance: &Instance) -> Option<usize> {
+        let name = instance.display_name.as_str();
+        let mut candidates = self.any_name.clone();
         for (end, _) in name.char_indices().skip(1).chain([(name.len(), ' ')]) {
-            if end > longest {
+            if end > self.longest {
                 break;
             }
-            if let Some(found) = by_prefix.get(&name[..end]) {
+            if let Some(found) = self.by_prefix.get(&name[..end]) {
                 candidates.extend_from_slice(found);
             }
         }
         candidates.sort_unstable();
-        let pool = candidates.iter().find(|&&p| config.policies[p].pools(&o.instance));
-        if let Some(&p) = pool.or_else(|| candidates.iter().find(|&&p| config.policies[p].selects(&o.instance))) {
-            members[p].push(i);
-        }
+        let policies = &self.config.policies;
+        let pool = candidates.iter().find(|&&p| policies[p].pools(instance));
+        pool.or_else(|| candidates.iter().find(|&&p| policies[p].selects(instance))).copied()
     }
-    members
 }
 
 /// The schedule edges of the policy being planned, found once per plan
 /// rather than once per instance.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Edges {
     latest: Option<(Edge, DateTime<Utc>)>,
     next: Option<DateTime<Utc>>,
@@ -126,6 +200,10 @@ struct Planner<'a> {
     detail: Detail,
     draft: Draft<'a>,
     edges: Edges,
+    /// The index of the policy being planned.
+    policy_index: usize,
+    /// The price in force now, per SKU id.
+    prices: Vec<(&'a str, Money)>,
     /// Spend per hour of the policy being planned, and of everything.
     policy_rate: Money,
     global_rate: Money,
@@ -135,35 +213,177 @@ struct Planner<'a> {
     /// GPUs this plan's starts and creates take, per (region, GPU resource
     /// key): SKUs of one model in one region share their GPUs.
     reserved: HashMap<(String, String), u32>,
+    /// What the last plan left (see [`Memo`]), and the wakes of the instance
+    /// being looked at.
+    kept: Option<Kept>,
+    recording: Option<Recording>,
+    budget_asked: Cell<bool>,
+    /// Per budget zone, the time left until its midnight.
+    rest_of_day: std::cell::RefCell<Vec<(chrono_tz::Tz, Duration)>>,
+    /// The least extra spend per hour the budgets refused and the most they
+    /// allowed, for a policy at the spend this plan committed so far.
+    refusals: std::cell::RefCell<Option<Refusals>>,
+}
+
+/// What a plan takes from a [`Memo`] and gives back.
+struct Kept {
+    verdicts: Vec<Option<Verdict>>,
+    calendars: Vec<Calendar>,
+}
+
+struct Refusals {
+    policy: *const Policy,
+    committed: (Money, Money),
+    refused: Option<Money>,
+    allowed: Option<Money>,
 }
 
 impl<'a> Planner<'a> {
-    fn policy(&mut self, policy: &'a Policy, members: &[&'a ObservedInstance]) {
-        self.policy_rate = self.rate(members);
+    fn policy(&mut self, index: usize, policy: &'a Policy, members: &[usize]) {
+        let instances = &self.observed.instances;
+        let all: Vec<&ObservedInstance> = members.iter().map(|i| &instances[*i]).collect();
+        self.policy_rate = self.rate(&all);
         self.policy_committed = Money::ZERO;
+        self.policy_index = index;
         self.edges = match &policy.schedule {
-            Some(schedule) => Edges { latest: schedule.latest_edge(self.now), next: schedule.next_edge(self.now) },
+            Some(schedule) => {
+                let now = self.now;
+                let known = self.kept.as_ref().and_then(|k| Known::at(&k.calendars[index].edges, now));
+                let edges =
+                    known.unwrap_or_else(|| Edges { latest: schedule.latest_edge(now), next: schedule.next_edge(now) });
+                if let Some(kept) = self.kept.as_mut() {
+                    kept.calendars[index].edges = Some(Known { value: edges.clone(), from: now, until: edges.next });
+                }
+                edges
+            }
             None => Edges::default(),
         };
-        let pool_slot = |o: &ObservedInstance| policy.pool.as_ref().and_then(|p| p.slot_of(&o.instance.display_name));
-        let (pooled, selected): (Vec<&ObservedInstance>, Vec<&ObservedInstance>) =
-            members.iter().partition(|o| pool_slot(o).is_some() && policy.pool.is_some());
+        let pooled =
+            |i: usize| policy.pool.as_ref().is_some_and(|p| p.slot_of(&instances[i].instance.display_name).is_some());
         // Running instances first: their stops free budget for the starts that follow.
-        let (running, rest): (Vec<_>, Vec<_>) =
-            selected.iter().partition(|m| m.instance.status == crate::cloud::InstanceStatus::Running);
-        for member in running.into_iter().chain(rest) {
-            self.instance(policy, member);
+        for running in [true, false] {
+            for &i in members {
+                let status_matches = (instances[i].instance.status == crate::cloud::InstanceStatus::Running) == running;
+                if status_matches && !pooled(i) {
+                    self.instance_once(policy, i);
+                }
+            }
         }
         if let Some(pool) = &policy.pool {
+            let pooled: Vec<&ObservedInstance> =
+                members.iter().filter(|i| pooled(**i)).map(|i| &instances[*i]).collect();
             self.pool(policy, pool, &pooled);
         }
-        self.policy_budget(policy, members);
+        self.policy_budget(policy, &all);
+    }
+
+    /// The rules for one instance, or the verdict kept from the last plan
+    /// while it holds.
+    fn instance_once(&mut self, policy: &'a Policy, index: usize) {
+        let member = &self.observed.instances[index];
+        let kept = self
+            .kept
+            .as_mut()
+            .and_then(|k| k.verdicts[index].take())
+            .filter(|v| v.holds(self.now) && v.refused.is_none_or(|extra| self.refuses(policy, extra)));
+        if let Some(verdict) = kept {
+            for p in &verdict.proposals {
+                self.draft.candidates.push(Candidate {
+                    policy,
+                    target: Target::Instance(&member.instance),
+                    kind: p.kind.clone(),
+                    cause: p.cause,
+                    reason: p.reason.clone(),
+                    saving_per_hour: p.saving_per_hour,
+                    schedule_edge: p.schedule_edge,
+                });
+            }
+            self.commit(verdict.committed);
+            if let Some(at) = verdict.at {
+                self.wake(at);
+            }
+            if let Some(after) = verdict.after {
+                self.wake(self.now + after);
+            }
+            if let Some(kept) = self.kept.as_mut() {
+                kept.verdicts[index] = Some(verdict);
+            }
+            return;
+        }
+        if self.kept.is_none() {
+            return self.instance(policy, member);
+        }
+        let (candidates, marks, committed) =
+            (self.draft.candidates.len(), self.draft.schedule_marks.len(), self.policy_committed);
+        self.recording = Some(Recording::default());
+        self.budget_asked.set(false);
+        self.instance(policy, member);
+        let recording = self.recording.take().expect("recording");
+        let spent_nothing = recording.refused.is_some() && self.policy_committed == committed;
+        let keep = (!self.budget_asked.get() || spent_nothing) && self.draft.schedule_marks.len() == marks;
+        let verdict = keep.then(|| Verdict {
+            proposals: self.draft.candidates[candidates..]
+                .iter()
+                .map(|c| Proposal {
+                    kind: c.kind.clone(),
+                    cause: c.cause,
+                    reason: c.reason.clone(),
+                    saving_per_hour: c.saving_per_hour,
+                    schedule_edge: c.schedule_edge,
+                })
+                .collect(),
+            committed: self.policy_committed - committed,
+            at: recording.at,
+            after: recording.after,
+            refused: recording.refused,
+        });
+        if let Some(kept) = self.kept.as_mut() {
+            kept.verdicts[index] = verdict;
+        }
+    }
+
+    /// Whether the budgets refuse `extra` more per hour for the policy now.
+    /// The answer grows with `extra`, so it is worked out once for a range.
+    fn refuses(&self, policy: &'a Policy, extra: Money) -> bool {
+        let (policy_ref, committed) = (std::ptr::from_ref(policy), (self.policy_committed, self.global_committed));
+        let mut refusals = self.refusals.borrow_mut();
+        let known = match refusals.as_mut() {
+            Some(known) if (known.policy, known.committed) == (policy_ref, committed) => known,
+            _ => refusals.insert(Refusals { policy: policy_ref, committed, refused: None, allowed: None }),
+        };
+        if known.refused.is_some_and(|r| extra >= r) {
+            return true;
+        }
+        if known.allowed.is_some_and(|a| extra <= a) {
+            return false;
+        }
+        let refused = self.room_for(policy, extra, false).is_err();
+        if refused {
+            known.refused = Some(known.refused.map_or(extra, |r| r.min(extra)));
+        } else {
+            known.allowed = Some(known.allowed.map_or(extra, |a| a.max(extra)));
+        }
+        refused
     }
 
     /// Asks again at `at`, if that is later than now.
     fn wake(&mut self, at: DateTime<Utc>) {
         if at > self.now {
             self.draft.next_check = Some(self.draft.next_check.map_or(at, |n| n.min(at)));
+            if let Some(recording) = self.recording.as_mut() {
+                recording.at = Some(recording.at.map_or(at, |n| n.min(at)));
+            }
+        }
+    }
+
+    /// Asks again `after` from now, whenever now is.
+    fn wake_after(&mut self, after: Duration) {
+        let at = self.now + after;
+        if at > self.now {
+            self.draft.next_check = Some(self.draft.next_check.map_or(at, |n| n.min(at)));
+            if let Some(recording) = self.recording.as_mut() {
+                recording.after = Some(recording.after.map_or(after, |n| n.min(after)));
+            }
         }
     }
 
@@ -221,8 +441,15 @@ impl<'a> Planner<'a> {
         });
     }
 
+    /// [`hourly_cost`], with this plan's prices.
     fn hourly_cost(&self, instance: &Instance) -> Money {
-        hourly_cost(self.observed, instance, self.now)
+        if instance.cost.billing_type != BillingType::PayAsYouGo {
+            return Money::ZERO;
+        }
+        match self.prices.iter().find(|(id, _)| *id == instance.cost.sku_id) {
+            Some((_, price)) => *price,
+            None => instance.unit_price_per_hour().unwrap_or(Money::ZERO),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::candidate::{Candidate, Reason, Target};
+use super::memo::Known;
 use super::observed::{ObservedInstance, Reading, yuan};
 use super::{ActionKind, Cause, InstanceRef, Planner};
 use crate::cloud::{CreateRequest, InstanceStatus, Sku};
@@ -15,11 +16,22 @@ use crate::pricing::{self, Wanted};
 
 impl<'a> Planner<'a> {
     pub(super) fn pool(&mut self, policy: &'a Policy, pool: &Pool, members: &[&'a ObservedInstance]) {
-        if let Some(change) = pool.next_desired_change(self.now) {
+        let now = self.now;
+        let calendar = self.kept.as_mut().map(|k| &mut k.calendars[self.policy_index].desired);
+        let (desired, change) = match calendar {
+            Some(known) => {
+                let value =
+                    Known::at(known, now).unwrap_or_else(|| (pool.desired_at(now), pool.next_desired_change(now)));
+                *known = Some(Known { value, from: now, until: value.1 });
+                value
+            }
+            None => (pool.desired_at(now), pool.next_desired_change(now)),
+        };
+        if let Some(change) = change {
             self.wake(change);
         }
         let wanted = pool.wanted();
-        let mut desired = pool.desired_at(self.now);
+        let mut desired = desired;
         if pool.only_during_discount && desired > 0 {
             let fitting = || self.observed.skus.iter().filter(|s| wanted.fits(s));
             if !fitting().any(|s| pricing::discount_active(s, self.now)) {

@@ -233,6 +233,46 @@ fn owner<'c>(
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
+    /// A plan that reuses what an earlier plan made of unchanged instances
+    /// is the plan a fresh look makes, as time passes and instances change.
+    #[test]
+    fn plans_that_remember_are_plans_made_afresh(
+        policies in prop::collection::vec(policy_spec(), 1..4),
+        instances in prop::collection::vec(instance_spec(), 1..25),
+        later in prop::collection::vec(
+            (0i64..240, prop::option::of((0usize..25, instance_spec())), prop::option::of((0u32..150, 0u32..1500))),
+            1..6,
+        ),
+        per_cycle in 1u32..12,
+        per_hour in 1u32..30,
+        spend in prop::option::of((0u32..150, 0u32..1500)),
+        global in prop::option::of(prop::sample::select(vec![50u32, 500, 5000])),
+        offset in 0i64..(7 * 24 * 60),
+    ) {
+        // What is observed stays as it was at `seen`, but for the instances changed.
+        let seen = now_from(offset);
+        let mut now = seen;
+        let (config, report) = load_str("generated", &policy_file(&policies, per_cycle, per_hour, global));
+        let config = config.unwrap_or_else(|| panic!("{report}"));
+        let mut specs = instances;
+        let mut memo = plan::Memo::default();
+        plan::plan_memo(&observed(&specs, seen, spend, 0), &config, now, &mut memo, None);
+        for (minutes, change, spent) in later {
+            now += Duration::minutes(minutes);
+            // Spend moves on its own: what the budgets refused may now fit.
+            let spend = spent.or(spend);
+            let mut changed = Vec::new();
+            if let Some((index, spec)) = change {
+                let index = index % specs.len();
+                specs[index] = spec;
+                changed.push(index);
+            }
+            let observed = observed(&specs, seen, spend, 0);
+            let kept = plan::plan_memo(&observed, &config, now, &mut memo, Some(&changed));
+            prop_assert_eq!(kept, plan::plan_with(&observed, &config, now, plan::Detail::Decisions));
+        }
+    }
+
     #[test]
     fn plans_keep_every_promise(
         policies in prop::collection::vec(policy_spec(), 1..4),
