@@ -38,10 +38,12 @@ pub struct StepReport {
 /// listing everything (the simulator).
 #[derive(Debug, Default)]
 pub struct Told {
-    /// Instances that changed (their state, or what their signals say), as listed now.
+    /// Instances that changed, as listed now.
     pub instances: Vec<Instance>,
     /// Instances that no longer exist.
     pub gone: Vec<String>,
+    /// Instances otherwise unchanged whose signals may say something new.
+    pub active: Vec<String>,
 }
 
 /// The cloud as the last step saw it, with the ledger's facts and the signals.
@@ -52,6 +54,9 @@ struct Picture {
     index: HashMap<String, usize>,
     /// The last observation was whole: a told step may build on it.
     whole: bool,
+    /// The ledger's facts could not be added to the instances last re-read:
+    /// the next step re-reads all of them.
+    facts_missing: bool,
     /// What the planner keeps between told steps.
     memo: plan::Memo,
 }
@@ -67,12 +72,13 @@ impl Picture {
     }
 
     /// Applies changes to instances already in the picture; the indexes
-    /// changed, or `None` when an instance appeared or went (a whole
-    /// observation then puts it in its place).
-    fn apply(&mut self, told: Told, listed: &BTreeSet<String>) -> Option<Vec<usize>> {
+    /// changed and those whose signals only may have, or `None` when an
+    /// instance appeared or went (a whole observation then puts it in its place).
+    fn apply(&mut self, told: Told, listed: &BTreeSet<String>) -> Option<(Vec<usize>, Vec<usize>)> {
         if told.gone.iter().any(|name| self.index.contains_key(name)) {
             return None;
         }
+        let active = told.active.iter().filter_map(|name| self.index.get(name).copied()).collect();
         let mut changed = Vec::with_capacity(told.instances.len());
         for instance in told.instances.into_iter().filter(|i| listed.contains(&i.cluster)) {
             let &index = self.index.get(&instance.name)?;
@@ -81,7 +87,7 @@ impl Picture {
         }
         changed.sort_unstable();
         changed.dedup();
-        Some(changed)
+        Some((changed, active))
     }
 
     fn get(&self, name: &str) -> Option<&ObservedInstance> {
@@ -229,14 +235,14 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             now,
         )
         .await;
-        self.decide(None, now, report).await
+        self.decide(None, &[], now, report).await
     }
 
     /// One cycle told what changed since the last: only those instances are
     /// read and recorded again. Without a whole picture to build on, or
     /// when an instance appeared or went, it is a whole step.
     pub async fn step_told(&mut self, now: DateTime<Utc>, told: Told) -> StepReport {
-        if !self.picture.whole {
+        if !self.picture.whole || self.picture.facts_missing {
             return self.step(now).await;
         }
         let mut report = StepReport { at: now, ..StepReport::default() };
@@ -253,15 +259,23 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             }
         }
         let listed = crate::observe::clusters(&self.config, &self.picture.observed.regions);
-        let Some(changed) = self.picture.apply(told, &listed) else { return self.step(now).await };
+        let Some((changed, active)) = self.picture.apply(told, &listed) else { return self.step(now).await };
         let instances = &mut self.picture.observed.instances;
-        read_signals_of(instances, &changed, &self.config, &self.signals, &mut self.signal_cache, now).await;
-        self.decide(Some(&changed), now, report).await
+        let read: Vec<usize> = changed.iter().chain(&active).copied().collect();
+        read_signals_of(instances, &read, &self.config, &self.signals, &mut self.signal_cache, now).await;
+        self.decide(Some(&changed), &active, now, report).await
     }
 
     /// Records, plans and acts on the picture; `changed` are the instances
-    /// re-read since the last step (`None`: all of them).
-    async fn decide(&mut self, changed: Option<&[usize]>, now: DateTime<Utc>, mut report: StepReport) -> StepReport {
+    /// re-read since the last step (`None`: all of them), `active` those
+    /// whose signals only were.
+    async fn decide(
+        &mut self,
+        changed: Option<&[usize]>,
+        active: &[usize],
+        now: DateTime<Utc>,
+        mut report: StepReport,
+    ) -> StepReport {
         while self.taken.front().is_some_and(|t| *t <= now - Duration::hours(1)) {
             self.taken.pop_front();
         }
@@ -292,13 +306,16 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         match add_facts(&mut self.ledger, &mut self.picture.observed, changed.as_deref(), &self.config, now).await {
             Ok(extra) => {
                 changed.iter_mut().for_each(|c| c.extend(&extra));
+                self.picture.facts_missing = false;
                 self.flush_outcomes().await;
             }
             Err(e) => {
                 report.ledger_error.get_or_insert(e.to_string());
                 self.picture.observed.spend = None;
+                self.picture.facts_missing = true;
             }
         }
+        changed.iter_mut().for_each(|c| c.extend(active));
         let observed = &mut self.picture.observed;
         self.earlier.retain(|t| *t > now - Duration::hours(1));
         observed.recent_actions.clear();

@@ -60,18 +60,25 @@ impl<'a> Planner<'a> {
         [own, global]
     }
 
-    /// Spend per hour of these instances now, counting those about to run.
-    pub(super) fn rate(&self, members: &[&ObservedInstance]) -> Money {
-        members
-            .iter()
-            .filter(|m| {
-                matches!(
-                    m.instance.status,
-                    InstanceStatus::Running | InstanceStatus::Creating | InstanceStatus::Starting
-                )
-            })
-            .map(|m| self.hourly_cost(&m.instance))
-            .sum()
+    /// Spend per hour now, counting the instances about to run: of every
+    /// instance, and of each policy's (by the index of the policy owning each).
+    pub(super) fn rates(&self, owners: &[Option<usize>]) -> (Money, Vec<Money>) {
+        let mut per_policy = vec![Money::ZERO; self.config.policies.len()];
+        let mut all = Money::ZERO;
+        for (o, owner) in self.observed.instances.iter().zip(owners) {
+            let spending = matches!(
+                o.instance.status,
+                InstanceStatus::Running | InstanceStatus::Creating | InstanceStatus::Starting
+            );
+            if spending {
+                let cost = self.hourly_cost(&o.instance);
+                all += cost;
+                if let Some(p) = owner {
+                    per_policy[*p] += cost;
+                }
+            }
+        }
+        (all, per_policy)
     }
 
     /// Counts a start or create of this plan against the budgets.
@@ -130,13 +137,16 @@ impl<'a> Planner<'a> {
         }
     }
 
-    pub(super) fn policy_budget(&mut self, policy: &'a Policy, members: &[&'a ObservedInstance]) {
+    pub(super) fn policy_budget(&mut self, policy: &'a Policy, members: &[usize]) {
         let Some(budget) = &policy.budget else { return };
         let Some(spent) = spend_of(&self.observed.spend, &policy.name).copied() else { return };
         let Some(text) = exceeded(budget, spent, &format!("`{}`", policy.name)) else { return };
         match budget.when_exceeded {
             WhenExceeded::Alert => self.note(policy, None, || format!("{text} (when_exceeded: alert)")),
-            WhenExceeded::Stop => self.stop_all(policy, members, &text),
+            WhenExceeded::Stop => {
+                let members: Vec<&ObservedInstance> = members.iter().map(|i| &self.observed.instances[*i]).collect();
+                self.stop_all(policy, &members, &text);
+            }
         }
     }
 

@@ -122,8 +122,10 @@ fn plan_inner(
         rest_of_day: Default::default(),
         refusals: Default::default(),
     };
-    planner.global_rate = planner.rate(&observed.instances.iter().collect::<Vec<_>>());
+    let (global_rate, policy_rates) = planner.rates(owners);
+    planner.global_rate = global_rate;
     for (index, (policy, members)) in config.policies.iter().zip(&members).enumerate() {
+        planner.policy_rate = policy_rates[index];
         planner.policy(index, policy, members);
     }
     planner.global_budget(&members);
@@ -241,8 +243,6 @@ struct Refusals {
 impl<'a> Planner<'a> {
     fn policy(&mut self, index: usize, policy: &'a Policy, members: &[usize]) {
         let instances = &self.observed.instances;
-        let all: Vec<&ObservedInstance> = members.iter().map(|i| &instances[*i]).collect();
-        self.policy_rate = self.rate(&all);
         self.policy_committed = Money::ZERO;
         self.policy_index = index;
         self.edges = match &policy.schedule {
@@ -274,7 +274,7 @@ impl<'a> Planner<'a> {
                 members.iter().filter(|i| pooled(**i)).map(|i| &instances[*i]).collect();
             self.pool(policy, pool, &pooled);
         }
-        self.policy_budget(policy, &all);
+        self.policy_budget(policy, members);
     }
 
     /// The rules for one instance, or the verdict kept from the last plan

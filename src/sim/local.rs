@@ -37,17 +37,17 @@ impl SimCloud {
     }
 
     /// What changed since the last call, for a step told rather than
-    /// listing: the instances the simulator edited, and those in `also`
-    /// (whose activity changed), as the API would list them now.
-    pub fn told(&self, also: impl IntoIterator<Item = String>) -> Result<crate::reconcile::Told, CloudError> {
+    /// listing: the instances the simulator edited, as the API would list
+    /// them now, and those of `active` (whose activity changed) it did not.
+    pub fn told(&self, active: impl IntoIterator<Item = String>) -> Result<crate::reconcile::Told, CloudError> {
         let now = self.clock.now();
         let mut told = crate::reconcile::Told::default();
         let raws = self.with(Endpoint::ListInstances, |sim| {
             sim.advance(now);
-            let mut names = sim.take_changed();
-            names.extend(also);
+            let edited = sim.take_changed();
+            told.active = active.into_iter().filter(|name| !edited.contains(name)).collect();
             let mut raws = Vec::new();
-            for name in names {
+            for name in edited {
                 match sim.instance(&name).map(|i| i.cluster.clone()) {
                     Some(cluster) => raws.push(sim.get_instance(now, &cluster, &name)?),
                     None => told.gone.push(name),
