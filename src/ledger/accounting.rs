@@ -78,45 +78,47 @@ pub fn account(
 
     for instance in seen {
         present.insert(instance.name.as_str());
-        let status = instance.status.label().to_owned();
-        let record = InstanceRecord {
-            name: instance.name.clone(),
-            display_name: instance.display_name.clone(),
-            cluster: instance.cluster.clone(),
-            policy: instance.policy.clone(),
-            sku_id: instance.sku_id.clone(),
-            billing_type: instance.billing_type.to_string(),
-            gpu_product: instance.gpu_product.clone(),
-            status: status.clone(),
-            first_seen: known.get(&instance.name).map_or(now, |k| k.first_seen),
-            changed_at: now,
-            gone_at: None,
-        };
-        match known.get(&instance.name) {
-            None => {
-                changes.transitions.push(Transition {
-                    instance: instance.name.clone(),
-                    at: now,
-                    from: None,
-                    to: status,
-                });
-                changes.instances.push(record);
-            }
-            Some(k)
-                if k.status != record.status || k.policy != record.policy || k.display_name != record.display_name =>
-            {
-                if k.status != record.status {
-                    let at = midway;
+        let status = instance.status.label();
+        let known_now = known.get(&instance.name);
+        let same = known_now.is_some_and(|k| {
+            k.status == status && k.policy == instance.policy && k.display_name == instance.display_name
+        });
+        if !same {
+            let record = InstanceRecord {
+                name: instance.name.clone(),
+                display_name: instance.display_name.clone(),
+                cluster: instance.cluster.clone(),
+                policy: instance.policy.clone(),
+                sku_id: instance.sku_id.clone(),
+                billing_type: instance.billing_type.to_string(),
+                gpu_product: instance.gpu_product.clone(),
+                status: status.to_owned(),
+                first_seen: known_now.map_or(now, |k| k.first_seen),
+                changed_at: now,
+                gone_at: None,
+            };
+            match known_now {
+                None => {
                     changes.transitions.push(Transition {
                         instance: instance.name.clone(),
-                        at,
-                        from: Some(k.status.clone()),
-                        to: status,
+                        at: now,
+                        from: None,
+                        to: status.to_owned(),
                     });
+                    changes.instances.push(record);
                 }
-                changes.instances.push(InstanceRecord { changed_at: midway, ..record });
+                Some(k) => {
+                    if k.status != status {
+                        changes.transitions.push(Transition {
+                            instance: instance.name.clone(),
+                            at: midway,
+                            from: Some(k.status.clone()),
+                            to: status.to_owned(),
+                        });
+                    }
+                    changes.instances.push(InstanceRecord { changed_at: midway, ..record });
+                }
             }
-            Some(_) => {}
         }
 
         let billed = instance.status == InstanceStatus::Running && instance.billing_type == BillingType::PayAsYouGo;

@@ -33,10 +33,13 @@ pub async fn add_facts<S: Store>(
     let snapshots = ledger.snapshots.as_ref();
     let mut extra = Vec::new();
     let indexes: Vec<usize> = match changed {
-        Some(changed) if updated.is_empty() => changed.to_vec(),
         Some(changed) => {
-            let named = observed.instances.iter().enumerate().filter(|(_, o)| updated.contains(&o.instance.name));
-            extra.extend(named.map(|(i, _)| i).filter(|i| !changed.contains(i)));
+            // A result usually comes in for an instance that changed (it stopped, or ran again).
+            let among_changed = |name: &String| changed.iter().any(|i| observed.instances[*i].instance.name == *name);
+            if !updated.iter().all(among_changed) {
+                let named = observed.instances.iter().enumerate().filter(|(_, o)| updated.contains(&o.instance.name));
+                extra.extend(named.map(|(i, _)| i).filter(|i| !changed.contains(i)));
+            }
             changed.iter().chain(&extra).copied().collect()
         }
         None => (0..observed.instances.len()).collect(),

@@ -36,16 +36,18 @@ impl PriceSample {
         }
     }
 
-    /// Whether anything worth a new sample changed: price, discount window,
-    /// free GPUs, or the price in force (a window opening or closing).
-    pub fn differs(&self, other: &PriceSample) -> bool {
-        self.free_gpus != other.free_gpus || self.price_differs(other)
+    /// Whether anything worth a new sample changed since this one: price,
+    /// discount window, free GPUs, or the price in force (a window opening
+    /// or closing).
+    pub fn outdated(&self, sku: &Sku, at: DateTime<Utc>) -> bool {
+        self.free_gpus != sku.free_gpus || self.price_outdated(sku, at)
     }
 
-    /// Whether the price, its discount window or the price in force changed.
-    pub fn price_differs(&self, other: &PriceSample) -> bool {
+    /// Whether the price, its discount window or the price in force changed since this sample.
+    pub fn price_outdated(&self, sku: &Sku, at: DateTime<Utc>) -> bool {
+        let discount = pricing::window(sku).map(|w| (w.ratio, w.start, w.end));
         (self.price_per_hour, &self.discount, self.effective_price_per_hour)
-            != (other.price_per_hour, &other.discount, other.effective_price_per_hour)
+            != (sku.price_per_hour, &discount, pricing::effective_price(sku, at))
     }
 }
 

@@ -41,6 +41,7 @@ pub struct Ledger<S> {
     pub(super) snapshots: Option<BTreeMap<String, SnapshotState>>,
     /// Instances whose latest snapshot result came in since the facts last asked.
     pub(super) fresh_snapshots: BTreeSet<String>,
+    days: Days,
     /// Observations made before the state could be read, to replay.
     waiting: Vec<Waiting>,
     pending: VecDeque<Write>,
@@ -150,6 +151,7 @@ impl<S: Store> Ledger<S> {
             closed: None,
             snapshots: None,
             fresh_snapshots: BTreeSet::new(),
+            days: Days::default(),
             waiting: Vec::new(),
             pending: VecDeque::new(),
         }
@@ -220,7 +222,7 @@ impl<S: Store> Ledger<S> {
         skus.iter().any(|sku| {
             let edge =
                 crate::pricing::window(sku).is_some_and(|w| [w.start, w.end].iter().any(|t| *t > last && *t <= now));
-            edge || state.prices.get(&sku.id).is_none_or(|known| PriceSample::of(sku, now).price_differs(known))
+            edge || state.prices.get(&sku.id).is_none_or(|known| known.price_outdated(sku, now))
         })
     }
 
@@ -231,8 +233,8 @@ impl<S: Store> Ledger<S> {
         }
         let samples: Vec<PriceSample> = skus
             .iter()
+            .filter(|sku| state.prices.get(&sku.id).is_none_or(|known| known.outdated(sku, now)))
             .map(|sku| PriceSample::of(sku, now))
-            .filter(|s| state.prices.get(&s.sku_id).is_none_or(|known| s.differs(known)))
             .collect();
         for s in &samples {
             state.prices.insert(s.sku_id.clone(), s.clone());
@@ -332,15 +334,18 @@ impl<S: Store> Ledger<S> {
     ) -> Result<BTreeMap<String, SpendSoFar>, LedgerError> {
         self.flush().await?;
         self.load().await?;
-        let mut budgets: Vec<(String, Option<&str>, Tz)> = config
+        // Per budget: its key, its policy (none: all of them), and where its day and month began.
+        let mut budgets = Vec::new();
+        for (key, policy, tz) in config
             .policies
             .iter()
-            .filter_map(|p| p.budget.as_ref().map(|b| (p.name.clone(), Some(p.name.as_str()), b.timezone)))
-            .collect();
-        if let Some(b) = &config.settings.budget {
-            budgets.push((Observed::GLOBAL.to_owned(), None, b.timezone));
+            .filter_map(|p| p.budget.as_ref().map(|b| (p.name.as_str(), Some(p.name.as_str()), b.timezone)))
+            .chain(config.settings.budget.as_ref().map(|b| (Observed::GLOBAL, None, b.timezone)))
+        {
+            let period = self.days.period(tz, now);
+            budgets.push((key.to_owned(), policy, period.day, period.month));
         }
-        let Some(earliest) = budgets.iter().map(|(_, _, tz)| month_start(*tz, now)).min() else {
+        let Some(earliest) = budgets.iter().map(|(_, _, _, month)| *month).min() else {
             return Ok(BTreeMap::new());
         };
         if self.closed.as_ref().is_none_or(|c| c.since > earliest) {
@@ -358,8 +363,7 @@ impl<S: Store> Ledger<S> {
         let mut periods = Vec::new();
         let spend = budgets
             .into_iter()
-            .map(|(key, policy, tz)| {
-                let (day, month) = (day_start(tz, now), month_start(tz, now));
+            .map(|(key, policy, day, month)| {
                 let sums = closed.sums(&key, policy, day, month);
                 let spend = SpendSoFar {
                     today: sums.0 + state.open_sums.cost(&key, day, now, &state.open),
@@ -376,6 +380,33 @@ impl<S: Store> Ledger<S> {
     /// Removes price samples and finished segments older than the retention.
     pub async fn prune(&self, now: DateTime<Utc>, prices: Duration, segments: Duration) -> Result<u64, LedgerError> {
         self.store.prune(now - prices, now - segments).await
+    }
+}
+
+/// Where the current day and month began in each budget's zone, worked out
+/// once a day rather than once a cycle.
+#[derive(Default)]
+struct Days(Vec<Period>);
+
+#[derive(Clone, Copy)]
+struct Period {
+    zone: Tz,
+    day: DateTime<Utc>,
+    month: DateTime<Utc>,
+    next_day: DateTime<Utc>,
+}
+
+impl Days {
+    /// The day and month `now` is in, in `tz`.
+    fn period(&mut self, tz: Tz, now: DateTime<Utc>) -> Period {
+        if let Some(known) = self.0.iter().find(|p| p.zone == tz && p.day <= now && now < p.next_day) {
+            return *known;
+        }
+        let next_day = local_midnight(tz, now.with_timezone(&tz).date_naive() + Duration::days(1));
+        let period = Period { zone: tz, day: day_start(tz, now), month: month_start(tz, now), next_day };
+        self.0.retain(|p| p.zone != tz);
+        self.0.push(period);
+        period
     }
 }
 

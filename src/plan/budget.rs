@@ -62,21 +62,28 @@ impl<'a> Planner<'a> {
 
     /// Spend per hour now, counting the instances about to run: of every
     /// instance, and of each policy's (by the index of the policy owning each).
-    pub(super) fn rates(&self, owners: &[Option<usize>]) -> (Money, Vec<Money>) {
+    pub(super) fn rates(&mut self, owners: &[Option<usize>]) -> (Money, Vec<Money>) {
         let mut per_policy = vec![Money::ZERO; self.config.policies.len()];
         let mut all = Money::ZERO;
-        for (o, owner) in self.observed.instances.iter().zip(owners) {
+        let mut costs = self.kept.as_mut().map(|k| std::mem::take(&mut k.costs));
+        for (i, (o, owner)) in self.observed.instances.iter().zip(owners).enumerate() {
             let spending = matches!(
                 o.instance.status,
                 InstanceStatus::Running | InstanceStatus::Creating | InstanceStatus::Starting
             );
             if spending {
-                let cost = self.hourly_cost(&o.instance);
+                let cost = match costs.as_mut() {
+                    Some(costs) => *costs[i].get_or_insert_with(|| self.hourly_cost(&o.instance)),
+                    None => self.hourly_cost(&o.instance),
+                };
                 all += cost;
                 if let Some(p) = owner {
                     per_policy[*p] += cost;
                 }
             }
+        }
+        if let (Some(kept), Some(costs)) = (self.kept.as_mut(), costs) {
+            kept.costs = costs;
         }
         (all, per_policy)
     }

@@ -6,7 +6,7 @@
 //! that the budgets let spend, depends on more than the instance and is not
 //! kept; one the budgets refused holds only while they still refuse.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -18,9 +18,11 @@ use crate::money::Money;
 pub struct Memo {
     /// Per instance, the index of the policy that owns it.
     pub(super) owners: Vec<Option<usize>>,
-    pub(super) verdicts: Vec<Option<Verdict>>,
+    pub(super) verdicts: Verdicts,
     /// Per policy, its schedule's edges and its pool's desired count.
     pub(super) calendars: Vec<Calendar>,
+    /// Per instance, what it costs an hour running, at the prices below.
+    pub(super) costs: Vec<Option<Money>>,
     /// What every verdict assumed: the snoozes, and the price in force per SKU.
     pub(super) snoozes: BTreeMap<String, DateTime<Utc>>,
     pub(super) prices: Vec<(String, Money)>,
@@ -73,6 +75,78 @@ impl Verdict {
     /// Still true at `now`: its next moment has not come.
     pub fn holds(&self, now: DateTime<Utc>) -> bool {
         self.at.is_none_or(|at| now < at)
+    }
+
+    /// Asks for nothing but to be looked at again.
+    fn quiet(&self) -> bool {
+        self.proposals.is_empty() && self.committed == Money::ZERO && self.refused.is_none()
+    }
+}
+
+/// The verdicts by instance. The quiet ones are also indexed by when they
+/// end, so a plan passes over them without a look and takes their wakes
+/// from the index.
+#[derive(Default)]
+pub(super) struct Verdicts {
+    list: Vec<Option<Verdict>>,
+    quiet: Vec<bool>,
+    quiet_at: BTreeSet<(DateTime<Utc>, usize)>,
+    quiet_after: BTreeMap<Duration, usize>,
+}
+
+impl Verdicts {
+    pub fn new(count: usize) -> Self {
+        Verdicts { list: vec![None; count], quiet: vec![false; count], ..Verdicts::default() }
+    }
+
+    pub fn is_quiet(&self, index: usize) -> bool {
+        self.quiet[index]
+    }
+
+    pub fn take(&mut self, index: usize) -> Option<Verdict> {
+        let verdict = self.list[index].take()?;
+        if std::mem::take(&mut self.quiet[index]) {
+            if let Some(at) = verdict.at {
+                self.quiet_at.remove(&(at, index));
+            }
+            if let Some(after) = verdict.after
+                && let Some(count) = self.quiet_after.get_mut(&after)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    self.quiet_after.remove(&after);
+                }
+            }
+        }
+        Some(verdict)
+    }
+
+    pub fn put(&mut self, index: usize, verdict: Option<Verdict>) {
+        self.take(index);
+        if let Some(verdict) = &verdict
+            && verdict.quiet()
+        {
+            self.quiet[index] = true;
+            if let Some(at) = verdict.at {
+                self.quiet_at.insert((at, index));
+            }
+            if let Some(after) = verdict.after {
+                *self.quiet_after.entry(after).or_default() += 1;
+            }
+        }
+        self.list[index] = verdict;
+    }
+
+    /// Forgets the quiet verdicts whose moment has come.
+    pub fn expire(&mut self, now: DateTime<Utc>) {
+        while let Some(&(_, index)) = self.quiet_at.first().filter(|(at, _)| *at <= now) {
+            self.take(index);
+        }
+    }
+
+    /// The earliest moment, and the shortest while from now, the quiet verdicts ask to be looked at again.
+    pub fn quiet_wakes(&self) -> (Option<DateTime<Utc>>, Option<Duration>) {
+        (self.quiet_at.first().map(|(at, _)| *at), self.quiet_after.keys().next().copied())
     }
 }
 

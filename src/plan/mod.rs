@@ -68,22 +68,28 @@ pub fn plan_memo(
         Some(changed) if memo.owners.len() == count && memo.snoozes == observed.snoozes && memo.prices == prices => {
             for &i in changed {
                 memo.owners[i] = owners.of(&observed.instances[i].instance);
-                memo.verdicts[i] = None;
+                memo.verdicts.take(i);
+                memo.costs[i] = None;
             }
         }
         _ => {
             memo.owners = observed.instances.iter().map(|o| owners.of(&o.instance)).collect();
-            memo.verdicts = vec![None; count];
+            memo.verdicts = memo::Verdicts::new(count);
+            memo.costs = vec![None; count];
             memo.calendars.clear();
             memo.snoozes = observed.snoozes.clone();
             memo.prices = prices;
         }
     }
     memo.calendars.resize(config.policies.len(), Calendar::default());
-    let kept = Kept { verdicts: std::mem::take(&mut memo.verdicts), calendars: std::mem::take(&mut memo.calendars) };
+    let kept = Kept {
+        verdicts: std::mem::take(&mut memo.verdicts),
+        calendars: std::mem::take(&mut memo.calendars),
+        costs: std::mem::take(&mut memo.costs),
+    };
     let (plan, kept) = plan_inner(observed, config, now, Detail::Decisions, &memo.owners, Some(kept));
     if let Some(kept) = kept {
-        (memo.verdicts, memo.calendars) = (kept.verdicts, kept.calendars);
+        (memo.verdicts, memo.calendars, memo.costs) = (kept.verdicts, kept.calendars, kept.costs);
     }
     plan
 }
@@ -122,11 +128,18 @@ fn plan_inner(
         rest_of_day: Default::default(),
         refusals: Default::default(),
     };
+    if let Some(kept) = planner.kept.as_mut() {
+        kept.verdicts.expire(now);
+    }
     let (global_rate, policy_rates) = planner.rates(owners);
     planner.global_rate = global_rate;
     for (index, (policy, members)) in config.policies.iter().zip(&members).enumerate() {
         planner.policy_rate = policy_rates[index];
         planner.policy(index, policy, members);
+    }
+    if let Some((at, after)) = planner.kept.as_ref().map(|k| k.verdicts.quiet_wakes()) {
+        at.into_iter().for_each(|at| planner.wake(at));
+        after.into_iter().for_each(|after| planner.wake(now + after));
     }
     planner.global_budget(&members);
     let Draft { candidates, mut notes, schedule_marks, next_check } = std::mem::take(&mut planner.draft);
@@ -229,8 +242,9 @@ struct Planner<'a> {
 
 /// What a plan takes from a [`Memo`] and gives back.
 struct Kept {
-    verdicts: Vec<Option<Verdict>>,
+    verdicts: memo::Verdicts,
     calendars: Vec<Calendar>,
+    costs: Vec<Option<Money>>,
 }
 
 struct Refusals {
@@ -280,11 +294,15 @@ impl<'a> Planner<'a> {
     /// The rules for one instance, or the verdict kept from the last plan
     /// while it holds.
     fn instance_once(&mut self, policy: &'a Policy, index: usize) {
+        if self.kept.as_ref().is_some_and(|k| k.verdicts.is_quiet(index)) {
+            // Its wakes are counted with all the quiet ones.
+            return;
+        }
         let member = &self.observed.instances[index];
         let kept = self
             .kept
             .as_mut()
-            .and_then(|k| k.verdicts[index].take())
+            .and_then(|k| k.verdicts.take(index))
             .filter(|v| v.holds(self.now) && v.refused.is_none_or(|extra| self.refuses(policy, extra)));
         if let Some(verdict) = kept {
             for p in &verdict.proposals {
@@ -306,7 +324,7 @@ impl<'a> Planner<'a> {
                 self.wake(self.now + after);
             }
             if let Some(kept) = self.kept.as_mut() {
-                kept.verdicts[index] = Some(verdict);
+                kept.verdicts.put(index, Some(verdict));
             }
             return;
         }
@@ -338,7 +356,7 @@ impl<'a> Planner<'a> {
             refused: recording.refused,
         });
         if let Some(kept) = self.kept.as_mut() {
-            kept.verdicts[index] = verdict;
+            kept.verdicts.put(index, verdict);
         }
     }
 

@@ -126,8 +126,11 @@ impl<'a> Planner<'a> {
         let mut taken: Vec<u32> = members.iter().filter_map(|m| pool.slot_of(&m.instance.display_name)).collect();
         while need > 0 {
             // The SKUs with what this plan has already taken set aside.
-            let skus: Vec<Sku> =
-                self.observed.skus.iter().map(|s| Sku { free_gpus: self.free_gpus(s), ..s.clone() }).collect();
+            let skus: std::borrow::Cow<[Sku]> = if self.reserved.is_empty() {
+                std::borrow::Cow::Borrowed(&self.observed.skus)
+            } else {
+                self.observed.skus.iter().map(|s| Sku { free_gpus: self.free_gpus(s), ..s.clone() }).collect()
+            };
             let slot = (0..).find(|s| !taken.contains(s)).expect("a free slot");
             let now = self.now;
             let failures = &self.observed.capacity_failures;
