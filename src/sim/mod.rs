@@ -442,12 +442,17 @@ impl Simulator {
     }
 
     pub fn gpus_in_use(&self, region_id: &str, resource_key: &str) -> u32 {
+        // The SKUs drawing from this pool, found once: a fleet has many instances and few SKUs.
+        let drawing: Vec<(&str, u32)> = self
+            .skus
+            .values()
+            .filter(|s| s.region_id == region_id && s.gpu_resource_key == resource_key)
+            .map(|s| (s.id.as_str(), s.gpu_count))
+            .collect();
         self.instances
             .values()
             .filter(|i| i.holds_gpu)
-            .filter_map(|i| self.skus.get(&i.sku_id).map(|s| (i, s)))
-            .filter(|(_, s)| s.region_id == region_id && s.gpu_resource_key == resource_key)
-            .map(|(_, s)| s.gpu_count)
+            .filter_map(|i| drawing.iter().find(|(id, _)| *id == i.sku_id).map(|(_, count)| count))
             .sum()
     }
 
