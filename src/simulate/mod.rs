@@ -47,15 +47,37 @@ pub async fn simulate(config: &Config, trace: &Trace) -> Result<Report, ReplayEr
             )));
         }
     }
-    let policy = replay(trace, Some(config)).await?;
-    let always_on = replay(trace, None).await?;
-    let mut timers = Vec::new();
-    for minutes in TIMERS {
-        timers.push((format!("idle_{minutes}m"), replay(trace, Some(&timer_config(config, minutes)?)).await?));
-    }
+    let timer_configs: Vec<(String, Config)> = TIMERS
+        .iter()
+        .map(|minutes| Ok((format!("idle_{minutes}m"), timer_config(config, *minutes)?)))
+        .collect::<Result<_, ReplayError>>()?;
+    // The replays share nothing: each runs on a thread of its own.
+    let (policy, always_on, timers) = std::thread::scope(|scope| {
+        let policy = scope.spawn(|| on_own_runtime(trace, Some(config)));
+        let always_on = scope.spawn(|| on_own_runtime(trace, None));
+        let timers: Vec<_> = timer_configs
+            .iter()
+            .map(|(name, timer)| (name.clone(), scope.spawn(|| on_own_runtime(trace, Some(timer)))))
+            .collect();
+        let join = |handle: std::thread::ScopedJoinHandle<'_, Result<Replay, ReplayError>>| {
+            handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        };
+        let timers: Result<Vec<(String, Replay)>, ReplayError> =
+            timers.into_iter().map(|(name, handle)| join(handle).map(|r| (name, r))).collect();
+        (join(policy), join(always_on), timers)
+    });
+    let (policy, always_on, timers) = (policy?, always_on?, timers?);
     let owners = owners(config, trace, &policy);
     let active_only = active_only(trace)?;
     Ok(report::build(trace, &owners, &policy, &always_on, &timers, &active_only))
+}
+
+fn on_own_runtime(trace: &Trace, config: Option<&Config>) -> Result<Replay, ReplayError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ReplayError(format!("no runtime for a replay: {e}")))?;
+    runtime.block_on(replay(trace, config))
 }
 
 /// A policy that stops any instance idle for `minutes` by the Jupyter signal:
