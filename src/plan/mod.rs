@@ -158,6 +158,8 @@ struct Owners<'c> {
     by_prefix: HashMap<&'c str, Vec<usize>>,
     any_name: Vec<usize>,
     longest: usize,
+    /// The policies that may own the instance being looked up (kept to save allocations).
+    candidates: std::cell::RefCell<Vec<usize>>,
 }
 
 impl<'c> Owners<'c> {
@@ -171,12 +173,14 @@ impl<'c> Owners<'c> {
             }
         }
         let longest = by_prefix.keys().map(|p| p.len()).max().unwrap_or(0);
-        Owners { config, by_prefix, any_name, longest }
+        Owners { config, by_prefix, any_name, longest, candidates: Default::default() }
     }
 
     fn of(&self, instance: &Instance) -> Option<usize> {
         let name = instance.display_name.as_str();
-        let mut candidates = self.any_name.clone();
+        let mut candidates = self.candidates.borrow_mut();
+        candidates.clear();
+        candidates.extend_from_slice(&self.any_name);
         for (end, _) in name.char_indices().skip(1).chain([(name.len(), ' ')]) {
             if end > self.longest {
                 break;

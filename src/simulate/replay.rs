@@ -158,14 +158,12 @@ pub async fn replay_with(trace: &Trace, config: Option<&Config>, stepping: Stepp
                 active_changed.insert(index);
                 starts_next += 1;
             }
-            for index in waiting.clone() {
+            waiting.retain(|&index| {
                 let person = &mut people[index];
                 let tally = experience.get_mut(&person.display_name).expect("known");
                 outside_change |= wait(&mut sim, person, now, tally);
-                if person.waiting.is_none() {
-                    waiting.remove(&index);
-                }
-            }
+                person.waiting.is_some()
+            });
             outside_change |= next_transition.is_some_and(|t| t <= now);
         }
         // A session ending changes an idle signal: news for the daemon too.
@@ -204,7 +202,9 @@ pub async fn replay_with(trace: &Trace, config: Option<&Config>, stepping: Stepp
                 }
             }
             for (display, name) in &report.names {
-                display_names.entry(name.clone()).or_insert_with(|| display.clone());
+                if !display_names.contains_key(name) {
+                    display_names.insert(name.clone(), display.clone());
+                }
             }
             // The planner's next decision, and at least the daemon's one-second floor.
             wake = report.plan.as_ref().and_then(|p| p.next_check).map(|next| next.max(now + Duration::seconds(1)));
