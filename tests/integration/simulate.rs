@@ -78,20 +78,36 @@ fn a_trace_missing_a_cluster_the_policy_names_is_refused() {
     assert!(error.to_string().contains("which the trace does not have"), "{error}");
 }
 
-#[tokio::test]
-async fn stops_a_limit_defers_are_taken_as_soon_as_it_leaves_room() {
-    let text = "start: 2026-11-02T00:00:00+08:00\ndays: 1\nseed: 1\nregions:\n  - { id: r1, name: R1, cluster: c1, gpus: { nvidia.com/gpu-4090: 4 } }\nskus:\n  - { id: \"66\", region: r1, name: \"4090\", gpu_product: \"4090\", gpu_resource_key: nvidia.com/gpu-4090, gpu_count: 1, gpu_memory_gb: 24, cpu_cores: 16, memory_gb: 96, price: 2 }\ninstances:\n  - { display_name: nb-idle, count: 3, cluster: c1, sku: \"66\", status: running }\n";
-    let trace = Trace::parse("three idle", text).unwrap();
+/// When `count` notebooks idle since midnight are stopped under these
+/// limits (a 30 s interval, a 30-minute timer), in UTC.
+async fn stop_times(count: u32, per_cycle: u32, per_hour: u32) -> Vec<String> {
+    let text = format!(
+        "start: 2026-11-02T00:00:00+08:00\ndays: 1\nseed: 1\nregions:\n  - {{ id: r1, name: R1, cluster: c1, gpus: {{ nvidia.com/gpu-4090: 8 }} }}\nskus:\n  - {{ id: \"66\", region: r1, name: \"4090\", gpu_product: \"4090\", gpu_resource_key: nvidia.com/gpu-4090, gpu_count: 1, gpu_memory_gb: 24, cpu_cores: 16, memory_gb: 96, price: 2 }}\ninstances:\n  - {{ display_name: nb-idle, count: {count}, cluster: c1, sku: \"66\", status: running }}\n"
+    );
+    let trace = Trace::parse("idle notebooks", &text).unwrap();
     let (config, problems) = load_str(
-        "one action an hour",
-        "settings:\n  api: { base_url: \"http://simulated\", namespace: trace }\n  interval: 30s\n  limits: { actions_per_cycle: 10, actions_per_hour: 1 }\npolicies:\n  - name: notebooks\n    select: { display_name: \"nb-*\" }\n    idle: { signals: [jupyter], stop_after: 30m }\n",
+        "limits",
+        &format!(
+            "settings:\n  api: {{ base_url: \"http://simulated\", namespace: trace }}\n  interval: 30s\n  limits: {{ actions_per_cycle: {per_cycle}, actions_per_hour: {per_hour} }}\npolicies:\n  - name: notebooks\n    select: {{ display_name: \"nb-*\" }}\n    idle: {{ signals: [jupyter], stop_after: 30m }}\n"
+        ),
     );
     let config = config.unwrap_or_else(|| panic!("{problems}"));
     let replay = mdc_autoscaler::simulate::replay::replay(&trace, Some(&config)).await.unwrap();
-    let times: Vec<String> = replay.actions.iter().map(|a| a.planned_at.format("%H:%M:%S").to_string()).collect();
+    replay.actions.iter().map(|a| a.planned_at.format("%H:%M:%S").to_string()).collect()
+}
+
+#[tokio::test]
+async fn stops_a_limit_defers_are_taken_as_soon_as_it_leaves_room() {
     // Idle since midnight (16:00 UTC): one stop at the deadline, then one each
     // time the last leaves the hour's window, with nothing else happening between.
-    assert_eq!(times, ["16:30:00", "17:30:00", "18:30:00"]);
+    assert_eq!(stop_times(3, 10, 1).await, ["16:30:00", "17:30:00", "18:30:00"]);
+}
+
+/// Two actions in one cycle count twice against the hourly limit.
+#[tokio::test]
+async fn every_action_of_a_cycle_counts_against_the_hourly_limit() {
+    let expected = ["16:30:00", "16:30:00", "16:30:30", "17:30:00", "17:30:00", "17:30:30"];
+    assert_eq!(stop_times(6, 2, 3).await, expected);
 }
 
 /// A step told what changed decides exactly what a step listing the whole
@@ -120,19 +136,4 @@ async fn steps_told_what_changed_agree_with_whole_observations() {
             assert!(!told.actions.is_empty() || std::ptr::eq(config, &example), "{path}: the timer acted");
         }
     }
-}
-
-/// Two actions in one cycle count twice against the hourly limit.
-#[tokio::test]
-async fn every_action_of_a_cycle_counts_against_the_hourly_limit() {
-    let text = "start: 2026-11-02T00:00:00+08:00\ndays: 1\nseed: 1\nregions:\n  - { id: r1, name: R1, cluster: c1, gpus: { nvidia.com/gpu-4090: 8 } }\nskus:\n  - { id: \"66\", region: r1, name: \"4090\", gpu_product: \"4090\", gpu_resource_key: nvidia.com/gpu-4090, gpu_count: 1, gpu_memory_gb: 24, cpu_cores: 16, memory_gb: 96, price: 2 }\ninstances:\n  - { display_name: nb-idle, count: 6, cluster: c1, sku: \"66\", status: running }\n";
-    let trace = Trace::parse("six idle", text).unwrap();
-    let (config, problems) = load_str(
-        "two a cycle, three an hour",
-        "settings:\n  api: { base_url: \"http://simulated\", namespace: trace }\n  interval: 30s\n  limits: { actions_per_cycle: 2, actions_per_hour: 3 }\npolicies:\n  - name: notebooks\n    select: { display_name: \"nb-*\" }\n    idle: { signals: [jupyter], stop_after: 30m }\n",
-    );
-    let config = config.unwrap_or_else(|| panic!("{problems}"));
-    let replay = mdc_autoscaler::simulate::replay::replay(&trace, Some(&config)).await.unwrap();
-    let times: Vec<String> = replay.actions.iter().map(|a| a.planned_at.format("%H:%M:%S").to_string()).collect();
-    assert_eq!(times, ["16:30:00", "16:30:00", "16:30:30", "17:30:00", "17:30:00", "17:30:30"]);
 }
