@@ -135,8 +135,8 @@ pub struct Daemon<C, S> {
     picture: Picture,
     /// Whether the marks and the actions of an earlier run have been read.
     history_read: bool,
-    /// Actions an earlier run took in its last hour, then those this one took:
-    /// for the hourly limit, kept here, as the ledger may be away.
+    /// For the hourly limit, kept here as the ledger may be away: the actions
+    /// an earlier run took in its last hour, and those this one took.
     earlier: Vec<DateTime<Utc>>,
     taken: VecDeque<DateTime<Utc>>,
     capacity_failures: BTreeMap<String, DateTime<Utc>>,
@@ -209,6 +209,15 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
     /// What the last step saw, when it saw the cloud whole.
     pub fn observed(&self) -> Option<&Observed> {
         self.picture.whole.then_some(&self.picture.observed)
+    }
+
+    /// Lets go of the instances seen, for a daemon whose next step observes
+    /// the whole cloud again anyway (`run`): fewer resident pages between
+    /// cycles. The schedule marks stay.
+    pub fn release_picture(&mut self) {
+        let marks = std::mem::take(&mut self.picture.observed.schedule_marks);
+        self.picture = Picture::default();
+        self.picture.observed.schedule_marks = marks;
     }
 
     /// One cycle on a whole observation of the cloud.

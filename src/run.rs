@@ -76,6 +76,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         update(&shared, &report, daemon.observed().map(|o| o.instances.len()));
         let next_check = report.plan.as_ref().and_then(|p| p.next_check);
         drop(report);
+        daemon.release_picture();
         release_memory();
         // Retention: once an hour, old price samples and finished segments go.
         if pruned.is_none_or(|at| now - at >= chrono::Duration::hours(1)) {
