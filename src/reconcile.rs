@@ -244,7 +244,8 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             now,
         )
         .await;
-        self.decide(None, &[], now, report).await
+        let listed = crate::observe::clusters(&self.config, &self.picture.observed.regions);
+        self.decide(None, &[], &listed, now, report).await
     }
 
     /// One cycle told what changed since the last: only those instances are
@@ -272,16 +273,17 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         let instances = &mut self.picture.observed.instances;
         let read: Vec<usize> = changed.iter().chain(&active).copied().collect();
         read_signals_of(instances, &read, &self.config, &self.signals, &mut self.signal_cache, now).await;
-        self.decide(Some(&changed), &active, now, report).await
+        self.decide(Some(&changed), &active, &listed, now, report).await
     }
 
     /// Records, plans and acts on the picture; `changed` are the instances
     /// re-read since the last step (`None`: all of them), `active` those
-    /// whose signals only were.
+    /// whose signals only were, `listed` the clusters observed.
     async fn decide(
         &mut self,
         changed: Option<&[usize]>,
         active: &[usize],
+        listed: &BTreeSet<String>,
         now: DateTime<Utc>,
         mut report: StepReport,
     ) -> StepReport {
@@ -299,8 +301,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         self.follow(now).await;
         report.stuck = self.stuck(changed, now);
 
-        let listed: BTreeSet<String> = crate::observe::clusters(&self.config, &self.picture.observed.regions);
-        if let Err(e) = self.ledger.record(&self.picture.observed, changed, &self.config, &listed, now).await {
+        if let Err(e) = self.ledger.record(&self.picture.observed, changed, &self.config, listed, now).await {
             report.ledger_error = Some(e.to_string());
         }
         if !self.history_read {

@@ -391,20 +391,19 @@ impl<'a> Planner<'a> {
     /// Asks again at `at`, if that is later than now.
     fn wake(&mut self, at: DateTime<Utc>) {
         if at > self.now {
-            self.draft.next_check = Some(self.draft.next_check.map_or(at, |n| n.min(at)));
+            earliest(&mut self.draft.next_check, at);
             if let Some(recording) = self.recording.as_mut() {
-                recording.at = Some(recording.at.map_or(at, |n| n.min(at)));
+                earliest(&mut recording.at, at);
             }
         }
     }
 
     /// Asks again `after` from now, whenever now is.
     fn wake_after(&mut self, after: Duration) {
-        let at = self.now + after;
-        if at > self.now {
-            self.draft.next_check = Some(self.draft.next_check.map_or(at, |n| n.min(at)));
+        if after > Duration::zero() {
+            earliest(&mut self.draft.next_check, self.now + after);
             if let Some(recording) = self.recording.as_mut() {
-                recording.after = Some(recording.after.map_or(after, |n| n.min(after)));
+                earliest(&mut recording.after, after);
             }
         }
     }
@@ -465,26 +464,29 @@ impl<'a> Planner<'a> {
 
     /// [`hourly_cost`], with this plan's prices.
     fn hourly_cost(&self, instance: &Instance) -> Money {
-        if instance.cost.billing_type != BillingType::PayAsYouGo {
-            return Money::ZERO;
-        }
-        match self.prices.iter().find(|(id, _)| *id == instance.cost.sku_id) {
-            Some((_, price)) => *price,
-            None => instance.unit_price_per_hour().unwrap_or(Money::ZERO),
-        }
+        let price = self.prices.iter().find(|(id, _)| *id == instance.cost.sku_id).map(|(_, price)| *price);
+        cost_at(instance, price)
     }
 }
 
 /// What an instance costs per hour while running, at the price in force at
 /// `now`. Prepaid instances cost nothing more by running.
 pub fn hourly_cost(observed: &Observed, instance: &Instance, now: DateTime<Utc>) -> Money {
+    cost_at(instance, observed.sku(&instance.cost.sku_id).map(|sku| pricing::effective_price(sku, now)))
+}
+
+/// What an instance costs per hour running at its SKU's `price` in force
+/// (`None`: a SKU no longer listed, so its own unit-price annotation).
+fn cost_at(instance: &Instance, price: Option<Money>) -> Money {
     if instance.cost.billing_type != BillingType::PayAsYouGo {
         return Money::ZERO;
     }
-    match observed.sku(&instance.cost.sku_id) {
-        Some(sku) => pricing::effective_price(sku, now),
-        None => instance.unit_price_per_hour().unwrap_or(Money::ZERO),
-    }
+    price.or_else(|| instance.unit_price_per_hour()).unwrap_or(Money::ZERO)
+}
+
+/// Keeps the earlier of what `slot` holds and `value`.
+fn earliest<T: Ord + Copy>(slot: &mut Option<T>, value: T) {
+    *slot = Some(slot.map_or(value, |held| held.min(value)));
 }
 
 fn verb(kind: &ActionKind) -> &'static str {
