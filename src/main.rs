@@ -97,6 +97,24 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// For each policy with an idle timer: the fixed timers replayed on a
+    /// history, their frontier, where the policy sits, and the setting for a
+    /// limit on cold starts or money.
+    Advise {
+        #[arg(long)]
+        config: PathBuf,
+        /// The history: a trace file (see traces/README.md).
+        #[arg(long)]
+        trace: PathBuf,
+        /// Advise the cheapest timer with at most this many cold starts a week.
+        #[arg(long)]
+        max_cold_starts_per_week: Option<f64>,
+        /// Advise the timer with the fewest cold starts within this many yuan a month.
+        #[arg(long)]
+        max_spend_per_month: Option<f64>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Apply the ledger's migrations.
     Migrate {
         #[arg(long)]
@@ -181,7 +199,13 @@ struct FakeCloudArgs {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // The demo narrates its decisions; its log shows only what went wrong.
-    init_logging(if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" });
+    // The daemons a replay runs speak of virtual time, fourteen at once: their findings are in the report.
+    let level = match cli.command {
+        Command::Demo { .. } => "warn",
+        Command::Simulate { .. } | Command::Advise { .. } => "error",
+        _ => "info",
+    };
+    init_logging(level);
     match cli.command {
         Command::Run { config, dry_run } => run_daemon(&config, dry_run).await,
         Command::Demo { speed, state_dir } => {
@@ -191,6 +215,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Plan { config, output } => plan(&config, output).await,
         Command::Spend { config, since, by, output } => spend(&config, since, by, output).await,
         Command::Simulate { config, trace, output } => simulate(&config, &trace, output).await,
+        Command::Advise { config, trace, max_cold_starts_per_week, max_spend_per_month, output } => {
+            let limits = mdc_autoscaler::simulate::advise::Limits {
+                cold_starts_per_week: max_cold_starts_per_week,
+                spend_per_month_yuan: max_spend_per_month,
+            };
+            advise(&config, &trace, limits, output).await
+        }
         Command::Migrate { config } => migrate(&config).await,
         Command::FakeCloud(args) => fake_cloud(*args).await,
     }
@@ -342,14 +373,34 @@ fn ledger_store(config: &Config) -> anyhow::Result<AnyStore> {
 
 async fn simulate(path: &std::path::Path, trace: &std::path::Path, output: Output) -> anyhow::Result<()> {
     let config = load_config(path);
-    let text = std::fs::read_to_string(trace).with_context(|| format!("cannot read {}", trace.display()))?;
-    let trace = Trace::parse(&trace.display().to_string(), &text)?;
+    let trace = read_trace(trace)?;
     let report = mdc_autoscaler::simulate::simulate(&config, &trace).await?;
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Table => print!("{}", report.table()),
     }
     Ok(())
+}
+
+async fn advise(
+    path: &std::path::Path,
+    trace: &std::path::Path,
+    limits: mdc_autoscaler::simulate::advise::Limits,
+    output: Output,
+) -> anyhow::Result<()> {
+    let config = load_config(path);
+    let trace = read_trace(trace)?;
+    let advice = mdc_autoscaler::simulate::advise::advise(&config, &trace, limits).await?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&advice)?),
+        Output::Table => print!("{}", advice.table()),
+    }
+    Ok(())
+}
+
+fn read_trace(path: &std::path::Path) -> anyhow::Result<Trace> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Trace::parse(&path.display().to_string(), &text)?)
 }
 
 async fn migrate(path: &std::path::Path) -> anyhow::Result<()> {

@@ -141,8 +141,9 @@ pub struct Daemon<C, S> {
     taken: VecDeque<DateTime<Utc>>,
     capacity_failures: BTreeMap<String, DateTime<Utc>>,
     in_flight: BTreeMap<String, InFlight>,
-    /// Instances in a transitional state, and since when they have been in it.
-    transitional: BTreeMap<String, (InstanceStatus, DateTime<Utc>)>,
+    /// Instances in a transitional state, since when they have been in it,
+    /// and whether that was reported (once per stay).
+    transitional: BTreeMap<String, (InstanceStatus, DateTime<Utc>, bool)>,
     /// Outcomes not yet written (the ledger was away).
     unwritten: Vec<Unwritten>,
     /// Whole actions taken while the ledger was away, to record when it returns.
@@ -387,21 +388,22 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                 self.transitional.remove(&o.instance.name);
                 continue;
             }
-            let since = match self.transitional.get(&o.instance.name) {
-                Some((was, since)) if was == status => *since,
-                _ => now,
+            let stay = match self.transitional.get(&o.instance.name) {
+                Some((was, since, warned)) if was == status => (*since, *warned),
+                _ => (now, false),
             };
-            self.transitional.insert(o.instance.name.clone(), (status.clone(), since));
+            self.transitional.insert(o.instance.name.clone(), (status.clone(), stay.0, stay.1));
         }
         let limit = Duration::minutes(STUCK_AFTER);
         let mut stuck = Vec::new();
-        for (name, (status, since)) in &self.transitional {
+        for (name, (status, since, warned)) in &mut self.transitional {
             if now - *since <= limit {
                 continue;
             }
-            if now - *since - limit <= self.config.settings.interval {
+            if !*warned {
                 let shown = self.picture.get(name).map_or(name.as_str(), |o| o.instance.display_name.as_str());
                 tracing::warn!(instance = %shown, status = %status, minutes = (now - *since).num_minutes(), "instance stuck in a transitional state");
+                *warned = true;
             }
             stuck.push(name.clone());
         }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::Simulator;
+use super::{SimSku, Simulator};
 use crate::cloud::BillingType;
 use crate::money::Money;
 use crate::pricing::cost_scaled;
@@ -41,6 +41,15 @@ pub struct BillReport {
 
 const MILLIS_PER_DAY: i128 = 86_400_000;
 
+impl SimSku {
+    /// What running from `from` to `to` costs at the prices in force, in the
+    /// exact unit of [`Money::hourly_scaled`].
+    pub fn cost_scaled(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> i128 {
+        let windows = self.discount.as_ref().map(|d| d.windows(from, to)).unwrap_or_default();
+        cost_scaled(self.price_per_hour, &windows, from, to)
+    }
+}
+
 impl Simulator {
     /// The bill up to the simulator's present (call [`Simulator::advance`] first).
     pub fn bill(&self) -> BillReport {
@@ -56,8 +65,7 @@ impl Simulator {
                 if let Some(i) = self.instances.get(name)
                     && let (Some(since), Some(sku)) = (i.billed_since, self.skus.get(&i.sku_id))
                 {
-                    let windows = sku.discount.as_ref().map(|d| d.windows(since, now)).unwrap_or_default();
-                    compute_scaled += cost_scaled(sku.price_per_hour, &windows, since, now);
+                    compute_scaled += sku.cost_scaled(since, now);
                     running_ms += (now - since).num_milliseconds();
                 }
                 let compute = Money::from_hourly_scaled(compute_scaled);
@@ -87,17 +95,24 @@ impl Simulator {
     }
 
     /// Saved images are free up to `free_image_gb` in all; the rest costs
-    /// storage per GB-day from the moment each image was saved.
+    /// storage per GB-day from the moment each image was saved until it was
+    /// replaced.
     fn image_storage(&self, price: Money) -> Money {
-        let mut saved: Vec<_> = self.images.iter().filter(|i| i.succeeded).collect();
-        saved.sort_by_key(|i| i.at);
-        let mut gb = 0i128;
-        let mut scaled = 0i128;
-        for (k, image) in saved.iter().enumerate() {
-            gb += image.size_gb as i128;
-            let until = saved.get(k + 1).map_or(self.now, |next| next.at);
-            let billable = (gb - self.settings.free_image_gb as i128).max(0);
-            scaled += billable * price.micros() as i128 * (until - image.at).num_milliseconds() as i128;
+        // Stored gigabytes change at each save and each replacement.
+        let mut changes: Vec<(DateTime<Utc>, i128)> = Vec::new();
+        for image in self.images.iter().filter(|i| i.succeeded) {
+            changes.push((image.at, i128::from(image.size_gb)));
+            if let Some(replaced) = image.replaced_at {
+                changes.push((replaced, -i128::from(image.size_gb)));
+            }
+        }
+        changes.sort();
+        let (mut gb, mut scaled) = (0i128, 0i128);
+        for (k, (at, change)) in changes.iter().enumerate() {
+            gb += change;
+            let until = changes.get(k + 1).map_or(self.now, |next| next.0);
+            let billable = (gb - i128::from(self.settings.free_image_gb)).max(0);
+            scaled += billable * i128::from(price.micros()) * i128::from((until - *at).num_milliseconds());
         }
         Money::from_micros((scaled / MILLIS_PER_DAY) as i64)
     }

@@ -189,6 +189,9 @@ pub struct SavedImage {
     pub size_gb: u32,
     pub at: DateTime<Utc>,
     pub succeeded: bool,
+    /// A later save to the same image and tag replaced it (as a registry
+    /// overwrites a pushed tag): stored, and billed, until then.
+    pub replaced_at: Option<DateTime<Utc>>,
 }
 
 /// Per power-on details: a new pod, node, address, SSH port and Jupyter token.
@@ -554,6 +557,14 @@ impl Simulator {
     fn record_image(&mut self, name: &str, snapshot: &PendingSnapshot, at: DateTime<Utc>) {
         let size_gb =
             self.instances.get(name).and_then(|i| self.skus.get(&i.sku_id)).map_or(30, |s| s.system_storage_gb);
+        if !snapshot.fails {
+            let same = |i: &&mut SavedImage| {
+                i.succeeded && i.replaced_at.is_none() && i.image == snapshot.image && i.tag == snapshot.tag
+            };
+            if let Some(old) = self.images.iter_mut().find(same) {
+                old.replaced_at = Some(at);
+            }
+        }
         self.images.push(SavedImage {
             instance: name.to_owned(),
             image: snapshot.image.clone(),
@@ -561,6 +572,7 @@ impl Simulator {
             size_gb,
             at,
             succeeded: !snapshot.fails,
+            replaced_at: None,
         });
     }
 
@@ -570,8 +582,7 @@ impl Simulator {
         let Some(i) = self.instances.get_mut(name) else { return };
         let Some(since) = i.billed_since.take() else { return };
         let Some(sku) = self.skus.get(&i.sku_id) else { return };
-        let windows = sku.discount.as_ref().map(|d| d.windows(since, to)).unwrap_or_default();
-        let scaled = crate::pricing::cost_scaled(sku.price_per_hour, &windows, since, to);
+        let scaled = sku.cost_scaled(since, to);
         let bill = self.bills.entry(name.to_owned()).or_default();
         bill.compute_scaled += scaled;
         bill.running_ms += (to - since).num_milliseconds().max(0);
@@ -891,6 +902,13 @@ impl Simulator {
         Ok(())
     }
 
+    /// Replaces the sessions an instance's activity follows (someone's plans changed).
+    pub fn set_sessions(&mut self, name: &str, sessions: Vec<Session>) -> Result<(), SimError> {
+        let instance = self.edit(name).ok_or_else(|| SimError::NotFound(format!("instance {name} not found")))?;
+        instance.activity.sessions = sessions;
+        Ok(())
+    }
+
     /// Makes the API answer a raw status string for an instance, or stop doing so.
     pub fn override_status(&mut self, name: &str, status: Option<String>) -> Result<(), SimError> {
         let instance = self.edit(name).ok_or_else(|| SimError::NotFound(format!("instance {name} not found")))?;
@@ -899,7 +917,9 @@ impl Simulator {
     }
 
     /// Puts an instance in place as if it had been there since `created_at`
-    /// (for fleet files). Running instances start billing at `now`.
+    /// (for fleet files). Running instances start billing at `now`; a term
+    /// in force is billed in full at `now`, as the platform charges terms up
+    /// front (so a trace's bill holds the prepaid instances it runs on).
     pub fn seed_instance(&mut self, mut instance: SimInstance, now: DateTime<Utc>) -> Result<(), SimError> {
         let sku = self
             .skus
@@ -930,6 +950,12 @@ impl Simulator {
                 billing_type: Some(instance.billing_type.clone()),
                 data_gb: instance.volumes.iter().map(|v| v.size_gb).sum(),
                 created_at: Some(now),
+                prepaid: match instance.prepaid_until {
+                    Some(until) if until > now => {
+                        sku.price_per_hour * term_hours(&instance.billing_type, &instance.term).unwrap_or(0)
+                    }
+                    _ => Money::ZERO,
+                },
                 ..Accrual::default()
             },
         );

@@ -1,29 +1,58 @@
 //! `simulate`: replays a trace under a policy in virtual time, with the
-//! daemon's own planner and execution rules, and places its spend and its
-//! interruptions against baselines replayed on the same trace: always on,
-//! idle timers that only stop (5, 15, 30 and 60 minutes), and a lower bound
-//! that pays only for the time in use.
+//! daemon's own planner and execution rules, and places it against
+//! baselines replayed on the same trace: always on, fixed idle timers from
+//! 0 to 240 minutes (their lower convex hull is the frontier), and a lower
+//! bound that pays only for the time in use. Every baseline honours what the
+//! policy cannot change: instances it does not select, those it protects,
+//! and prepaid terms.
 
+pub mod advise;
+pub mod frontier;
 pub mod replay;
 pub mod report;
 pub mod trace;
 
 use std::collections::BTreeMap;
 
+use chrono::Duration;
+use serde::Serialize;
+
 use crate::cloud::BillingType;
-use crate::config::load::load_str;
-use crate::config::policy::Config;
+use crate::config::policy::{Config, Glob, IdleRule, Limits, Policy, Selector, Signal};
 use crate::money::Money;
-use crate::pricing::cost_scaled;
 use replay::{Replay, ReplayError, replay};
-pub use report::{Baseline, PolicyReport, Report};
+pub use report::{Baseline, InstanceReport, PolicyReport, Report};
 use trace::Trace;
 
-/// The idle timers the policy is placed against, in minutes.
-pub const TIMERS: [i64; 4] = [5, 15, 30, 60];
+/// The fixed idle timers the policy is placed against, in minutes.
+pub const TIMERS: [i64; 12] = [0, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240];
+
+/// Why no strategy changes what an instance costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fixed {
+    /// No policy selects it.
+    Unmanaged,
+    /// Its policy protects it.
+    Protected,
+    /// On a prepaid term its policy does not stop.
+    Prepaid,
+}
+
+/// An instance of the trace (or one the policy created), as the policy sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Member {
+    pub policy: String,
+    pub fixed: Option<Fixed>,
+}
 
 /// Replays the trace under the policy and under every baseline.
 pub async fn simulate(config: &Config, trace: &Trace) -> Result<Report, ReplayError> {
+    simulate_with_timers(config, trace, &TIMERS).await
+}
+
+/// As [`simulate`], with these fixed timers (minutes) as the baselines.
+pub async fn simulate_with_timers(config: &Config, trace: &Trace, timers: &[i64]) -> Result<Report, ReplayError> {
     // The daemon never acts on a partial observation: a cluster the trace lacks would stop it all.
     let clusters: Vec<&str> = trace.file.regions.iter().map(|r| r.cluster.as_str()).collect();
     let regions: Vec<crate::cloud::Region> = trace
@@ -47,29 +76,31 @@ pub async fn simulate(config: &Config, trace: &Trace) -> Result<Report, ReplayEr
             )));
         }
     }
-    let timer_configs: Vec<(String, Config)> = TIMERS
+    // The 0-minute timer stops at the first look that sees an instance idle: a
+    // one-second timer (the planner, like `validate`, wants a timer longer than zero).
+    let timer_configs: Vec<(i64, Config)> = timers
         .iter()
-        .map(|minutes| Ok((format!("idle_{minutes}m"), timer_config(config, *minutes)?)))
-        .collect::<Result<_, ReplayError>>()?;
+        .map(|minutes| (*minutes, timer_config(config, Duration::minutes(*minutes).max(Duration::seconds(1)))))
+        .collect();
     // The replays share nothing: each runs on a thread of its own.
     let (policy, always_on, timers) = std::thread::scope(|scope| {
         let policy = scope.spawn(|| on_own_runtime(trace, Some(config)));
         let always_on = scope.spawn(|| on_own_runtime(trace, None));
         let timers: Vec<_> = timer_configs
             .iter()
-            .map(|(name, timer)| (name.clone(), scope.spawn(|| on_own_runtime(trace, Some(timer)))))
+            .map(|(minutes, timer)| (*minutes, scope.spawn(|| on_own_runtime(trace, Some(timer)))))
             .collect();
         let join = |handle: std::thread::ScopedJoinHandle<'_, Result<Replay, ReplayError>>| {
             handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         };
-        let timers: Result<Vec<(String, Replay)>, ReplayError> =
-            timers.into_iter().map(|(name, handle)| join(handle).map(|r| (name, r))).collect();
+        let timers: Result<Vec<(i64, Replay)>, ReplayError> =
+            timers.into_iter().map(|(minutes, handle)| join(handle).map(|r| (minutes, r))).collect();
         (join(policy), join(always_on), timers)
     });
     let (policy, always_on, timers) = (policy?, always_on?, timers?);
-    let owners = owners(config, trace, &policy);
-    let active_only = active_only(trace)?;
-    Ok(report::build(trace, &owners, &policy, &always_on, &timers, &active_only))
+    let members = members(config, trace, &policy)?;
+    let bound = active_only(trace, &members, &always_on)?;
+    Ok(report::build(trace, &members, &policy, &always_on, &timers, &bound))
 }
 
 fn on_own_runtime(trace: &Trace, config: Option<&Config>) -> Result<Replay, ReplayError> {
@@ -80,59 +111,112 @@ fn on_own_runtime(trace: &Trace, config: Option<&Config>) -> Result<Replay, Repl
     runtime.block_on(replay(trace, config))
 }
 
-/// A policy that stops any instance idle for `minutes` by the Jupyter signal:
-/// no schedules, no pricing, no limits.
-fn timer_config(config: &Config, minutes: i64) -> Result<Config, ReplayError> {
-    let text = format!(
-        "settings:\n  api: {{ base_url: \"http://simulated\", namespace: trace }}\n  interval: {}s\n  limits: {{ actions_per_cycle: 1000000, actions_per_hour: 1000000 }}\npolicies:\n  - name: idle-timer\n    select: {{ display_name: \"*\" }}\n    idle: {{ signals: [jupyter], stop_after: {minutes}m }}\n",
-        config.settings.interval.num_seconds().max(1)
-    );
-    let (config, report) = load_str("idle timer baseline", &text);
-    config.ok_or_else(|| ReplayError(format!("the idle timer baseline does not load: {report}")))
+/// The policy reduced to a fixed idle timer: each policy keeps what it
+/// selects (a pool's slots, first, as a pool owns them before any
+/// selector), what it protects, its signals, snapshots and prepaid rule;
+/// it loses schedules, pools, budgets, the runaway stop, deletes and limits.
+pub fn timer_config(config: &Config, stop_after: Duration) -> Config {
+    let timer = |policy: &Policy, select: Selector| {
+        let idle = policy.idle.as_ref();
+        Policy {
+            name: policy.name.clone(),
+            select: Some(select),
+            protect: policy.protect.clone(),
+            idle: Some(IdleRule {
+                signals: idle.map_or_else(|| vec![Signal::Jupyter], |i| i.signals.clone()),
+                stop_after,
+                snapshot: idle.and_then(|i| i.snapshot.clone()),
+                delete_after_stopped: None,
+                delete_without_snapshot: false,
+                stop_prepaid: idle.is_some_and(|i| i.stop_prepaid),
+                max_runtime: None,
+                grace_period_seconds: idle.map_or(10, |i| i.grace_period_seconds),
+            }),
+            schedule: None,
+            pool: None,
+            budget: None,
+            max_disrupted: None,
+        }
+    };
+    let pools = config.policies.iter().filter_map(|p| {
+        let pool = p.pool.as_ref()?;
+        let slots = Selector {
+            clusters: pool.clusters.clone(),
+            display_names: vec![Glob::new(&format!("{}-*", pool.name_prefix))],
+            ..Selector::default()
+        };
+        Some(timer(p, slots))
+    });
+    let selected = config.policies.iter().filter_map(|p| Some(timer(p, p.select.clone()?)));
+    let mut settings = config.settings.clone();
+    settings.limits = Limits { actions_per_cycle: u32::MAX, actions_per_hour: u32::MAX };
+    settings.budget = None;
+    Config { settings, policies: pools.chain(selected).collect() }
 }
 
-/// Display name → the policy that owns the instance under `config`
-/// (`unmanaged` for none), for every instance of the policy's replay.
-fn owners(config: &Config, trace: &Trace, policy: &Replay) -> BTreeMap<String, String> {
-    let Ok((sim, _)) = trace.build() else { return BTreeMap::new() };
-    let mut sim = sim;
-    let mut owners = BTreeMap::new();
+/// Every instance of the trace at its start, and every one the policy
+/// created, by display name.
+fn members(config: &Config, trace: &Trace, policy: &Replay) -> Result<BTreeMap<String, Member>, ReplayError> {
+    let (mut sim, _) = trace.build().map_err(|e| ReplayError(e.to_string()))?;
+    let mut members = BTreeMap::new();
     for cluster in trace.file.regions.iter().map(|r| r.cluster.clone()) {
-        let Ok(list) = sim.list_instances(trace.start, &cluster, 1, u32::MAX) else { continue };
+        let list = sim
+            .list_instances(trace.start, &cluster, 1, u32::MAX)
+            .map_err(|e| ReplayError(format!("the trace's instances: {e}")))?;
         for raw in list.nodes {
-            if let Ok(instance) = raw.into_domain(&Default::default()) {
-                let owner = config.owner(&instance).map_or(crate::metrics::UNMANAGED, |p| p.name.as_str());
-                owners.insert(instance.display_name.clone(), owner.to_owned());
-            }
+            let instance = raw.into_domain(&Default::default()).map_err(ReplayError)?;
+            let owner = config.owner(&instance);
+            let fixed = match owner {
+                None => Some(Fixed::Unmanaged),
+                Some(p) if p.protect.iter().any(|g| g.matches(&instance.display_name)) => Some(Fixed::Protected),
+                Some(p)
+                    if instance.cost.billing_type != BillingType::PayAsYouGo
+                        && !p.idle.as_ref().is_some_and(|i| i.stop_prepaid) =>
+                {
+                    Some(Fixed::Prepaid)
+                }
+                Some(_) => None,
+            };
+            let policy = owner.map_or(crate::metrics::UNMANAGED, |p| p.name.as_str()).to_owned();
+            members.insert(instance.display_name.clone(), Member { policy, fixed });
         }
     }
     // Instances the policy created (pool slots) belong to the policy that created them.
     for action in policy.actions.iter().filter(|a| a.kind == "create") {
-        owners.entry(action.display_name.clone()).or_insert_with(|| action.policy.clone());
+        members
+            .entry(action.display_name.clone())
+            .or_insert_with(|| Member { policy: action.policy.clone(), fixed: None });
     }
-    owners
+    Ok(members)
 }
 
-/// What each pay-as-you-go instance would cost if it ran only while in use.
-fn active_only(trace: &Trace) -> Result<BTreeMap<String, Money>, ReplayError> {
+/// The in-use-only lower bound of each instance's compute: the price in
+/// force for every minute in use, for the instances a policy may stop; what
+/// always on costs for those it may not (unmanaged or protected); nothing
+/// for prepaid terms, whose price is paid whatever happens.
+fn active_only(
+    trace: &Trace,
+    members: &BTreeMap<String, Member>,
+    always_on: &Replay,
+) -> Result<BTreeMap<String, Money>, ReplayError> {
     let (sim, names) = trace.build().map_err(|e| ReplayError(e.to_string()))?;
-    let mut costs = BTreeMap::new();
-    for (display, sessions) in &trace.sessions {
-        let Some(instance) = sim.instance(&names[display]) else { continue };
-        let Some(sku) = sim.skus().find(|s| s.id == instance.sku_id) else { continue };
-        let cost = if instance.billing_type == BillingType::PayAsYouGo {
-            let scaled: i128 = sessions
-                .iter()
-                .map(|s| {
-                    let windows = sku.discount.as_ref().map(|d| d.windows(s.start, s.end)).unwrap_or_default();
-                    cost_scaled(sku.price_per_hour, &windows, s.start, s.end)
-                })
-                .sum();
-            Money::from_hourly_scaled(scaled)
-        } else {
-            Money::ZERO
+    let always = report::billed_by_instance(always_on);
+    let mut bound = BTreeMap::new();
+    for display in members.keys() {
+        let instance = names.get(display).and_then(|name| sim.instance(name));
+        let fixed = members[display].fixed;
+        let cost = match (instance, fixed) {
+            (_, Some(Fixed::Unmanaged | Fixed::Protected)) => always.get(display).map_or(Money::ZERO, |b| b.compute),
+            (Some(instance), _) if instance.billing_type == BillingType::PayAsYouGo => {
+                let sku = sim.skus().find(|s| s.id == instance.sku_id);
+                let sessions = trace.sessions.get(display).map_or(&[][..], |s| s.as_slice());
+                let scaled: i128 = sku.map_or(0, |sku| sessions.iter().map(|s| sku.cost_scaled(s.start, s.end)).sum());
+                Money::from_hourly_scaled(scaled)
+            }
+            // Prepaid, or created by the policy for nobody's sessions.
+            _ => Money::ZERO,
         };
-        costs.insert(display.clone(), cost);
+        bound.insert(display.clone(), cost);
     }
-    Ok(costs)
+    Ok(bound)
 }

@@ -9,19 +9,28 @@
 //! region's capacity moved). Wakes in which nothing changed are skipped: they
 //! would decide nothing.
 //!
+//! Work a power_off or delete interrupts is lost: everything done in the
+//! session since it began (or since its last checkpoint, for instances whose
+//! trace says `checkpoint_every`). After a power_off the person starts the
+//! instance again once it has stopped, waits for it, redoes what was lost and
+//! then carries on for the rest of the session: the redone work is billed as
+//! any other running time.
+//!
 //! Each step is told what changed (the instances the simulator edited, and
 //! those whose sessions began or ended) rather than listing the whole fleet:
 //! [`Stepping::Whole`] steps as the daemon does, to check that both agree.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 
 use super::trace::Trace;
-use crate::cloud::InstanceStatus;
+use crate::cloud::{BillingType, InstanceStatus};
 use crate::config::policy::Config;
 use crate::ledger::{ActionRecord, Ledger, MemoryStore, Outcome, Store};
+use crate::money::Money;
 use crate::plan::{ActionKind, Detail};
 use crate::reconcile::Daemon;
 use crate::signals::Source;
@@ -33,14 +42,30 @@ use crate::sim::{Session, Simulator};
 /// What people went through, per instance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Experience {
-    /// Sessions that began with the instance not running.
+    /// Starts someone waited for: sessions that began with the instance not
+    /// running, and restarts after an interruption.
     pub cold_starts: u32,
-    /// Time from those sessions' start until the instance ran.
+    /// Time from those moments until the instance ran.
     pub waited: Duration,
     /// Power-offs and deletes during a session.
     pub interrupted: u32,
     /// Sessions whose instance no longer existed.
     pub lost: u32,
+    /// Time in use whose work the interruptions lost (redone after a restart).
+    pub lost_work: Duration,
+    /// What that time had cost at the price in force (pay-as-you-go only).
+    pub lost_work_cost: Money,
+}
+
+impl std::ops::AddAssign for Experience {
+    fn add_assign(&mut self, other: Experience) {
+        self.cold_starts += other.cold_starts;
+        self.waited += other.waited;
+        self.interrupted += other.interrupted;
+        self.lost += other.lost;
+        self.lost_work += other.lost_work;
+        self.lost_work_cost += other.lost_work_cost;
+    }
 }
 
 pub struct Replay {
@@ -71,9 +96,14 @@ pub enum Stepping {
 struct Person {
     name: String,
     display_name: String,
+    /// Sorted and apart; an interruption cuts one short and its redone work adds one.
     sessions: Vec<Session>,
+    /// Work is saved this often within a session; `None`: only by ending it.
+    checkpoint_every: Option<Duration>,
     /// Waiting for the instance since then; `restart` once it has stopped.
     waiting: Option<(DateTime<Utc>, bool)>,
+    /// Work to redo once the instance runs again.
+    redo: Duration,
 }
 
 /// Replays the trace under `config`, or with no autoscaler at all.
@@ -101,21 +131,22 @@ pub async fn replay_with(trace: &Trace, config: Option<&Config>, stepping: Stepp
             name: names[display].clone(),
             display_name: display.clone(),
             sessions: sessions.clone(),
+            checkpoint_every: trace.checkpoint_every.get(display).copied(),
             waiting: None,
+            redo: Duration::zero(),
         })
         .collect();
     // Every session's start (with its person) and end, in time order.
     let mut starts: Vec<(DateTime<Utc>, usize)> =
         people.iter().enumerate().flat_map(|(i, p)| p.sessions.iter().map(move |s| (s.start, i))).collect();
     starts.sort();
-    let mut ends: Vec<(DateTime<Utc>, usize)> =
-        people.iter().enumerate().flat_map(|(i, p)| p.sessions.iter().map(move |s| (s.end, i))).collect();
-    ends.sort();
+    let mut ends: BinaryHeap<Reverse<(DateTime<Utc>, usize)>> =
+        people.iter().enumerate().flat_map(|(i, p)| p.sessions.iter().map(move |s| Reverse((s.end, i)))).collect();
     let by_name: HashMap<String, usize> = people.iter().enumerate().map(|(i, p)| (p.name.clone(), i)).collect();
     // People waiting for their instance, and those whose activity changed since the daemon's last step.
     let mut waiting: BTreeSet<usize> = BTreeSet::new();
     let mut active_changed: BTreeSet<usize> = BTreeSet::new();
-    let (mut starts_next, mut ends_next) = (0, 0);
+    let mut starts_next = 0;
     let mut experience: BTreeMap<String, Experience> =
         people.iter().map(|p| (p.display_name.clone(), Experience::default())).collect();
     let capacity = trace.capacity();
@@ -158,21 +189,35 @@ pub async fn replay_with(trace: &Trace, config: Option<&Config>, stepping: Stepp
                 active_changed.insert(index);
                 starts_next += 1;
             }
+            let mut failed = None;
             waiting.retain(|&index| {
                 let person = &mut people[index];
                 let tally = experience.get_mut(&person.display_name).expect("known");
-                outside_change |= wait(&mut sim, person, now, tally);
+                let waited = wait(&mut sim, person, now, tally);
+                outside_change |= waited.started;
+                if let Some(redone) = waited.redone {
+                    match redone {
+                        Ok(end) => {
+                            ends.push(Reverse((end, index)));
+                            active_changed.insert(index);
+                        }
+                        Err(e) => failed = Some(e),
+                    }
+                }
                 person.waiting.is_some()
             });
+            if let Some(e) = failed {
+                return Err(ReplayError(format!("the simulator refused a session: {e}")));
+            }
             outside_change |= next_transition.is_some_and(|t| t <= now);
         }
         // A session ending changes an idle signal: news for the daemon too.
-        while let Some(&(_, index)) = ends.get(ends_next).filter(|(end, _)| *end <= now) {
+        while let Some(&Reverse((_, index))) = ends.peek().filter(|Reverse((end, _))| *end <= now) {
             active_changed.insert(index);
-            ends_next += 1;
+            ends.pop();
         }
         // What changed outside the daemon is noticed at its next regular wake.
-        let next_end = ends.get(ends_next).map(|(at, _)| *at).filter(|_| daemon.is_some());
+        let next_end = ends.peek().map(|Reverse((at, _))| *at).filter(|_| daemon.is_some());
         let noticed = [next_end, outside_change.then_some(now)];
         for at in noticed.into_iter().flatten() {
             let grid = next_on_grid(anchor, at, interval);
@@ -195,10 +240,19 @@ pub async fn replay_with(trace: &Trace, config: Option<&Config>, stepping: Stepp
             steps += 1;
             anchor = now;
             for e in report.executed.iter().filter(|e| e.outcome == Outcome::Done) {
-                let disrupts = matches!(e.action.kind, ActionKind::PowerOff(_) | ActionKind::Delete);
-                let person = by_name.get(&e.action.instance.name).map(|i| &people[*i]);
-                if let Some(person) = person.filter(|p| disrupts && in_session(&p.sessions, now)) {
-                    experience.get_mut(&person.display_name).expect("known").interrupted += 1;
+                let restart = match e.action.kind {
+                    ActionKind::PowerOff(_) => true,
+                    ActionKind::Delete => false,
+                    _ => continue,
+                };
+                let Some(&index) = by_name.get(&e.action.instance.name) else { continue };
+                let person = &mut people[index];
+                if in_session(&person.sessions, now) {
+                    let tally = experience.get_mut(&person.display_name).expect("known");
+                    interrupt(&sim.lock().expect("simulator lock"), person, now, restart, tally);
+                    if person.waiting.is_some() {
+                        waiting.insert(index);
+                    }
                 }
             }
             for (display, name) in &report.names {
@@ -244,30 +298,97 @@ fn begin_session(sim: &Simulator, person: &mut Person, now: DateTime<Utc>, tally
     }
 }
 
+/// What a waiting person did at one moment.
+struct Waited {
+    /// They powered the instance on.
+    started: bool,
+    /// The instance ran again after an interruption: the end of the session
+    /// that redoes the lost work, or why the simulator refused it.
+    redone: Option<Result<DateTime<Utc>, crate::sim::SimError>>,
+}
+
 /// A waiting person starts a stopped instance, and stops waiting once it
-/// runs. Returns whether they started it.
-fn wait(sim: &mut Simulator, person: &mut Person, now: DateTime<Utc>, tally: &mut Experience) -> bool {
-    let Some((since, restart)) = person.waiting else { return false };
+/// runs; after an interruption, they then redo the work it lost.
+fn wait(sim: &mut Simulator, person: &mut Person, now: DateTime<Utc>, tally: &mut Experience) -> Waited {
+    let mut waited = Waited { started: false, redone: None };
+    let Some((since, restart)) = person.waiting else { return waited };
     let Some(instance) = sim.instance(&person.name) else {
         person.waiting = None;
-        return false;
+        return waited;
     };
     match instance.phase.status() {
         InstanceStatus::Running => {
-            tally.waited += instance.started_at.max(since) - since;
+            let ran = instance.started_at.max(since);
+            tally.waited += ran - since;
             person.waiting = None;
-            false
+            if person.redo > Duration::zero() {
+                let end = redo(&mut person.sessions, ran, std::mem::take(&mut person.redo));
+                waited.redone = Some(sim.set_sessions(&person.name, person.sessions.clone()).map(|()| end));
+            }
         }
         InstanceStatus::Stopped if restart => {
             let cluster = instance.cluster.clone();
-            let started = sim.power_on(now, &cluster, &person.name).is_ok();
-            if started {
+            waited.started = sim.power_on(now, &cluster, &person.name).is_ok();
+            if waited.started {
                 person.waiting = Some((since, false));
             }
-            started
         }
-        _ => false,
+        _ => {}
     }
+    waited
+}
+
+/// A power_off or delete at `now` cuts the person's session short: the work
+/// since its start (or its last checkpoint) is lost. After a power_off they
+/// wait to start the instance again, and will redo it and the rest.
+fn interrupt(sim: &Simulator, person: &mut Person, now: DateTime<Utc>, restart: bool, tally: &mut Experience) {
+    let i = person.sessions.partition_point(|s| s.end <= now);
+    let Some(session) = person.sessions.get_mut(i).filter(|s| s.start <= now) else { return };
+    let saved = match person.checkpoint_every.map(|c| c.num_milliseconds()).filter(|c| *c > 0) {
+        Some(every) => session.start + Duration::milliseconds((now - session.start).num_milliseconds() / every * every),
+        None => session.start,
+    };
+    let rest = session.end - now;
+    session.end = now;
+    if session.end <= session.start {
+        person.sessions.remove(i);
+    }
+    tally.interrupted += 1;
+    tally.lost_work += now - saved;
+    if let Some(instance) = sim.instance(&person.name)
+        && instance.billing_type == BillingType::PayAsYouGo
+        && let Some(sku) = sim.skus().find(|s| s.id == instance.sku_id)
+    {
+        tally.lost_work_cost += Money::from_hourly_scaled(sku.cost_scaled(saved, now));
+    }
+    if restart {
+        person.redo += (now - saved) + rest;
+        if person.waiting.is_none() {
+            tally.cold_starts += 1;
+            person.waiting = Some((now, true));
+        }
+    }
+}
+
+/// Adds `work` in use from `from` to sorted sessions: work is done one
+/// thing at a time, so sessions it reaches into are joined and pushed back
+/// by what of them had not yet begun. Returns the joined session's end.
+fn redo(sessions: &mut Vec<Session>, from: DateTime<Utc>, work: Duration) -> DateTime<Utc> {
+    let i = sessions.partition_point(|s| s.end <= from);
+    let mut end = from + work;
+    // A session under way when the instance came back (it began while the person waited).
+    let mut start = from;
+    if let Some(s) = sessions.get(i).filter(|s| s.start <= from) {
+        start = s.start;
+        end += s.end - from;
+        sessions.remove(i);
+    }
+    while let Some(s) = sessions.get(i).filter(|s| s.start < end) {
+        end += s.end - s.start;
+        sessions.remove(i);
+    }
+    sessions.insert(i, Session { start, end });
+    end
 }
 
 /// The first wake at or after `at` on the interval grid from `anchor` (and after `anchor`).

@@ -82,6 +82,11 @@ pub struct TraceInstance {
     /// Sessions at given times, besides the routine.
     #[serde(default)]
     pub sessions: Vec<FixedSession>,
+    /// Work in a session is saved this often (a training job's checkpoints);
+    /// absent, an interruption loses all the session's work so far (a
+    /// notebook's kernel state).
+    #[serde(default, with = "humantime_serde")]
+    pub checkpoint_every: Option<StdDuration>,
 }
 
 fn one() -> u32 {
@@ -118,8 +123,12 @@ pub struct Trace {
     pub file: TraceFile,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    /// The trace's time zone: routines, and times in reports.
+    pub zone: Tz,
     /// Display name → sorted, non-overlapping sessions within the span.
     pub sessions: BTreeMap<String, Vec<Session>>,
+    /// Display name → how often its work is saved, where the trace says.
+    pub checkpoint_every: BTreeMap<String, Duration>,
 }
 
 impl Trace {
@@ -144,6 +153,7 @@ impl Trace {
         let start = file.start.to_utc();
         let end = start + Duration::days(i64::from(file.days));
         let mut sessions = BTreeMap::new();
+        let mut checkpoint_every = BTreeMap::new();
         for (index, instance) in file.instances.iter().enumerate() {
             if !(0.0..=1.0).contains(&instance.absence) {
                 return Err(fail(format!("{}: absence must be between 0 and 1", instance.display_name)));
@@ -159,9 +169,12 @@ impl Trace {
                 if sessions.insert(name.clone(), merge(list, start, end)).is_some() {
                     return Err(fail(format!("two instances are named {name}")));
                 }
+                if let Some(every) = instance.checkpoint_every.and_then(|e| Duration::from_std(e).ok()) {
+                    checkpoint_every.insert(name, every);
+                }
             }
         }
-        Ok(Trace { file, start, end, sessions })
+        Ok(Trace { file, start, end, zone, sessions, checkpoint_every })
     }
 
     /// The simulated platform at the start of the trace, with every

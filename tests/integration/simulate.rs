@@ -137,3 +137,165 @@ async fn steps_told_what_changed_agree_with_whole_observations() {
         }
     }
 }
+
+fn by_hand_config(stop_after: &str, extra: &str) -> mdc_autoscaler::config::policy::Config {
+    let text = format!(
+        "settings:\n  api: {{ base_url: \"http://simulated\", namespace: trace }}\n  interval: 30s\npolicies:\n  - name: notebooks\n    select: {{ display_name: \"nb-*\" }}\n    idle: {{ signals: [jupyter], stop_after: {stop_after} }}\n{extra}"
+    );
+    let (config, problems) = load_str("by hand", &text);
+    config.unwrap_or_else(|| panic!("{problems}"))
+}
+
+/// A schedule stop at 09:30, in the middle of the 09:00-10:00 session: the
+/// half hour done is lost, the person starts the notebook again and redoes
+/// it before carrying on, and the redone work is billed.
+#[tokio::test]
+async fn work_a_schedule_stop_interrupts_is_lost_redone_and_paid_for() {
+    let config = by_hand_config("30m", "    schedule: { timezone: Asia/Shanghai, stop: \"30 9 * * *\" }\n");
+    let trace = trace("tests/fixtures/traces/by-hand.yaml");
+    let replay = mdc_autoscaler::simulate::replay::replay(&trace, Some(&config)).await.unwrap();
+    let stops: Vec<String> =
+        replay.actions.iter().map(|a| format!("{} {} {}", a.planned_at.format("%H:%M:%S"), a.kind, a.cause)).collect();
+    // 00:00: the edge of the day before, not yet applied (the latest edge
+    // at or before now is applied once). 09:30: the edge, mid-session. The
+    // person is back at 09:30:45 (15 s to stop, 30 s to start) and works an
+    // hour: the lost half hour, then the half hour that was left; idle at
+    // 10:30:45, stopped 30 minutes later. 12:00-13:00 as before. (The
+    // daemon records the 09:30 power_off as failed: by its next look the
+    // person had started the notebook again.)
+    assert_eq!(
+        stops,
+        [
+            "16:00:00 power_off schedule",
+            "01:30:00 power_off schedule",
+            "03:00:45 power_off idle",
+            "05:30:00 power_off idle"
+        ]
+    );
+    let report = simulate(&config, &trace).await.unwrap();
+    let total = &report.total;
+    // ¥2/h: 09:00:30-09:30 (¥0.98333), 09:30:45-11:00:45 (¥3), 12:00:30-13:30 (¥2.98333).
+    assert_eq!(total.spend_yuan, 6.97);
+    assert_eq!((total.interrupted_sessions, total.lost_work_hours, total.lost_work_yuan), (1, 0.5, 1.0));
+    // Three starts waited for: 09:00 (30 s), the restart at 09:30 (15 s to stop, 30 s to start), 12:00 (30 s).
+    assert_eq!((total.cold_starts, total.cold_start_wait_seconds), (3, 105));
+    assert!(
+        report.table().contains("It interrupted 1 sessions in use: 0.50 hours of work lost (¥1.00)"),
+        "{}",
+        report.table()
+    );
+}
+
+/// The hand-made day's timers: under two hours, two cold starts and ¥(T/10 +
+/// 4 - 1/30) for T minutes; from two hours, the lunch gap is kept alive (one
+/// cold start, ¥(T/15 + 8 - 1/60)); always on, ¥48 and none. The hull is
+/// always on, 120 minutes and the shortest timer.
+#[tokio::test]
+async fn the_frontier_of_a_day_known_by_hand_places_policies_above_on_and_below_it() {
+    use mdc_autoscaler::simulate::frontier::Verdict;
+    let trace = trace("tests/fixtures/traces/by-hand.yaml");
+    let report = simulate(&by_hand_config("30m", ""), &trace).await.unwrap();
+    let frontier = &report.total.frontier;
+    let on: Vec<&str> = frontier.points.iter().filter(|p| p.on_frontier).map(|p| p.name.as_str()).collect();
+    assert_eq!(on, ["always_on", "idle_120m", "idle_0m"]);
+    assert_eq!(baseline(&report.total, "idle_90m"), (12.97, 2, 60));
+    assert_eq!(baseline(&report.total, "idle_120m"), (15.98, 1, 30));
+    assert_eq!(baseline(&report.total, "idle_240m"), (23.98, 1, 30));
+    // 30 minutes: ¥6.97 with two cold starts, where the shortest timer spends ¥3.97.
+    assert_eq!(
+        (frontier.verdict, frontier.frontier_spend_yuan, frontier.saving_yuan),
+        (Verdict::Above, Some(3.97), Some(-3.0))
+    );
+    // A two-hour timer is a point of the hull.
+    let on = simulate(&by_hand_config("2h", ""), &trace).await.unwrap().total;
+    assert_eq!((on.spend_yuan, on.cold_starts, on.frontier.verdict), (15.98, 1, Verdict::On));
+    // Started ahead of lunch by a schedule at 11:59: one cold start, and idle
+    // only 00:00-00:30, 10:00-10:30 and 13:00-13:30: ¥1 + ¥2.98333 + ¥3.01667
+    // (running from 11:59:30), where the best mix with one cold start spends ¥15.98.
+    let below =
+        simulate(&by_hand_config("30m", "    schedule: { timezone: Asia/Shanghai, start: \"59 11 * * *\" }\n"), &trace)
+            .await
+            .unwrap()
+            .total;
+    assert_eq!((below.spend_yuan, below.cold_starts), (7.0, 1));
+    assert_eq!((below.frontier.verdict, below.frontier.saving_yuan), (Verdict::Below, Some(8.98)));
+    assert!(below.interrupted_sessions == 0 && on.interrupted_sessions == 0);
+}
+
+/// Baselines keep their hands off what the policy may not touch, and every
+/// total is the simulator's whole bill: compute, storage, prepaid terms.
+#[tokio::test]
+async fn baselines_honour_protection_prepaid_terms_and_unmanaged_instances_and_totals_are_the_bill() {
+    use mdc_autoscaler::simulate::replay::replay;
+    use mdc_autoscaler::simulate::{Fixed, timer_config};
+    let config = by_hand_config("30m", "    protect: { display_name: [\"nb-keep-*\"] }\n");
+    let trace = trace("tests/fixtures/traces/equal-terms.yaml");
+    let report = simulate(&config, &trace).await.unwrap();
+    let yuan = |m: mdc_autoscaler::money::Money| (m.micros() as f64 / 10_000.0).round() / 100.0;
+    let own = replay(&trace, Some(&config)).await.unwrap();
+    assert_eq!(report.total.spend_yuan, yuan(own.bill.total));
+    let always_on = replay(&trace, None).await.unwrap();
+    assert_eq!(baseline(&report.total, "always_on").0, yuan(always_on.bill.total));
+    let fixed: Vec<(&str, Option<Fixed>)> = report.instances.iter().map(|i| (i.instance.as_str(), i.fixed)).collect();
+    assert_eq!(
+        fixed,
+        [
+            ("nb-keep-shared", Some(Fixed::Protected)),
+            ("nb-monthly", Some(Fixed::Prepaid)),
+            ("nb-solo", None),
+            ("other-box", Some(Fixed::Unmanaged))
+        ]
+    );
+    let bill_of = |r: &mdc_autoscaler::simulate::replay::Replay, name: &str| {
+        r.bill.instances.iter().find(|b| b.display_name == name).map(|b| b.total).unwrap()
+    };
+    for minutes in [0, 30, 240] {
+        let timer = timer_config(&config, chrono::Duration::minutes(minutes).max(chrono::Duration::seconds(1)));
+        let timed = replay(&trace, Some(&timer)).await.unwrap();
+        assert_eq!(baseline(&report.total, &format!("idle_{minutes}m")).0, yuan(timed.bill.total), "{minutes}m");
+        for untouched in ["nb-keep-shared", "nb-monthly", "other-box"] {
+            assert_eq!(bill_of(&timed, untouched), bill_of(&always_on, untouched), "{minutes}m stopped {untouched}");
+        }
+        assert!(bill_of(&timed, "nb-solo") < bill_of(&always_on, "nb-solo"), "{minutes}m");
+    }
+    // Protected and unmanaged run all day at ¥2/h, the monthly term is paid up
+    // front; storage at ¥0.01 per GB-day.
+    let fixed_spend: f64 = report.instances.iter().filter(|i| i.fixed.is_some()).map(|i| i.spend_yuan).sum();
+    assert_eq!(report.total.fixed_yuan, (fixed_spend * 100.0).round() / 100.0);
+    assert_eq!(report.instances.iter().find(|i| i.instance == "other-box").unwrap().spend_yuan, 48.0 + 2.0);
+    assert!(report.total.prepaid_yuan > 0.0 && report.total.storage_yuan > 0.0);
+    // The bound leaves the fixed instances as they are and pays nb-solo's two hours in use.
+    let fixed_always: f64 =
+        ["nb-keep-shared", "nb-monthly", "other-box"].iter().map(|n| yuan(bill_of(&always_on, n))).sum();
+    let solo_storage = 1.0;
+    assert_eq!(baseline(&report.total, "active_only").0, ((fixed_always + 4.0 + solo_storage) * 100.0).round() / 100.0);
+    // What the policy can change: nb-solo's compute, as in the hand-made day.
+    assert_eq!((report.total.spend_vs_always_on, report.total.spend_vs_active_only), (0.145, 1.742));
+}
+
+/// `advise` on the hand-made day: at most 7 cold starts a week is one a day,
+/// which only timers of two hours and more give (¥15.98 a day at two hours);
+/// ¥480 a month is ¥16 a day, which the two-hour timer fits too.
+#[tokio::test]
+async fn advise_picks_the_timer_a_limit_asks_for_on_a_day_known_by_hand() {
+    use mdc_autoscaler::simulate::advise::{Limits, advise};
+    let trace = trace("tests/fixtures/traces/by-hand.yaml");
+    let config = by_hand_config("45m", "");
+    let limits = Limits { cold_starts_per_week: Some(7.0), spend_per_month_yuan: Some(480.0) };
+    let advice = advise(&config, &trace, limits).await.unwrap();
+    let notebooks = &advice.policies[0];
+    assert_eq!((notebooks.policy.as_str(), notebooks.stop_after_minutes), ("notebooks", 45));
+    // 45 minutes: ¥(4.5 + 4 - 1/30) a day with two cold starts, above the frontier.
+    assert_eq!((notebooks.configured.spend_yuan, notebooks.configured.cold_starts_per_week), (8.47, 14.0));
+    let chosen = |c: &Option<mdc_autoscaler::simulate::advise::Choice>| {
+        c.as_ref().and_then(|c| c.setting.as_ref()).map(|s| (s.stop_after_minutes, s.spend_per_month_yuan))
+    };
+    assert_eq!(chosen(&notebooks.for_cold_starts), Some((Some(120), 479.4)));
+    assert_eq!(chosen(&notebooks.for_spend), Some((Some(120), 479.4)));
+    let tight = advise(&config, &trace, Limits { cold_starts_per_week: Some(3.0), spend_per_month_yuan: Some(100.0) })
+        .await
+        .unwrap();
+    assert_eq!(chosen(&tight.policies[0].for_cold_starts), None, "no timer has under one cold start a day");
+    assert_eq!(chosen(&tight.policies[0].for_spend), None, "no timer costs under ¥3.34 a day");
+    assert!(advice.table().contains("For at most 7 cold starts a week: stop_after 120m"), "{}", advice.table());
+}
