@@ -400,7 +400,11 @@ async fn advise(
 
 fn read_trace(path: &std::path::Path) -> anyhow::Result<Trace> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(Trace::parse(&path.display().to_string(), &text)?)
+    let trace = Trace::parse(&path.display().to_string(), &text)?;
+    for warning in &trace.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(trace)
 }
 
 async fn migrate(path: &std::path::Path) -> anyhow::Result<()> {

@@ -482,6 +482,12 @@ impl<T> std::ops::Deref for Loc<T> {
     }
 }
 
+impl<T> std::ops::DerefMut for Loc<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Loc<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct LocVisitor<T>(std::marker::PhantomData<T>);

@@ -42,11 +42,20 @@ pub struct BillReport {
 const MILLIS_PER_DAY: i128 = 86_400_000;
 
 impl SimSku {
-    /// What running from `from` to `to` costs at the prices in force, in the
-    /// exact unit of [`Money::hourly_scaled`].
+    /// The list price in force at `at`.
+    pub fn price_at(&self, at: DateTime<Utc>) -> Money {
+        let i = self.price_changes.partition_point(|(from, _)| *from <= at);
+        i.checked_sub(1).map_or(self.price_per_hour, |i| self.price_changes[i].1)
+    }
+
+    /// What running from `from` to `to` costs at the prices in force (list
+    /// prices as they change, discounts as their windows open), in the exact
+    /// unit of [`Money::hourly_scaled`].
     pub fn cost_scaled(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> i128 {
         let windows = self.discount.as_ref().map(|d| d.windows(from, to)).unwrap_or_default();
-        cost_scaled(self.price_per_hour, &windows, from, to)
+        let changes = self.price_changes.iter().map(|(at, _)| *at).filter(|at| from < *at && *at < to);
+        let edges: Vec<DateTime<Utc>> = std::iter::once(from).chain(changes).chain(std::iter::once(to)).collect();
+        edges.windows(2).map(|span| cost_scaled(self.price_at(span[0]), &windows, span[0], span[1])).sum()
     }
 }
 

@@ -1,5 +1,6 @@
-//! Discount windows of simulated SKUs: one fixed window, or one every day
-//! at the same local hours (a night discount, say).
+//! Discount windows of simulated SKUs: one fixed window, one every day at
+//! the same local hours (a night discount, say), or dated windows each with
+//! its own ratio (what the API shows over weeks: one window at a time).
 
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -19,6 +20,8 @@ pub enum DiscountSchedule {
         to: NaiveTime,
         timezone: Tz,
     },
+    /// In time order, apart; each with its own ratio.
+    Dated(Vec<Window>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -54,6 +57,9 @@ impl SimDiscount {
                     })
                     .collect()
             }
+            DiscountSchedule::Dated(windows) => {
+                windows.iter().filter(|w| w.start < to && from < w.end).cloned().collect()
+            }
         }
     }
 
@@ -62,6 +68,7 @@ impl SimDiscount {
         match &self.schedule {
             DiscountSchedule::Fixed { start, end } => Some(Window { start: *start, end: *end, ratio: self.ratio }),
             DiscountSchedule::Daily { .. } => self.windows(now, now + Duration::days(2)).into_iter().next(),
+            DiscountSchedule::Dated(windows) => windows.iter().find(|w| now < w.end).cloned(),
         }
     }
 }

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, NaiveTime, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use serde::Deserialize;
 
 use super::faults::Faults;
@@ -23,12 +24,64 @@ pub const DEFAULT_FLEET: &str = include_str!("../../config/fleet.yaml");
 #[error("{0}")]
 pub struct FleetError(String);
 
+/// A moment written in a fleet file or trace: RFC 3339 with its offset, or a
+/// local date and time (`2026-11-09T08:00`, `2026-11-09 08:00:00`) read in
+/// the file's time zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    Fixed(DateTime<FixedOffset>),
+    Local(NaiveDateTime),
+}
+
+impl Moment {
+    /// The instant in `zone`; a local time a clock change skips is taken
+    /// as the first instant after the gap, one it repeats as the first.
+    pub fn resolve(self, zone: Tz) -> DateTime<Utc> {
+        match self {
+            Moment::Fixed(t) => t.to_utc(),
+            Moment::Local(t) => zone
+                .from_local_datetime(&t)
+                .earliest()
+                .or_else(|| zone.from_local_datetime(&(t + chrono::Duration::hours(1))).earliest())
+                .map_or_else(|| t.and_utc(), |t| t.to_utc()),
+        }
+    }
+}
+
+impl std::str::FromStr for Moment {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Moment, String> {
+        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+            return Ok(Moment::Fixed(t));
+        }
+        for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+            if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
+                return Ok(Moment::Local(t));
+            }
+        }
+        if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            return Ok(Moment::Local(day.and_time(NaiveTime::MIN)));
+        }
+        Err(format!("{text:?} is not a time (2026-11-02T09:00:00+08:00, or 2026-11-02 09:00 in the file's time zone)"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Moment {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetFile {
     /// Simulated time at start; the real time when absent.
     #[serde(default)]
     pub start: Option<DateTime<FixedOffset>>,
+    /// The zone of times written without an offset; Asia/Shanghai, the platform's, when absent.
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// Seeds names, tokens and fault rolls: the same seed gives the same run.
     #[serde(default)]
     pub seed: u64,
@@ -104,8 +157,19 @@ pub struct FleetSku {
     pub billing: FleetBilling,
     /// CNY per hour.
     pub price: f64,
+    /// The list price from a moment on (a price change).
+    #[serde(default)]
+    pub prices: Vec<FleetPrice>,
     #[serde(default)]
     pub discount: Option<FleetDiscount>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetPrice {
+    pub from: Moment,
+    /// CNY per hour.
+    pub price: f64,
 }
 
 fn default_cpu_arch() -> String {
@@ -121,18 +185,31 @@ fn default_billing() -> FleetBilling {
     FleetBilling::PayAsYouGo
 }
 
-/// Either a fixed window (`start`, `end`) or a daily one (`daily`).
+/// One fixed window (`start`, `end`), a daily one (`daily`), or dated
+/// windows (`windows`), each with the discount's ratio unless it has its own.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetDiscount {
     pub id: String,
-    pub ratio: f64,
     #[serde(default)]
-    pub start: Option<DateTime<FixedOffset>>,
+    pub ratio: Option<f64>,
     #[serde(default)]
-    pub end: Option<DateTime<FixedOffset>>,
+    pub start: Option<Moment>,
+    #[serde(default)]
+    pub end: Option<Moment>,
     #[serde(default)]
     pub daily: Option<DailyWindow>,
+    #[serde(default)]
+    pub windows: Vec<DatedWindow>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatedWindow {
+    pub start: Moment,
+    pub end: Moment,
+    #[serde(default)]
+    pub ratio: Option<f64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -198,6 +275,45 @@ pub struct FleetSession {
     pub to: Duration,
 }
 
+impl FleetSku {
+    /// The simulated SKU, with times written without an offset read in `zone`.
+    pub fn to_sim(&self, zone: Tz) -> Result<SimSku, FleetError> {
+        let s = self;
+        let price = |yuan: f64| {
+            Money::from_yuan_f64(yuan).filter(|p| *p >= Money::ZERO).ok_or_else(|| {
+                FleetError(format!("SKU {}: a price must be zero or more yuan an hour, not {yuan}", s.id))
+            })
+        };
+        let mut price_changes =
+            s.prices.iter().map(|p| Ok((p.from.resolve(zone), price(p.price)?))).collect::<Result<Vec<_>, _>>()?;
+        price_changes.sort_by_key(|(at, _)| *at);
+        if price_changes.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(FleetError(format!("SKU {}: two prices from the same moment", s.id)));
+        }
+        Ok(SimSku {
+            id: s.id.clone(),
+            region_id: s.region.clone(),
+            name: s.name.clone(),
+            gpu_product: s.gpu_product.clone(),
+            gpu_series: s.gpu_series.clone().unwrap_or_else(|| s.gpu_product.clone()),
+            gpu_resource_key: s.gpu_resource_key.clone(),
+            gpu_count: s.gpu_count,
+            gpu_memory_gb: s.gpu_memory_gb,
+            cpu_cores: s.cpu_cores,
+            cpu_arch: s.cpu_arch.clone(),
+            cpu_series: s.cpu_series.clone(),
+            cpu_vendor: s.cpu_vendor.clone(),
+            memory_gb: s.memory_gb,
+            system_storage_gb: s.system_storage_gb,
+            data_storage_gb: s.data_storage_gb,
+            billing_type: s.billing.into(),
+            price_per_hour: price(s.price)?,
+            price_changes,
+            discount: s.discount.as_ref().map(|d| discount(&s.id, d, zone)).transpose()?,
+        })
+    }
+}
+
 impl FleetFile {
     /// Parses a fleet file; errors carry the line and column.
     pub fn parse(source: &str, text: &str) -> Result<FleetFile, FleetError> {
@@ -210,6 +326,10 @@ impl FleetFile {
         let mut sim = Simulator::new(namespace, start, self.seed, self.platform.clone());
         sim.faults = self.faults.platform.clone();
         let fail = |what: String| FleetError(what);
+        let zone: Tz = match &self.timezone {
+            Some(name) => name.parse().map_err(|_| fail(format!("unknown time zone {name:?}")))?,
+            None => chrono_tz::Asia::Shanghai,
+        };
         for r in &self.regions {
             sim.add_region(SimRegion {
                 id: r.id.clone(),
@@ -225,29 +345,7 @@ impl FleetFile {
             if !self.regions.iter().any(|r| r.id == s.region) {
                 return Err(fail(format!("SKU {}: unknown region {:?}", s.id, s.region)));
             }
-            let price = Money::from_yuan_f64(s.price)
-                .filter(|p| *p >= Money::ZERO)
-                .ok_or_else(|| fail(format!("SKU {}: bad price {}", s.id, s.price)))?;
-            sim.add_sku(SimSku {
-                id: s.id.clone(),
-                region_id: s.region.clone(),
-                name: s.name.clone(),
-                gpu_product: s.gpu_product.clone(),
-                gpu_series: s.gpu_series.clone().unwrap_or_else(|| s.gpu_product.clone()),
-                gpu_resource_key: s.gpu_resource_key.clone(),
-                gpu_count: s.gpu_count,
-                gpu_memory_gb: s.gpu_memory_gb,
-                cpu_cores: s.cpu_cores,
-                cpu_arch: s.cpu_arch.clone(),
-                cpu_series: s.cpu_series.clone(),
-                cpu_vendor: s.cpu_vendor.clone(),
-                memory_gb: s.memory_gb,
-                system_storage_gb: s.system_storage_gb,
-                data_storage_gb: s.data_storage_gb,
-                billing_type: s.billing.into(),
-                price_per_hour: price,
-                discount: s.discount.as_ref().map(|d| discount(&s.id, d)).transpose()?,
-            });
+            sim.add_sku(s.to_sim(zone)?);
         }
         for f in &self.instances {
             let age = chrono::Duration::from_std(f.age).map_err(|e| fail(e.to_string()))?;
@@ -336,15 +434,23 @@ impl FleetFile {
     }
 }
 
-fn discount(sku: &str, d: &FleetDiscount) -> Result<SimDiscount, FleetError> {
+fn discount(sku: &str, d: &FleetDiscount, zone: Tz) -> Result<SimDiscount, FleetError> {
     let fail = |what: &str| FleetError(format!("SKU {sku}: discount {what}"));
-    let ratio =
-        Ratio::from_f64(d.ratio).filter(|r| *r <= Ratio::ONE).ok_or_else(|| fail("ratio must be between 0 and 1"))?;
-    let schedule = match (&d.start, &d.end, &d.daily) {
-        (Some(start), Some(end), None) if start < end => {
-            DiscountSchedule::Fixed { start: start.to_utc(), end: end.to_utc() }
+    let ratio = |r: Option<f64>| {
+        let r = r.or(d.ratio).ok_or_else(|| fail("needs a ratio"))?;
+        Ratio::from_f64(r)
+            .filter(|x| x.as_f64() > 0.0 && *x <= Ratio::ONE)
+            .ok_or_else(|| fail(&format!("ratio must be more than 0 and at most 1, not {r}")))
+    };
+    let schedule = match (&d.start, &d.end, &d.daily, d.windows.is_empty()) {
+        (Some(start), Some(end), None, true) => {
+            let (start, end) = (start.resolve(zone), end.resolve(zone));
+            if end <= start {
+                return Err(fail("ends at or before it starts"));
+            }
+            DiscountSchedule::Fixed { start, end }
         }
-        (None, None, Some(daily)) => {
+        (None, None, Some(daily), true) => {
             let time =
                 |t: &str| NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| fail(&format!("time {t:?} is not HH:MM")));
             DiscountSchedule::Daily {
@@ -356,7 +462,26 @@ fn discount(sku: &str, d: &FleetDiscount) -> Result<SimDiscount, FleetError> {
                     .map_err(|_| fail(&format!("time zone {:?} is unknown", daily.timezone)))?,
             }
         }
-        _ => return Err(fail("needs either start < end, or daily")),
+        (None, None, None, false) => {
+            let mut windows = Vec::new();
+            for w in &d.windows {
+                let (start, end) = (w.start.resolve(zone), w.end.resolve(zone));
+                if end <= start {
+                    return Err(fail(&format!("window from {start} ends at or before it starts")));
+                }
+                windows.push(crate::pricing::Window { start, end, ratio: ratio(w.ratio)? });
+            }
+            windows.sort_by_key(|w| w.start);
+            if let Some(pair) = windows.windows(2).find(|p| p[1].start < p[0].end) {
+                return Err(fail(&format!("windows from {} and {} overlap", pair[0].start, pair[1].start)));
+            }
+            DiscountSchedule::Dated(windows)
+        }
+        _ => return Err(fail("needs one of: start and end, daily, or windows")),
+    };
+    let ratio = match &schedule {
+        DiscountSchedule::Dated(windows) => windows[0].ratio,
+        _ => ratio(None)?,
     };
     Ok(SimDiscount { id: d.id.clone(), ratio, schedule })
 }

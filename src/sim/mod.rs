@@ -141,7 +141,10 @@ pub struct SimSku {
     pub system_storage_gb: u32,
     pub data_storage_gb: u32,
     pub billing_type: BillingType,
+    /// The list price until the first of `price_changes`.
     pub price_per_hour: Money,
+    /// The list price from each moment on, in time order.
+    pub price_changes: Vec<(DateTime<Utc>, Money)>,
     pub discount: Option<SimDiscount>,
 }
 
@@ -749,7 +752,7 @@ impl Simulator {
                 display_name: instance.display_name.clone(),
                 sku_id: sku.id.clone(),
                 billing_type: Some(billing_type),
-                prepaid: sku.price_per_hour * term_hours,
+                prepaid: sku.price_at(now) * term_hours,
                 data_gb: instance.volumes.iter().map(|v| v.size_gb).sum(),
                 created_at: Some(now),
                 ..Accrual::default()
@@ -946,13 +949,13 @@ impl Simulator {
             instance.name.clone(),
             Accrual {
                 display_name: instance.display_name.clone(),
-                sku_id: sku.id,
+                sku_id: sku.id.clone(),
                 billing_type: Some(instance.billing_type.clone()),
                 data_gb: instance.volumes.iter().map(|v| v.size_gb).sum(),
                 created_at: Some(now),
                 prepaid: match instance.prepaid_until {
                     Some(until) if until > now => {
-                        sku.price_per_hour * term_hours(&instance.billing_type, &instance.term).unwrap_or(0)
+                        sku.price_at(now) * term_hours(&instance.billing_type, &instance.term).unwrap_or(0)
                     }
                     _ => Money::ZERO,
                 },

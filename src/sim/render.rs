@@ -66,7 +66,7 @@ pub fn sku(sim: &Simulator, s: &SimSku) -> wire::Sku {
         discount_id: shown.map(|(d, _)| d.id.clone()).unwrap_or_default(),
         discount_start_time: shown.map(|(_, w)| beijing(w.start)),
         discount_end_time: shown.map(|(_, w)| beijing(w.end)),
-        price: s.price_per_hour.as_yuan_f64(),
+        price: s.price_at(sim.now()).as_yuan_f64(),
         remain_gpu_count: sim.free_gpus(s),
     }
 }
@@ -90,7 +90,7 @@ pub fn instance(sim: &Simulator, i: &SimInstance) -> wire::Instance {
     note("gpu.resource.key", sku.map(|s| s.gpu_resource_key.clone()).unwrap_or_default());
     note("region", i.cluster.clone());
     note("saveDataEnabled", "false".into());
-    note("unit-price", sku.map(|s| (s.price_per_hour.micros() / 10_000).to_string()).unwrap_or_default());
+    note("unit-price", sku.map(|s| (s.price_at(sim.now()).micros() / 10_000).to_string()).unwrap_or_default());
 
     let gateway = format!("{}/gw/{}", sim.gateway, i.uid);
     let ssh_host = format!("{}.gws.sim.invalid", i.uid);

@@ -6,47 +6,72 @@
 //! documented in `traces/README.md`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
 use crate::config::raw::Volume;
-use crate::sim::fleet::{FleetBilling, FleetFile, FleetInstance, FleetRegion, FleetSku, FleetStatus};
+use crate::config::yaml::{self, Loc, Pos};
+use crate::sim::fleet::{FleetBilling, FleetFile, FleetInstance, FleetRegion, FleetSku, FleetStatus, Moment};
 use crate::sim::{Activity, PlatformSettings, Session, Simulator};
 
+/// Every error found in a trace, each with its place when it has one.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct TraceError(String);
+pub struct TraceError {
+    pub file: String,
+    pub problems: Vec<(Option<Pos>, String)>,
+}
+
+impl fmt::Display for TraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.problems.iter().map(|(pos, message)| at(&self.file, *pos, message)).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+/// `file:line:column: message`, or `file: message` without a place.
+fn at(source: &str, pos: Option<Pos>, message: &str) -> String {
+    match pos.filter(|p| p.line > 0) {
+        Some(pos) => format!("{source}:{pos}: {message}"),
+        None => format!("{source}: {message}"),
+    }
+}
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceFile {
-    pub start: DateTime<FixedOffset>,
-    pub days: u32,
-    /// The zone of routines; Asia/Shanghai when absent.
+    /// RFC 3339, or a local time in `timezone`.
+    pub start: Moment,
+    /// The span: `days` from the start, or up to `end`.
     #[serde(default)]
-    pub timezone: Option<String>,
+    pub days: Option<u32>,
+    #[serde(default)]
+    pub end: Option<Loc<Moment>>,
+    /// The zone of routines and of times written without an offset; Asia/Shanghai when absent.
+    #[serde(default)]
+    pub timezone: Option<Loc<String>>,
     /// Seeds the routines' jitter and absences, and the platform's names.
     #[serde(default)]
     pub seed: u64,
     #[serde(default)]
     pub platform: PlatformSettings,
     pub regions: Vec<FleetRegion>,
-    pub skus: Vec<FleetSku>,
+    pub skus: Vec<Loc<FleetSku>>,
     #[serde(default)]
-    pub capacity: Vec<CapacityChange>,
-    pub instances: Vec<TraceInstance>,
+    pub capacity: Vec<Loc<CapacityChange>>,
+    pub instances: Vec<Loc<TraceInstance>>,
 }
 
 /// From `at`, the region has this many GPUs of a kind in all (a shortage, or its end).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapacityChange {
-    pub at: DateTime<FixedOffset>,
+    pub at: Moment,
     pub region: String,
     pub gpus: BTreeMap<String, u32>,
 }
@@ -72,7 +97,7 @@ pub struct TraceInstance {
     pub volumes: Vec<Volume>,
     /// Sessions that repeat every week, in the trace's zone.
     #[serde(default)]
-    pub routine: Vec<Routine>,
+    pub routine: Vec<Loc<Routine>>,
     /// Each routine session's start and end move by up to this much, each their own way.
     #[serde(default, with = "humantime_serde")]
     pub jitter: Option<StdDuration>,
@@ -81,7 +106,7 @@ pub struct TraceInstance {
     pub absence: f64,
     /// Sessions at given times, besides the routine.
     #[serde(default)]
-    pub sessions: Vec<FixedSession>,
+    pub sessions: Vec<Loc<FixedSession>>,
     /// Work in a session is saved this often (a training job's checkpoints);
     /// absent, an interruption loses all the session's work so far (a
     /// notebook's kernel state).
@@ -113,8 +138,8 @@ pub struct Routine {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FixedSession {
-    pub from: DateTime<FixedOffset>,
-    pub to: DateTime<FixedOffset>,
+    pub from: Moment,
+    pub to: Moment,
 }
 
 /// A trace ready to replay: its span, and each instance's sessions.
@@ -123,58 +148,168 @@ pub struct Trace {
     pub file: TraceFile,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    /// The trace's time zone: routines, and times in reports.
+    /// The trace's time zone: routines, times without an offset, and reports.
     pub zone: Tz,
     /// Display name → sorted, non-overlapping sessions within the span.
     pub sessions: BTreeMap<String, Vec<Session>>,
     /// Display name → how often its work is saved, where the trace says.
     pub checkpoint_every: BTreeMap<String, Duration>,
+    /// What the replay changes or leaves out, `file:line:column: message`.
+    pub warnings: Vec<String>,
+}
+
+/// Problems found while reading a trace.
+#[derive(Default)]
+struct Found {
+    errors: Vec<(Option<Pos>, String)>,
+    warnings: Vec<(Option<Pos>, String)>,
+}
+
+impl Found {
+    fn error(&mut self, pos: Option<Pos>, message: String) {
+        self.errors.push((pos, message));
+    }
+
+    fn warning(&mut self, pos: Pos, message: String) {
+        self.warnings.push((Some(pos), message));
+    }
 }
 
 impl Trace {
+    /// Reads a trace: every error with its file, line and column.
     pub fn parse(source: &str, text: &str) -> Result<Trace, TraceError> {
-        let options = serde_saphyr::options! { strict_booleans: true };
-        let file: TraceFile =
-            serde_saphyr::from_str_with_options(text, options).map_err(|e| TraceError(format!("{source}: {e}")))?;
-        Trace::new(file).map_err(|TraceError(e)| TraceError(format!("{source}: {e}")))
+        let fail = |problems| TraceError { file: source.to_owned(), problems };
+        let root = yaml::parse(text).map_err(|e| fail(vec![(e.pos, e.message)]))?;
+        let mut unknown = Vec::new();
+        let file = yaml::decode::<TraceFile>(&root, &mut unknown);
+        let mut problems: Vec<(Option<Pos>, String)> = unknown.into_iter().map(|p| (Some(p.pos), p.message)).collect();
+        match file {
+            Ok(file) if problems.is_empty() => Trace::read(file, source),
+            Ok(_) => Err(fail(problems)),
+            Err(p) => {
+                problems.push((Some(p.pos), p.message));
+                problems.sort_by_key(|(pos, _)| *pos);
+                Err(fail(problems))
+            }
+        }
     }
 
+    /// A trace from a file made in code (no places to point at).
     pub fn new(file: TraceFile) -> Result<Trace, TraceError> {
-        let fail = |what: String| TraceError(what);
-        if file.days == 0 {
-            return Err(fail("days must be at least 1".into()));
+        Trace::read(file, "trace")
+    }
+
+    fn read(file: TraceFile, source: &str) -> Result<Trace, TraceError> {
+        let mut found = Found::default();
+        let trace = Trace::check(file, &mut found);
+        let mut errors = found.errors;
+        errors.sort_by_key(|(pos, _)| *pos);
+        match trace {
+            Some(mut trace) if errors.is_empty() => {
+                trace.warnings = found.warnings.iter().map(|(pos, m)| at(source, *pos, m)).collect();
+                Ok(trace)
+            }
+            _ => Err(TraceError { file: source.to_owned(), problems: errors }),
         }
-        let zone: Tz = file
-            .timezone
-            .as_deref()
-            .unwrap_or("Asia/Shanghai")
-            .parse()
-            .map_err(|_| fail(format!("unknown time zone {:?}", file.timezone)))?;
-        let start = file.start.to_utc();
-        let end = start + Duration::days(i64::from(file.days));
+    }
+
+    fn check(file: TraceFile, found: &mut Found) -> Option<Trace> {
+        let zone: Tz = match &file.timezone {
+            None => chrono_tz::Asia::Shanghai,
+            Some(name) => match name.value.parse() {
+                Ok(zone) => zone,
+                Err(_) => {
+                    found.error(
+                        Some(name.pos),
+                        format!("unknown time zone {:?} (for example Asia/Shanghai)", name.value),
+                    );
+                    return None;
+                }
+            },
+        };
+        let start = file.start.resolve(zone);
+        let end = match (file.days, &file.end) {
+            (Some(0), None) => {
+                found.error(None, "days must be at least 1".into());
+                return None;
+            }
+            (Some(days), None) => start + Duration::days(i64::from(days)),
+            (None, Some(end)) if end.resolve(zone) > start => end.resolve(zone),
+            (None, Some(end)) => {
+                found.error(Some(end.pos), "the trace ends at or before it starts".into());
+                return None;
+            }
+            _ => {
+                found.error(None, "give the span as `days` or as `end`, one of them".into());
+                return None;
+            }
+        };
+        let regions: Vec<&str> = file.regions.iter().map(|r| r.id.as_str()).collect();
+        let clusters: Vec<&str> = file.regions.iter().map(|r| r.cluster.as_str()).collect();
+        for sku in &file.skus {
+            if !regions.contains(&sku.region.as_str()) {
+                found.error(Some(sku.pos), format!("SKU {}: unknown region {:?}", sku.id, sku.region));
+            }
+            if let Err(e) = sku.to_sim(zone) {
+                found.error(Some(sku.pos), e.to_string());
+            }
+        }
+        for change in &file.capacity {
+            if !regions.contains(&change.region.as_str()) {
+                found.error(Some(change.pos), format!("capacity: unknown region {:?}", change.region));
+            }
+        }
         let mut sessions = BTreeMap::new();
         let mut checkpoint_every = BTreeMap::new();
         for (index, instance) in file.instances.iter().enumerate() {
+            let pos = Some(instance.pos);
+            let name = &instance.display_name;
+            if !file.skus.iter().any(|s| s.id == instance.sku) {
+                found.error(pos, format!("{name}: unknown SKU {:?}", instance.sku));
+            }
+            if !clusters.contains(&instance.cluster.as_str()) {
+                found.error(pos, format!("{name}: unknown cluster {:?}", instance.cluster));
+            }
             if !(0.0..=1.0).contains(&instance.absence) {
-                return Err(fail(format!("{}: absence must be between 0 and 1", instance.display_name)));
+                found.error(pos, format!("{name}: absence must be between 0 and 1"));
+            }
+            let mut fixed = Vec::new();
+            for s in &instance.sessions {
+                let (from, to) = (s.from.resolve(zone), s.to.resolve(zone));
+                if to <= from {
+                    found.error(Some(s.pos), format!("{name}: a session ends at or before it starts ({from})"));
+                } else if to <= start || end <= from {
+                    found.warning(s.pos, format!("{name}: a session outside the trace's span is not replayed"));
+                } else {
+                    if from < start || end < to {
+                        found.warning(s.pos, format!("{name}: a session crossing the span's edge is cut to it"));
+                    }
+                    if fixed.iter().any(|(_, other): &(Pos, Session)| from < other.end && other.start < to) {
+                        found.warning(s.pos, format!("{name}: overlapping sessions are joined"));
+                    }
+                    fixed.push((s.pos, Session { start: from, end: to }));
+                }
             }
             for copy in 0..instance.count {
-                let name = copy_name(instance, copy);
+                let copy_name = copy_name(instance, copy);
                 let seed = file.seed ^ ((index as u64) << 32) ^ u64::from(copy);
-                let mut list = routine_sessions(instance, zone, start, end, seed).map_err(fail)?;
-                list.extend(instance.sessions.iter().map(|s| Session { start: s.from.to_utc(), end: s.to.to_utc() }));
-                if let Some(bad) = list.iter().find(|s| s.end <= s.start) {
-                    return Err(fail(format!("{name}: a session ends at or before it starts ({})", bad.start)));
-                }
-                if sessions.insert(name.clone(), merge(list, start, end)).is_some() {
-                    return Err(fail(format!("two instances are named {name}")));
+                let mut list = match routine_sessions(instance, zone, start, end, seed) {
+                    Ok(list) => list,
+                    Err((pos, e)) => {
+                        found.error(Some(pos), format!("{name}: {e}"));
+                        break;
+                    }
+                };
+                list.extend(fixed.iter().map(|(_, s)| *s));
+                if sessions.insert(copy_name.clone(), merge(list, start, end)).is_some() {
+                    found.error(pos, format!("two instances are named {copy_name}"));
                 }
                 if let Some(every) = instance.checkpoint_every.and_then(|e| Duration::from_std(e).ok()) {
-                    checkpoint_every.insert(name, every);
+                    checkpoint_every.insert(copy_name, every);
                 }
             }
         }
-        Ok(Trace { file, start, end, zone, sessions, checkpoint_every })
+        Some(Trace { file, start, end, zone, sessions, checkpoint_every, warnings: Vec::new() })
     }
 
     /// The simulated platform at the start of the trace, with every
@@ -201,34 +336,31 @@ impl Trace {
             })
             .collect();
         let fleet = FleetFile {
-            start: Some(self.file.start),
+            start: Some(self.start.fixed_offset()),
+            timezone: Some(self.zone.name().to_owned()),
             seed: self.file.seed,
             platform: self.file.platform.clone(),
             faults: Default::default(),
             regions: self.file.regions.clone(),
-            skus: self.file.skus.clone(),
+            skus: self.file.skus.iter().map(|s| s.value.clone()).collect(),
             instances,
         };
-        let mut sim = fleet.build("trace", self.start).map_err(|e| TraceError(e.to_string()))?;
+        let fail = |e: String| TraceError { file: "trace".into(), problems: vec![(None, e)] };
+        let mut sim = fleet.build("trace", self.start).map_err(|e| fail(e.to_string()))?;
         let names: BTreeMap<String, String> =
             sim.instances().map(|i| (i.display_name.clone(), i.name.clone())).collect();
         for (display, sessions) in &self.sessions {
             // Before its first session, an instance has been idle since the trace began.
             let activity =
                 Activity { sessions: sessions.clone(), last_activity: Some(self.start), ..Activity::default() };
-            sim.set_activity(&names[display], activity).map_err(|e| TraceError(e.to_string()))?;
-        }
-        for change in &self.file.capacity {
-            if !self.file.regions.iter().any(|r| r.id == change.region) {
-                return Err(TraceError(format!("capacity: unknown region {:?}", change.region)));
-            }
+            sim.set_activity(&names[display], activity).map_err(|e| fail(e.to_string()))?;
         }
         Ok((sim, names))
     }
 
     /// Capacity changes in time order.
     pub fn capacity(&self) -> Vec<(DateTime<Utc>, &CapacityChange)> {
-        let mut changes: Vec<_> = self.file.capacity.iter().map(|c| (c.at.to_utc(), c)).collect();
+        let mut changes: Vec<_> = self.file.capacity.iter().map(|c| (c.at.resolve(self.zone), &c.value)).collect();
         changes.sort_by_key(|(at, _)| *at);
         changes
     }
@@ -248,7 +380,7 @@ fn routine_sessions(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     seed: u64,
-) -> Result<Vec<Session>, String> {
+) -> Result<Vec<Session>, (Pos, String)> {
     let mut rng = StdRng::seed_from_u64(seed);
     let jitter = instance.jitter.map_or(0, |j| j.as_secs() as i64);
     let mut out = Vec::new();
@@ -257,10 +389,13 @@ fn routine_sessions(
         .routine
         .iter()
         .map(|r| {
-            let days = r.days.iter().map(|d| weekday(d)).collect::<Result<Vec<_>, _>>()?;
-            Ok((days, parse(&r.from)?, parse(&r.to)?))
+            let checked = || -> Result<_, String> {
+                let days = r.days.iter().map(|d| weekday(d)).collect::<Result<Vec<_>, _>>()?;
+                Ok((days, parse(&r.from)?, parse(&r.to)?))
+            };
+            checked().map_err(|e| (r.pos, e))
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, (Pos, String)>>()?;
     let first = start.with_timezone(&zone).date_naive();
     let last = end.with_timezone(&zone).date_naive();
     for day in first.iter_days().take_while(|d| *d <= last) {
@@ -360,5 +495,78 @@ instances:
             let error = Trace::parse("t", &TRACE.replace(from, to)).unwrap_err().to_string();
             assert!(error.contains(says), "{error}");
         }
+    }
+
+    /// Every error at once, each at its line and column; no panic.
+    #[test]
+    fn every_error_names_its_line_and_column() {
+        let text = TRACE
+            .replace("sku: \"66\"", "sku: \"67\"")
+            .replace("price: 2 }", "price: -2, discount: { id: d, ratio: 1.5, start: 2026-11-03T00:00:00+08:00, end: 2026-11-02T00:00:00+08:00 } }")
+            .replace("to: 2026-11-09T02:00:00+08:00", "to: 2026-11-08T21:00:00+08:00")
+            .replace("    count: 2\n", "    count: 2\n    colour: red\n");
+        let error = Trace::parse("t.yaml", &text).unwrap_err();
+        let lines: Vec<String> = error.to_string().lines().map(str::to_owned).collect();
+        assert!(lines.iter().any(|l| l.starts_with("t.yaml:10:5: unknown key `colour`")), "{lines:#?}");
+        let error = Trace::parse("t.yaml", &text.replace("    colour: red\n", "")).unwrap_err().to_string();
+        let lines: Vec<&str> = error.lines().collect();
+        assert_eq!(lines.len(), 3, "{error}");
+        assert!(lines[0].starts_with("t.yaml:6:8: SKU 66: a price must be zero or more"), "{error}");
+        assert!(lines[1].starts_with("t.yaml:8:5: nb: unknown SKU \"67\""), "{error}");
+        assert!(lines[2].starts_with("t.yaml:14:16: nb: a session ends at or before it starts"), "{error}");
+        let ratio = TRACE.replace("price: 2 }", "price: 2, discount: { id: d, ratio: 1.5, daily: { from: \"22:00\", to: \"06:00\", timezone: Asia/Shanghai } } }");
+        let error = Trace::parse("t.yaml", &ratio).unwrap_err().to_string();
+        assert!(error.starts_with("t.yaml:6:8: SKU 66: discount ratio must be more than 0 and at most 1"), "{error}");
+        let reversed = TRACE.replace("price: 2 }", "price: 2, discount: { id: d, ratio: 0.5, start: 2026-11-03T00:00:00+08:00, end: 2026-11-02T00:00:00+08:00 } }");
+        let error = Trace::parse("t.yaml", &reversed).unwrap_err().to_string();
+        assert!(error.contains("SKU 66: discount ends at or before it starts"), "{error}");
+    }
+
+    #[test]
+    fn sessions_outside_the_span_or_overlapping_are_warned_of_and_still_replayed() {
+        let text = TRACE.replace(
+            "    sessions: [{ from: 2026-11-08T22:00:00+08:00, to: 2026-11-09T02:00:00+08:00 }]",
+            "    sessions:\n      - { from: 2026-11-08T22:00:00+08:00, to: 2026-11-09T02:00:00+08:00 }\n      - { from: 2026-11-08T23:00:00+08:00, to: 2026-11-08T23:30:00+08:00 }\n      - { from: 2026-12-20T10:00:00+08:00, to: 2026-12-20T11:00:00+08:00 }",
+        );
+        let trace = Trace::parse("t.yaml", &text).unwrap();
+        assert_eq!(
+            trace.warnings,
+            [
+                "t.yaml:15:9: nb: a session crossing the span's edge is cut to it",
+                "t.yaml:16:9: nb: overlapping sessions are joined",
+                "t.yaml:17:9: nb: a session outside the trace's span is not replayed",
+            ]
+        );
+        assert_eq!(trace.sessions["nb-0"].last().unwrap().end, trace.end);
+    }
+
+    /// `end:` instead of `days:`, local times in the trace's zone, dated
+    /// discount windows with their own ratios and a change of list price.
+    #[test]
+    fn what_the_api_shows_over_time_can_be_written() {
+        let text = TRACE
+            .replace("start: 2026-11-02T00:00:00+08:00\ndays: 7\n", "start: 2026-11-02 00:00\nend: 2026-11-09\ntimezone: Asia/Shanghai\n")
+            .replace(
+                "price: 2 }",
+                "price: 2, prices: [{ from: 2026-11-05 00:00, price: 3 }], discount: { id: d, windows: [{ start: 2026-11-03 22:00, end: 2026-11-04 06:00, ratio: 0.5 }, { start: 2026-11-06T22:00:00+08:00, end: 2026-11-07T08:00:00+08:00, ratio: 0.4 }] } }",
+            );
+        let trace = Trace::parse("t.yaml", &text).unwrap();
+        assert_eq!(trace.start, Utc.with_ymd_and_hms(2026, 11, 1, 16, 0, 0).unwrap());
+        assert_eq!(trace.end - trace.start, Duration::days(7));
+        let (sim, _) = trace.build().unwrap();
+        let sku = sim.skus().next().unwrap();
+        let local = |d, h| chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap().to_utc();
+        assert_eq!(sku.price_at(local(4, 23)).as_yuan_f64(), 2.0);
+        assert_eq!(sku.price_at(local(5, 0)).as_yuan_f64(), 3.0);
+        let discount = sku.discount.as_ref().unwrap();
+        // Shown one at a time: the first until it ends, then the next.
+        assert_eq!(discount.shown_at(local(2, 0)).unwrap().start, local(3, 22));
+        assert_eq!(discount.shown_at(local(4, 7)).unwrap().ratio.as_f64(), 0.4);
+        assert!(discount.shown_at(local(7, 9)).is_none());
+        // 04:00-08:00 on the 4th: two hours in the window at ¥2 × 0.5, two at ¥2;
+        // 21:00-23:00 on the 6th, after the price change: an hour at ¥3, an hour at ¥3 × 0.4.
+        let cost = |from, to| crate::money::Money::from_hourly_scaled(sku.cost_scaled(from, to)).as_yuan_f64();
+        assert_eq!(cost(local(4, 4), local(4, 8)), 2.0 * 0.5 * 2.0 + 2.0 * 2.0);
+        assert_eq!(cost(local(6, 21), local(6, 23)), 3.0 + 3.0 * 0.4);
     }
 }
