@@ -340,6 +340,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                 plan::plan_memo(&picture.observed, &self.config, now, &mut picture.memo, changed.as_deref())
             }
         };
+        self.signal_cache.watch(&plan.watch);
         for mark in &plan.schedule_marks {
             self.picture.observed.schedule_marks.insert(mark.instance.clone(), mark.edge);
         }

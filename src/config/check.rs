@@ -238,7 +238,53 @@ impl Checker {
                 None
             }
         });
-        Some(policy::Policy { name, select, protect, idle, schedule, pool, budget, max_disrupted })
+        let schedule_stops = schedule.as_ref().is_some_and(|s| s.stop.is_some());
+        let due_stops =
+            self.due_stops(raw.due_stops.unwrap_or_default(), &name, idle.is_some(), schedule_stops, raw.name.pos);
+        Some(policy::Policy { name, select, protect, idle, schedule, pool, budget, max_disrupted, due_stops })
+    }
+
+    fn due_stops(
+        &mut self,
+        raw: raw::DueStops,
+        name: &str,
+        has_signals: bool,
+        schedule_stops: bool,
+        at: Pos,
+    ) -> policy::DueStops {
+        let mut due = policy::DueStops::default();
+        if let Some(wait) = &raw.when_idle_for {
+            due.when_idle_for = self.duration(wait, "due_stops.when_idle_for").unwrap_or(due.when_idle_for);
+        }
+        for cause in &raw.hard {
+            match policy::HardStop::parse(&cause.value) {
+                Some(hard) => {
+                    self.warning(
+                        cause.pos,
+                        format!("due_stops.hard: {} stops power off instances even while they are in use", cause.value),
+                    );
+                    due.hard.push(hard);
+                }
+                None => self.error(
+                    cause.pos,
+                    format!(
+                        "unknown due stop `{}`{}: one of {}",
+                        cause.value,
+                        super::yaml::suggestion(&cause.value, &policy::HardStop::NAMES),
+                        policy::HardStop::NAMES.join(", ")
+                    ),
+                ),
+            }
+        }
+        if !has_signals && (schedule_stops || raw.when_idle_for.is_some() || !raw.hard.is_empty()) {
+            self.warning(
+                at,
+                format!(
+                    "policy `{name}` has no idle signals, so its due stops (schedule, budget, pool) cannot tell work in use and go ahead at once; add `idle.signals` to make them wait for idle"
+                ),
+            );
+        }
+        due
     }
 
     fn idle(&mut self, i: raw::Idle, prometheus: bool) -> Option<policy::IdleRule> {

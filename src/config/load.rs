@@ -148,6 +148,7 @@ fn raw_policy(node: &Located, checker: &mut Checker) -> Option<raw::Policy> {
         pool: section("pool").and_then(|n| decode(&n, checker)),
         budget: section("budget").and_then(|n| decode(&n, checker)),
         max_disrupted: section("max_disrupted").and_then(|n| decode(&n, checker)),
+        due_stops: section("due_stops").and_then(|n| decode(&n, checker)),
         name,
     })
 }

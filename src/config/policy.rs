@@ -120,6 +120,50 @@ pub struct Policy {
     pub budget: Option<Budget>,
     /// At most this share of the policy's instances disrupted at once.
     pub max_disrupted: Option<f64>,
+    pub due_stops: DueStops,
+}
+
+/// Stops that come due at a moment rather than for idleness.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DueStops {
+    /// A due stop waits until every signal has said idle this long; a signal
+    /// that cannot be read counts as in use.
+    pub when_idle_for: Duration,
+    /// Causes whose stops go ahead at once, in use or not.
+    pub hard: Vec<HardStop>,
+}
+
+impl Default for DueStops {
+    fn default() -> Self {
+        DueStops { when_idle_for: Duration::minutes(5), hard: Vec::new() }
+    }
+}
+
+/// What a due stop is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HardStop {
+    /// The schedule's stop edge.
+    Schedule,
+    /// `idle.max_runtime`.
+    MaxRuntime,
+    /// A budget's `when_exceeded: stop`.
+    Budget,
+    /// A pool shrinking: its desired count falling, a discount window closing.
+    ScaleDown,
+}
+
+impl HardStop {
+    pub const NAMES: [&str; 4] = ["schedule", "max_runtime", "budget", "scale_down"];
+
+    pub fn parse(name: &str) -> Option<HardStop> {
+        match name {
+            "schedule" => Some(HardStop::Schedule),
+            "max_runtime" => Some(HardStop::MaxRuntime),
+            "budget" => Some(HardStop::Budget),
+            "scale_down" => Some(HardStop::ScaleDown),
+            _ => None,
+        }
+    }
 }
 
 impl Policy {

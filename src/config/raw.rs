@@ -143,10 +143,21 @@ pub struct Policy {
     pub budget: Option<Budget>,
     /// At most this share of the policy's instances disrupted at once: `50%` or `0.5`.
     pub max_disrupted: Option<Loc<Share>>,
+    pub due_stops: Option<DueStops>,
 }
 
 impl Policy {
-    pub const KEYS: [&str; 8] = ["name", "select", "protect", "idle", "schedule", "pool", "budget", "max_disrupted"];
+    pub const KEYS: [&str; 9] =
+        ["name", "select", "protect", "idle", "schedule", "pool", "budget", "max_disrupted", "due_stops"];
+}
+
+/// Stops that come due at a moment (a schedule edge, `max_runtime`, a
+/// budget, a pool shrinking): they wait for idle unless named in `hard`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DueStops {
+    pub when_idle_for: Option<Loc<Human>>,
+    pub hard: Vec<Loc<String>>,
 }
 
 /// `50%` or `0.5`.

@@ -9,7 +9,7 @@ use super::candidate::Reason;
 use super::observed::{Observed, ObservedInstance, spend_of, yuan};
 use super::{Cause, Planner};
 use crate::cloud::{BillingType, InstanceStatus};
-use crate::config::policy::{Budget, Policy, WhenExceeded};
+use crate::config::policy::{Budget, HardStop, Policy, WhenExceeded};
 use crate::money::Money;
 
 /// One budget with what has been spent against it.
@@ -184,7 +184,7 @@ impl<'a> Planner<'a> {
             let instance = &member.instance;
             if instance.status == InstanceStatus::Running && instance.cost.billing_type == BillingType::PayAsYouGo {
                 let reason = Reason::Text(reason.to_owned());
-                self.propose(policy, instance, super::instance::power_off(policy), Cause::Budget, reason);
+                self.due_stop(policy, member, HardStop::Budget, Cause::Budget, reason, None);
             }
         }
     }

@@ -7,10 +7,10 @@ use super::candidate::Reason;
 use super::observed::{ObservedInstance, Reading, SnapshotState};
 use super::{ActionKind, Cause, Planner, ScheduleMark, humane};
 use crate::cloud::{Instance, InstanceStatus, PowerOff};
-use crate::config::policy::{Edge, IdleRule, Policy};
+use crate::config::policy::{Edge, HardStop, IdleRule, Policy};
 
 /// The verdict of every configured signal together.
-enum Idleness {
+pub(super) enum Idleness {
     Active,
     Unreadable(Vec<String>),
     IdleSince(DateTime<Utc>),
@@ -37,14 +37,15 @@ impl<'a> Planner<'a> {
         let instance = &member.instance;
         if let Some(edge) = self.pending_edge(policy, instance, Edge::Stop, true) {
             let reason = Reason::Schedule { start: false, edge, tz: zone(policy) };
-            self.propose_edge(policy, instance, power_off(policy), reason, edge);
+            self.due_stop(policy, member, HardStop::Schedule, Cause::Schedule, reason, Some(edge));
             return;
         }
         let Some(idle) = &policy.idle else { return };
-        if let (Some(max), Some(since)) = (idle.max_runtime, member.running_since) {
+        let spared = instance.cost.billing_type.is_prepaid() && !idle.stop_prepaid;
+        if let (Some(max), Some(since), false) = (idle.max_runtime, member.running_since, spared) {
             if self.now - since >= max {
                 let reason = Reason::Runaway { since, max };
-                self.propose(policy, instance, power_off(policy), Cause::Runaway, reason);
+                self.due_stop(policy, member, HardStop::MaxRuntime, Cause::Runaway, reason, None);
                 return;
             }
             self.wake(since + max);
@@ -60,7 +61,7 @@ impl<'a> Planner<'a> {
                 let deadline = since + idle.stop_after;
                 if self.now < deadline {
                     self.wake(deadline);
-                } else if instance.cost.billing_type.is_prepaid() && !idle.stop_prepaid {
+                } else if spared {
                     let now = self.now;
                     let text = || {
                         format!(
@@ -149,7 +150,7 @@ impl<'a> Planner<'a> {
         None
     }
 
-    fn propose_edge(
+    pub(super) fn propose_edge(
         &mut self,
         policy: &'a Policy,
         instance: &'a Instance,
@@ -192,7 +193,7 @@ pub fn idle_since(rule: &IdleRule, member: &ObservedInstance) -> Option<DateTime
 
 /// Idle only when every configured signal says idle; a signal that cannot be
 /// read, or was not read, counts as active.
-fn idleness(rule: &IdleRule, member: &ObservedInstance) -> Idleness {
+pub(super) fn idleness(rule: &IdleRule, member: &ObservedInstance) -> Idleness {
     let mut unreadable = Vec::new();
     let mut since: Option<DateTime<Utc>> = None;
     for signal in &rule.signals {

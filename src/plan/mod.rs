@@ -3,6 +3,7 @@
 
 mod budget;
 mod candidate;
+mod due;
 mod instance;
 mod limits;
 mod memo;
@@ -142,11 +143,11 @@ fn plan_inner(
         after.into_iter().for_each(|after| planner.wake(now + after));
     }
     planner.global_budget(&members);
-    let Draft { candidates, mut notes, schedule_marks, next_check } = std::mem::take(&mut planner.draft);
+    let Draft { candidates, mut notes, schedule_marks, next_check, watch } = std::mem::take(&mut planner.draft);
     let verdicts = planner.kept.take();
     let (actions, retry) = limits::apply(candidates, observed, config, &members, now, &mut notes, detail);
     let next_check = [next_check, retry].into_iter().flatten().min();
-    (Plan { at: now, actions, notes, schedule_marks, next_check }, verdicts)
+    (Plan { at: now, actions, notes, schedule_marks, next_check, watch }, verdicts)
 }
 
 /// Which policy owns an instance: a pool's slots belong to the pool; any
@@ -210,6 +211,7 @@ struct Draft<'a> {
     notes: Vec<Note>,
     schedule_marks: Vec<ScheduleMark>,
     next_check: Option<DateTime<Utc>>,
+    watch: Vec<String>,
 }
 
 struct Planner<'a> {

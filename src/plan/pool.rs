@@ -10,7 +10,7 @@ use super::memo::Known;
 use super::observed::{ObservedInstance, Reading, yuan};
 use super::{ActionKind, Cause, InstanceRef, Planner};
 use crate::cloud::{CreateRequest, InstanceStatus, Sku};
-use crate::config::policy::{Policy, Pool, ScaleDown};
+use crate::config::policy::{HardStop, Policy, Pool, ScaleDown};
 use crate::money::Money;
 use crate::pricing::{self, Wanted};
 
@@ -227,24 +227,29 @@ impl<'a> Planner<'a> {
         count: u32,
         desired: u32,
     ) {
-        let mut running: Vec<(&ObservedInstance, Money, DateTime<Utc>)> = live
+        let idle = policy.idle.as_ref();
+        let mut running: Vec<(&ObservedInstance, bool, Money, DateTime<Utc>)> = live
             .iter()
             .filter(|m| m.instance.status == InstanceStatus::Running)
-            .map(|m| (*m, self.hourly_cost(&m.instance), idle_since(m, self.now)))
+            .map(|m| {
+                let in_use = idle.is_some_and(|i| super::instance::idle_since(i, m).is_none());
+                (*m, in_use, self.hourly_cost(&m.instance), idle_since(m, self.now))
+            })
             .collect();
-        // Most expensive first, then the longest idle, then the highest slot.
+        // Idle members first (busy ones drain: their stops wait for idle); then the
+        // most expensive, the longest idle, the highest slot.
         running.sort_by(|a, b| {
-            (b.1, a.2, std::cmp::Reverse(pool.slot_of(&a.0.instance.display_name))).cmp(&(
-                a.1,
-                b.2,
+            (a.1, b.2, a.3, std::cmp::Reverse(pool.slot_of(&a.0.instance.display_name))).cmp(&(
+                b.1,
+                a.2,
+                b.3,
                 std::cmp::Reverse(pool.slot_of(&b.0.instance.display_name)),
             ))
         });
-        for (member, cost, _) in running.into_iter().take(surplus as usize) {
+        for (member, _, cost, _) in running.into_iter().take(surplus as usize) {
             let reason =
                 format!("pool has {count} running, {desired} wanted; remove the most expensive ({}/h)", yuan(cost));
-            let kind = super::instance::power_off(policy);
-            self.propose(policy, &member.instance, kind, Cause::ScaleDown, Reason::Text(reason));
+            self.due_stop(policy, member, HardStop::ScaleDown, Cause::ScaleDown, Reason::Text(reason), None);
         }
     }
 }

@@ -16,6 +16,10 @@ pub struct Plan {
     pub schedule_marks: Vec<ScheduleMark>,
     /// The earliest moment something could change without a new observation.
     pub next_check: Option<DateTime<Utc>>,
+    /// Instances whose signals the next cycle must read afresh: a due stop
+    /// waits for them to go idle. (Told plans, whose signals are always
+    /// fresh, leave out instances whose verdict they kept.)
+    pub watch: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -65,9 +65,16 @@ impl Look {
 pub struct SignalCache {
     looks: BTreeMap<(String, &'static str), (Look, DateTime<Utc>)>,
     http: Option<reqwest::Client>,
+    /// Instances read every cycle whatever their deadline: a due stop waits for them to go idle.
+    watched: BTreeSet<String>,
 }
 
 impl SignalCache {
+    /// The instances the last plan wants read afresh at every cycle.
+    pub fn watch(&mut self, names: &[String]) {
+        self.watched = names.iter().cloned().collect();
+    }
+
     /// Whether to look again at `now` after a look at `at`. An unreadable
     /// signal, or an idle one whose deadline is within a cycle, is read every
     /// time. Otherwise an instance is read once per period of
@@ -152,6 +159,7 @@ pub async fn read_signals(
             };
             let key = (o.instance.name.clone(), signal.label());
             if let Some((look, at)) = cache.looks.get(&key)
+                && !cache.watched.contains(&o.instance.name)
                 && !SignalCache::due(&o.instance.name, look, *at, now, idle.stop_after, interval)
             {
                 continue;

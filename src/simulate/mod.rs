@@ -136,6 +136,7 @@ pub fn timer_config(config: &Config, stop_after: Duration) -> Config {
             pool: None,
             budget: None,
             max_disrupted: None,
+            due_stops: Default::default(),
         }
     };
     let pools = config.policies.iter().filter_map(|p| {

@@ -260,8 +260,13 @@ pub async fn replay_with(trace: &Trace, config: Option<&Config>, stepping: Stepp
                     display_names.insert(name.clone(), display.clone());
                 }
             }
-            // The planner's next decision, and at least the daemon's one-second floor.
+            // The planner's next decision, and at least the daemon's one-second floor; and
+            // the next session's end, a change the daemon notices at its next regular wake.
             wake = report.plan.as_ref().and_then(|p| p.next_check).map(|next| next.max(now + Duration::seconds(1)));
+            if let Some(&Reverse((end, _))) = ends.peek() {
+                let grid = next_on_grid(anchor, end, interval);
+                wake = Some(wake.map_or(grid, |w| w.min(grid)));
+            }
         } else if wake == Some(now) {
             wake = None;
         }

@@ -146,12 +146,15 @@ fn by_hand_config(stop_after: &str, extra: &str) -> mdc_autoscaler::config::poli
     config.unwrap_or_else(|| panic!("{problems}"))
 }
 
-/// A schedule stop at 09:30, in the middle of the 09:00-10:00 session: the
-/// half hour done is lost, the person starts the notebook again and redoes
-/// it before carrying on, and the redone work is billed.
+/// A hard schedule stop at 09:30, in the middle of the 09:00-10:00 session:
+/// the half hour done is lost, the person starts the notebook again and
+/// redoes it before carrying on, and the redone work is billed.
 #[tokio::test]
 async fn work_a_schedule_stop_interrupts_is_lost_redone_and_paid_for() {
-    let config = by_hand_config("30m", "    schedule: { timezone: Asia/Shanghai, stop: \"30 9 * * *\" }\n");
+    let config = by_hand_config(
+        "30m",
+        "    schedule: { timezone: Asia/Shanghai, stop: \"30 9 * * *\" }\n    due_stops: { hard: [schedule] }\n",
+    );
     let trace = trace("tests/fixtures/traces/by-hand.yaml");
     let replay = mdc_autoscaler::simulate::replay::replay(&trace, Some(&config)).await.unwrap();
     let stops: Vec<String> =
@@ -298,4 +301,22 @@ async fn advise_picks_the_timer_a_limit_asks_for_on_a_day_known_by_hand() {
     assert_eq!(chosen(&tight.policies[0].for_cold_starts), None, "no timer has under one cold start a day");
     assert_eq!(chosen(&tight.policies[0].for_spend), None, "no timer costs under ¥3.34 a day");
     assert!(advice.table().contains("For at most 7 cold starts a week: stop_after 120m"), "{}", advice.table());
+}
+
+/// The same schedule stop without `hard`: it waits for the session to end
+/// and five idle minutes, so nothing is interrupted.
+#[tokio::test]
+async fn a_schedule_stop_waits_for_the_session_to_end() {
+    let config = by_hand_config("30m", "    schedule: { timezone: Asia/Shanghai, stop: \"30 9 * * *\" }\n");
+    let trace = trace("tests/fixtures/traces/by-hand.yaml");
+    let replay = mdc_autoscaler::simulate::replay::replay(&trace, Some(&config)).await.unwrap();
+    let stops: Vec<String> =
+        replay.actions.iter().map(|a| format!("{} {}", a.planned_at.format("%H:%M:%S"), a.cause)).collect();
+    // 00:05 the day before's edge, once idle (since the start) for five minutes; 10:05
+    // the 09:30 edge, five minutes after the session ended; 13:30 the idle timer.
+    assert_eq!(stops, ["16:05:00 schedule", "02:05:00 schedule", "05:30:00 idle"]);
+    let report = simulate(&config, &trace).await.unwrap();
+    assert_eq!((report.total.interrupted_sessions, report.total.lost_work_hours), (0, 0.0));
+    // 00:00-00:05, 09:00:30-10:05 and 12:00:30-13:30 at ¥2/h.
+    assert_eq!(report.total.spend_yuan, 5.3);
 }
