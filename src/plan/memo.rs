@@ -2,9 +2,10 @@
 //! instances changed (`simulate`): each instance's policy, and what the
 //! rules made of it. An instance whose inputs have not changed and whose own
 //! next moment has not come gets the same verdict again, so a plan costs
-//! little more than its changes. A verdict that marked a schedule edge, or
-//! that the budgets let spend, depends on more than the instance and is not
-//! kept; one the budgets refused holds only while they still refuse.
+//! little more than its changes. A verdict that marked a schedule edge, that
+//! the budgets let spend, or that waits for an instance to go idle, depends
+//! on more than the instance and is not kept; one the budgets refused holds
+//! only while they still refuse.
 
 use std::collections::{BTreeMap, BTreeSet};
 

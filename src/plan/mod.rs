@@ -337,14 +337,21 @@ impl<'a> Planner<'a> {
         if self.kept.is_none() {
             return self.instance(policy, member);
         }
-        let (candidates, marks, committed) =
-            (self.draft.candidates.len(), self.draft.schedule_marks.len(), self.policy_committed);
+        let (candidates, marks, watched, committed) = (
+            self.draft.candidates.len(),
+            self.draft.schedule_marks.len(),
+            self.draft.watch.len(),
+            self.policy_committed,
+        );
         self.recording = Some(Recording::default());
         self.budget_asked.set(false);
         self.instance(policy, member);
         let recording = self.recording.take().expect("recording");
         let spent_nothing = recording.refused.is_some() && self.policy_committed == committed;
-        let keep = (!self.budget_asked.get() || spent_nothing) && self.draft.schedule_marks.len() == marks;
+        // A verdict that marked an edge or watches for idleness is made afresh each time.
+        let keep = (!self.budget_asked.get() || spent_nothing)
+            && self.draft.schedule_marks.len() == marks
+            && self.draft.watch.len() == watched;
         let verdict = keep.then(|| Verdict {
             proposals: self.draft.candidates[candidates..]
                 .iter()

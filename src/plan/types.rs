@@ -17,8 +17,7 @@ pub struct Plan {
     /// The earliest moment something could change without a new observation.
     pub next_check: Option<DateTime<Utc>>,
     /// Instances whose signals the next cycle must read afresh: a due stop
-    /// waits for them to go idle. (Told plans, whose signals are always
-    /// fresh, leave out instances whose verdict they kept.)
+    /// waits for them to go idle.
     pub watch: Vec<String>,
 }
 

@@ -104,6 +104,9 @@ pub struct TraceInstance {
     /// The chance of skipping a routine day (leave, meetings, a cold).
     #[serde(default)]
     pub absence: f64,
+    /// Days without routine sessions (leave), from one local date to another, both included.
+    #[serde(default)]
+    pub away: Vec<Away>,
     /// Sessions at given times, besides the routine.
     #[serde(default)]
     pub sessions: Vec<Loc<FixedSession>>,
@@ -133,6 +136,13 @@ pub struct Routine {
     /// Local `HH:MM`; a `to` at or before `from` ends the next day.
     pub from: String,
     pub to: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Away {
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -400,7 +410,8 @@ fn routine_sessions(
     let last = end.with_timezone(&zone).date_naive();
     for day in first.iter_days().take_while(|d| *d <= last) {
         // One roll per day whatever the routine, so adding a routine line keeps the others' days.
-        let absent = rng.random::<f64>() < instance.absence;
+        let absent =
+            rng.random::<f64>() < instance.absence || instance.away.iter().any(|a| a.from <= day && day <= a.to);
         for (days, from, to) in &routines {
             let (shift_start, shift_end) = (rng.random_range(-jitter..=jitter), rng.random_range(-jitter..=jitter));
             if absent || !(days.is_empty() || days.contains(&day.weekday())) {

@@ -55,7 +55,7 @@ async fn the_same_inputs_give_the_same_bytes() {
 async fn the_example_policy_beats_always_on_and_never_stops_work_in_progress() {
     let (config, problems) = load_file(std::path::Path::new("config/example.yaml"));
     let config = config.unwrap_or_else(|| panic!("{problems}"));
-    for path in ["traces/notebook-team.yaml", "traces/training-pool.yaml"] {
+    for path in ["traces/notebook-team.yaml", "traces/training-pool.yaml", "traces/irregular-team.yaml"] {
         let report = simulate(&config, &trace(path)).await.unwrap();
         let total = &report.total;
         let always_on = baseline(total, "always_on").0;
