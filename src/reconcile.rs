@@ -302,6 +302,14 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         self.follow(now).await;
         report.stuck = self.stuck(changed, now);
 
+        let instances = &self.picture.observed.instances;
+        let looks = match changed {
+            None => crate::ledger::uses::looks(instances.iter(), &self.config),
+            Some(changed) => {
+                crate::ledger::uses::looks(changed.iter().chain(active).map(|i| &instances[*i]), &self.config)
+            }
+        };
+        self.ledger.record_use(&looks, changed.is_none(), now).await;
         if let Err(e) = self.ledger.record(&self.picture.observed, changed, &self.config, listed, now).await {
             report.ledger_error = Some(e.to_string());
         }

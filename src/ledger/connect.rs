@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::records::{
-    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, Transition,
+    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, Transition, UseSpan,
 };
 use super::store::{LedgerError, PgStore, SqliteStore, Store};
 use crate::secret::Secret;
@@ -90,6 +90,11 @@ delegate! {
     fn open_segments(&self) -> Vec<Segment>;
     fn write_segments(&self, close: &[SegmentClose], open: &[NewSegment]) -> ();
     fn segments_overlapping(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Segment>;
+    fn prices_until(&self, to: DateTime<Utc>) -> Vec<PriceSample>;
+    fn all_instances(&self) -> Vec<InstanceRecord>;
+    fn open_use_spans(&self) -> Vec<UseSpan>;
+    fn write_use_spans(&self, close: &[UseSpan], open: &[UseSpan]) -> ();
+    fn use_spans_overlapping(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<UseSpan>;
     fn last_observation(&self) -> Option<DateTime<Utc>>;
     fn set_last_observation(&self, at: DateTime<Utc>) -> ();
     fn insert_intent(&self, action: &ActionRecord) -> i64;

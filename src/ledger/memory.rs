@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::records::{
-    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, Transition,
+    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, Transition, UseSpan,
 };
 use super::store::{LedgerError, Store};
 
@@ -23,6 +23,7 @@ pub struct MemoryStore {
 struct Tables {
     prices: Vec<PriceSample>,
     instances: BTreeMap<String, InstanceRecord>,
+    uses: Vec<UseSpan>,
     /// When each instance last became stopped.
     stopped_at: BTreeMap<String, DateTime<Utc>>,
     segments: Vec<Segment>,
@@ -130,6 +131,44 @@ impl Store for MemoryStore {
         Ok(found)
     }
 
+    async fn prices_until(&self, to: DateTime<Utc>) -> Result<Vec<PriceSample>> {
+        let mut found: Vec<PriceSample> = self.tables().prices.iter().filter(|p| p.observed_at < to).cloned().collect();
+        found.sort_by_key(|p| p.observed_at);
+        Ok(found)
+    }
+
+    async fn all_instances(&self) -> Result<Vec<InstanceRecord>> {
+        let t = self.tables();
+        let mut all: Vec<InstanceRecord> = t.instances.values().cloned().collect();
+        all.sort_by(|a, b| (a.first_seen, &a.name).cmp(&(b.first_seen, &b.name)));
+        Ok(all)
+    }
+
+    async fn open_use_spans(&self) -> Result<Vec<UseSpan>> {
+        Ok(self.tables().uses.iter().filter(|u| u.ended_at.is_none()).cloned().collect())
+    }
+
+    async fn write_use_spans(&self, close: &[UseSpan], open: &[UseSpan]) -> Result<()> {
+        let mut t = self.tables();
+        for c in close {
+            let same =
+                |u: &&mut UseSpan| u.ended_at.is_none() && u.instance == c.instance && u.started_at == c.started_at;
+            if let Some(u) = t.uses.iter_mut().find(same) {
+                u.ended_at = c.ended_at;
+            }
+        }
+        t.uses.extend(open.iter().cloned());
+        Ok(())
+    }
+
+    async fn use_spans_overlapping(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<UseSpan>> {
+        let t = self.tables();
+        let mut found: Vec<UseSpan> =
+            t.uses.iter().filter(|u| u.started_at < to && u.ended_at.is_none_or(|end| end > from)).cloned().collect();
+        found.sort_by_key(|u| u.started_at);
+        Ok(found)
+    }
+
     async fn last_observation(&self) -> Result<Option<DateTime<Utc>>> {
         Ok(self.tables().last_observation)
     }
@@ -217,6 +256,9 @@ impl Store for MemoryStore {
         let mut flags = keep.into_iter();
         t.prices.retain(|_| flags.next().unwrap_or(true));
         t.segments.retain(|s| s.ended_at.is_none_or(|end| end >= segments_before));
+        let uses = t.uses.len();
+        t.uses.retain(|u| u.ended_at.is_none_or(|end| end >= segments_before));
+        let uses_pruned = uses - t.uses.len();
         let open: BTreeMap<String, usize> = t
             .segments
             .iter()
@@ -225,6 +267,6 @@ impl Store for MemoryStore {
             .map(|(i, s)| (s.instance.clone(), i))
             .collect();
         t.open = open;
-        Ok((before - t.prices.len() - t.segments.len()) as u64)
+        Ok((before - t.prices.len() - t.segments.len() + uses_pruned) as u64)
     }
 }

@@ -9,6 +9,7 @@ pub mod records;
 pub mod report;
 pub mod service;
 pub mod store;
+pub mod uses;
 
 pub use connect::{AnyStore, connect};
 pub use memory::MemoryStore;

@@ -19,6 +19,19 @@ pub struct PriceSample {
     pub discount: Option<(Ratio, DateTime<Utc>, DateTime<Utc>)>,
     pub effective_price_per_hour: Money,
     pub free_gpus: u32,
+    /// What a trace needs of the SKU besides its prices (empty in samples
+    /// written before the ledger kept it).
+    pub spec: SkuSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SkuSpec {
+    pub cluster: String,
+    pub gpu_resource_key: String,
+    pub gpu_count: u32,
+    pub gpu_memory_gb: u32,
+    pub cpu_cores: u32,
+    pub memory_gb: u32,
 }
 
 impl PriceSample {
@@ -33,6 +46,14 @@ impl PriceSample {
             discount: pricing::window(sku).map(|w| (w.ratio, w.start, w.end)),
             effective_price_per_hour: pricing::effective_price(sku, at),
             free_gpus: sku.free_gpus,
+            spec: SkuSpec {
+                cluster: sku.cluster.clone(),
+                gpu_resource_key: sku.gpu_resource_key.clone(),
+                gpu_count: sku.gpu_count,
+                gpu_memory_gb: sku.gpu_memory_gb,
+                cpu_cores: sku.cpu_cores,
+                memory_gb: sku.memory_gb,
+            },
         }
     }
 
@@ -73,6 +94,17 @@ pub struct Transition {
     pub at: DateTime<Utc>,
     pub from: Option<String>,
     pub to: String,
+}
+
+/// A span in which a managed instance was in use, as its signals tell.
+/// Open while `ended_at` is `None`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UseSpan {
+    pub instance: String,
+    pub display_name: String,
+    pub policy: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
 }
 
 /// Billed running time at one price. Open while `ended_at` is `None`.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use super::accounting::{self, Sighting};
-use super::records::{InstanceRecord, NewSegment, PriceSample, Segment, SegmentClose, Transition};
+use super::records::{InstanceRecord, NewSegment, PriceSample, Segment, SegmentClose, Transition, UseSpan};
 use super::store::{LedgerError, Store};
 use crate::cloud::Sku;
 use crate::config::policy::Config;
@@ -19,6 +19,7 @@ enum Write {
     Prices(Vec<PriceSample>),
     Instances(Vec<InstanceRecord>, Vec<Transition>),
     Segments(Vec<SegmentClose>, Vec<NewSegment>),
+    Uses(Vec<UseSpan>, Vec<UseSpan>),
     Observed(DateTime<Utc>),
 }
 
@@ -65,6 +66,8 @@ struct State {
     stopped: BTreeMap<String, DateTime<Utc>>,
     /// What the open segments add up to, per budget and period.
     open_sums: OpenSums,
+    /// Open use spans, by instance.
+    uses: BTreeMap<String, UseSpan>,
 }
 
 /// Sums over the open segments of one budget (a policy's, or all of them
@@ -170,7 +173,8 @@ impl<S: Store> Ledger<S> {
         let prices = self.store.latest_prices().await?.into_iter().map(|p| (p.sku_id.clone(), p)).collect();
         let last = self.store.last_observation().await?;
         let stopped = self.store.stopped_since().await?;
-        self.state = Some(State { known, open, prices, last, stopped, open_sums: OpenSums::default() });
+        let uses = self.store.open_use_spans().await?.into_iter().map(|u| (u.instance.clone(), u)).collect();
+        self.state = Some(State { known, open, prices, last, stopped, open_sums: OpenSums::default(), uses });
         for w in std::mem::take(&mut self.waiting) {
             self.account(&w.seen, &w.skus, Some(&w.listed), w.at);
         }
@@ -211,6 +215,29 @@ impl<S: Store> Ledger<S> {
         }
         let rows_written = self.flush().await?;
         Ok(Recorded { rows_written, pending: self.pending.len() })
+    }
+
+    /// Records what these looks tell of use (call before [`Ledger::record`]
+    /// for the same observation). Nothing is recorded while the ledger's
+    /// state cannot be read: spans then open at the next look that can.
+    pub async fn record_use(&mut self, looks: &[super::uses::Look<'_>], whole: bool, now: DateTime<Utc>) {
+        if self.load().await.is_err() {
+            return;
+        }
+        let Some(state) = self.state.as_mut() else { return };
+        if state.last.is_some_and(|last| now <= last) {
+            return;
+        }
+        let (close, open) = super::uses::changes(&state.uses, looks, whole, state.last, now);
+        for c in &close {
+            state.uses.remove(&c.instance);
+        }
+        for o in &open {
+            state.uses.insert(o.instance.clone(), o.clone());
+        }
+        if !close.is_empty() || !open.is_empty() {
+            self.pending.push_back(Write::Uses(close, open));
+        }
     }
 
     /// Whether a price may have changed since the last observation: a new
@@ -292,6 +319,9 @@ impl<S: Store> Ledger<S> {
                 }
                 Write::Segments(close, open) => {
                     self.store.write_segments(close, open).await.map(|()| close.len() + open.len())
+                }
+                Write::Uses(close, open) => {
+                    self.store.write_use_spans(close, open).await.map(|()| close.len() + open.len())
                 }
                 Write::Observed(at) => self.store.set_last_observation(*at).await.map(|()| 1),
             };

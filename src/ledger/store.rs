@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::records::{
-    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, Transition,
+    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, SkuSpec, Transition, UseSpan,
 };
 use crate::money::{Money, Ratio};
 
@@ -72,6 +72,20 @@ pub trait Store: Send + Sync {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<Segment>>> + Send;
+    /// Every sample observed before `to`, oldest first.
+    fn prices_until(&self, to: DateTime<Utc>) -> impl Future<Output = Result<Vec<PriceSample>>> + Send;
+    /// Every instance ever seen, gone ones too.
+    fn all_instances(&self) -> impl Future<Output = Result<Vec<InstanceRecord>>> + Send;
+
+    fn open_use_spans(&self) -> impl Future<Output = Result<Vec<UseSpan>>> + Send;
+    /// Closes open spans (found by instance and start) and opens new ones.
+    fn write_use_spans(&self, close: &[UseSpan], open: &[UseSpan]) -> impl Future<Output = Result<()>> + Send;
+    fn use_spans_overlapping(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<UseSpan>>> + Send;
+
     fn last_observation(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
     fn set_last_observation(&self, at: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
     /// Records an intent; returns its id.
@@ -122,6 +136,10 @@ fn money(micros: i64) -> Money {
     Money::from_micros(micros)
 }
 
+fn count(n: i64) -> u32 {
+    n.clamp(0, i64::from(u32::MAX)) as u32
+}
+
 macro_rules! sql_store {
     ($store:ident, $row:ty, $migrations:expr) => {
         impl $store {
@@ -142,6 +160,40 @@ macro_rules! sql_store {
                     },
                     effective_price_per_hour: money(row.try_get("effective_price_per_hour_micros")?),
                     free_gpus: row.try_get::<i64, _>("free_gpus")?.max(0) as u32,
+                    spec: SkuSpec {
+                        cluster: row.try_get("cluster")?,
+                        gpu_resource_key: row.try_get("gpu_resource_key")?,
+                        gpu_count: count(row.try_get("gpu_count")?),
+                        gpu_memory_gb: count(row.try_get("gpu_memory_gb")?),
+                        cpu_cores: count(row.try_get("cpu_cores")?),
+                        memory_gb: count(row.try_get("memory_gb")?),
+                    },
+                })
+            }
+
+            fn instance(r: &$row) -> Result<InstanceRecord> {
+                Ok(InstanceRecord {
+                    name: r.try_get("name")?,
+                    display_name: r.try_get("display_name")?,
+                    cluster: r.try_get("cluster")?,
+                    policy: r.try_get("policy")?,
+                    sku_id: r.try_get("sku_id")?,
+                    billing_type: r.try_get("billing_type")?,
+                    gpu_product: r.try_get("gpu_product")?,
+                    status: r.try_get("status")?,
+                    first_seen: r.try_get("first_seen")?,
+                    changed_at: r.try_get("changed_at")?,
+                    gone_at: r.try_get("gone_at")?,
+                })
+            }
+
+            fn use_span(row: &$row) -> Result<UseSpan> {
+                Ok(UseSpan {
+                    instance: row.try_get("instance")?,
+                    display_name: row.try_get("display_name")?,
+                    policy: row.try_get("policy")?,
+                    started_at: row.try_get("started_at")?,
+                    ended_at: row.try_get("ended_at")?,
                 })
             }
 
@@ -209,8 +261,9 @@ macro_rules! sql_store {
                     sqlx::query(
                         "INSERT INTO price_samples (sku_id, region_id, sku_name, gpu_product, observed_at,
                             price_per_hour_micros, discount_ratio_ppm, discount_start, discount_end,
-                            effective_price_per_hour_micros, free_gpus)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                            effective_price_per_hour_micros, free_gpus, cluster, gpu_resource_key,
+                            gpu_count, gpu_memory_gb, cpu_cores, memory_gb)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
                     )
                     .bind(&s.sku_id)
                     .bind(&s.region_id)
@@ -223,6 +276,12 @@ macro_rules! sql_store {
                     .bind(s.discount.map(|(_, _, end)| end))
                     .bind(s.effective_price_per_hour.micros())
                     .bind(s.free_gpus as i64)
+                    .bind(&s.spec.cluster)
+                    .bind(&s.spec.gpu_resource_key)
+                    .bind(i64::from(s.spec.gpu_count))
+                    .bind(i64::from(s.spec.gpu_memory_gb))
+                    .bind(i64::from(s.spec.cpu_cores))
+                    .bind(i64::from(s.spec.memory_gb))
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -232,23 +291,7 @@ macro_rules! sql_store {
 
             async fn instances(&self) -> Result<Vec<InstanceRecord>> {
                 let rows = sqlx::query("SELECT * FROM instances WHERE gone_at IS NULL").fetch_all(&self.pool).await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(InstanceRecord {
-                            name: r.try_get("name")?,
-                            display_name: r.try_get("display_name")?,
-                            cluster: r.try_get("cluster")?,
-                            policy: r.try_get("policy")?,
-                            sku_id: r.try_get("sku_id")?,
-                            billing_type: r.try_get("billing_type")?,
-                            gpu_product: r.try_get("gpu_product")?,
-                            status: r.try_get("status")?,
-                            first_seen: r.try_get("first_seen")?,
-                            changed_at: r.try_get("changed_at")?,
-                            gone_at: r.try_get("gone_at")?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(Self::instance).collect()
             }
 
             async fn write_instances(&self, changed: &[InstanceRecord], transitions: &[Transition]) -> Result<()> {
@@ -346,6 +389,65 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(Self::segment).collect()
+            }
+
+            async fn prices_until(&self, to: DateTime<Utc>) -> Result<Vec<PriceSample>> {
+                let rows = sqlx::query("SELECT * FROM price_samples WHERE observed_at < $1 ORDER BY observed_at, id")
+                    .bind(to)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::price).collect()
+            }
+
+            async fn all_instances(&self) -> Result<Vec<InstanceRecord>> {
+                let rows = sqlx::query("SELECT * FROM instances ORDER BY first_seen, name").fetch_all(&self.pool).await?;
+                rows.iter().map(Self::instance).collect()
+            }
+
+            async fn open_use_spans(&self) -> Result<Vec<UseSpan>> {
+                let rows = sqlx::query("SELECT * FROM use_spans WHERE ended_at IS NULL").fetch_all(&self.pool).await?;
+                rows.iter().map(Self::use_span).collect()
+            }
+
+            async fn write_use_spans(&self, close: &[UseSpan], open: &[UseSpan]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for c in close {
+                    sqlx::query(
+                        "UPDATE use_spans SET ended_at = $1 WHERE instance = $2 AND started_at = $3 AND ended_at IS NULL",
+                    )
+                    .bind(c.ended_at)
+                    .bind(&c.instance)
+                    .bind(c.started_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for u in open {
+                    sqlx::query(
+                        "INSERT INTO use_spans (instance, display_name, policy, started_at, ended_at)
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&u.instance)
+                    .bind(&u.display_name)
+                    .bind(&u.policy)
+                    .bind(u.started_at)
+                    .bind(u.ended_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn use_spans_overlapping(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<UseSpan>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM use_spans WHERE started_at < $1 AND (ended_at IS NULL OR ended_at > $2)
+                     ORDER BY started_at, id",
+                )
+                .bind(to)
+                .bind(from)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::use_span).collect()
             }
 
             async fn last_observation(&self) -> Result<Option<DateTime<Utc>>> {
@@ -489,7 +591,12 @@ macro_rules! sql_store {
                     .bind(segments_before)
                     .execute(&self.pool)
                     .await?;
-                Ok(prices.rows_affected() + segments.rows_affected())
+                // Use spans are kept as long as spend: a replayed month needs both.
+                let uses = sqlx::query("DELETE FROM use_spans WHERE ended_at IS NOT NULL AND ended_at < $1")
+                    .bind(segments_before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(prices.rows_affected() + segments.rows_affected() + uses.rows_affected())
             }
         }
     };

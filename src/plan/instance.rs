@@ -10,7 +10,7 @@ use crate::cloud::{Instance, InstanceStatus, PowerOff};
 use crate::config::policy::{Edge, HardStop, IdleRule, Policy};
 
 /// The verdict of every configured signal together.
-pub(super) enum Idleness {
+pub enum Idleness {
     Active,
     Unreadable(Vec<String>),
     IdleSince(DateTime<Utc>),
@@ -193,7 +193,7 @@ pub fn idle_since(rule: &IdleRule, member: &ObservedInstance) -> Option<DateTime
 
 /// Idle only when every configured signal says idle; a signal that cannot be
 /// read, or was not read, counts as active.
-pub(super) fn idleness(rule: &IdleRule, member: &ObservedInstance) -> Idleness {
+pub fn idleness(rule: &IdleRule, member: &ObservedInstance) -> Idleness {
     let mut unreadable = Vec::new();
     let mut since: Option<DateTime<Utc>> = None;
     for signal in &rule.signals {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 
 use candidate::{Candidate, Reason, Target};
-pub use instance::idle_since;
+pub use instance::{Idleness, idle_since, idleness};
 pub use memo::Memo;
 use memo::{Calendar, Known, Proposal, Recording, Verdict};
 pub use observed::{Observed, ObservedInstance, Reading, SnapshotState, SpendSoFar};

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use mdc_autoscaler::ledger::{
-    ActionRecord, InstanceRecord, MemoryStore, NewSegment, Outcome, PgStore, PriceSample, SegmentClose, SqliteStore,
-    Store, Transition,
+    ActionRecord, InstanceRecord, MemoryStore, NewSegment, Outcome, PgStore, PriceSample, SegmentClose, SkuSpec,
+    SqliteStore, Store, Transition, UseSpan,
 };
 use mdc_autoscaler::money::{Money, Ratio};
 
@@ -74,6 +74,14 @@ fn sample(sku: &str, at: DateTime<Utc>, price: i64, free: u32) -> PriceSample {
         discount: Some((Ratio::from_f64(0.48).unwrap(), t(60), t(120))),
         effective_price_per_hour: Money::from_yuan(price),
         free_gpus: free,
+        spec: SkuSpec {
+            cluster: "c1".into(),
+            gpu_resource_key: "nvidia.com/gpu-h20".into(),
+            gpu_count: 1,
+            gpu_memory_gb: 96,
+            cpu_cores: 24,
+            memory_gb: 192,
+        },
     }
 }
 
@@ -127,6 +135,12 @@ async fn contract<S: Store>(store: &S) {
     assert_eq!(latest.len(), 2);
     assert_eq!((latest[0].price_per_hour, latest[0].free_gpus, latest[0].observed_at), (Money::from_yuan(9), 7, t(5)));
     assert_eq!(latest[0].discount, Some((Ratio::from_f64(0.48).unwrap(), t(60), t(120))));
+    assert_eq!(latest[0].spec, sample("2", t(5), 9, 7).spec);
+    // Every sample before a moment, oldest first (for `trace export`).
+    let until: Vec<(String, DateTime<Utc>)> =
+        store.prices_until(t(5)).await.unwrap().into_iter().map(|p| (p.sku_id, p.observed_at)).collect();
+    assert_eq!(until.len(), 2);
+    assert!(until.iter().all(|(_, at)| *at == t(0)));
 
     // Instances and transitions; when each stopped one stopped.
     store
@@ -217,11 +231,31 @@ async fn contract<S: Store>(store: &S) {
     store.set_snooze("a", t(120)).await.unwrap();
     assert_eq!(store.snoozes().await.unwrap().get("a"), Some(&t(120)));
 
-    // Retention: old samples go except each SKU's newest; closed segments go, open ones stay.
+    // Use spans: opened, closed by instance and start, found by overlap.
+    let span = |instance: &str, from: i64, to: Option<i64>| UseSpan {
+        instance: instance.into(),
+        display_name: format!("nb-{instance}"),
+        policy: Some("notebooks".into()),
+        started_at: t(from),
+        ended_at: to.map(t),
+    };
+    store.write_use_spans(&[], &[span("a", 0, None), span("b", 10, Some(20))]).await.unwrap();
+    assert_eq!(store.open_use_spans().await.unwrap(), [span("a", 0, None)]);
+    store.write_use_spans(&[span("a", 0, Some(30))], &[span("a", 50, None)]).await.unwrap();
+    assert_eq!(
+        store.use_spans_overlapping(t(15), t(40)).await.unwrap(),
+        [span("a", 0, Some(30)), span("b", 10, Some(20))]
+    );
+    assert_eq!(store.use_spans_overlapping(t(45), t(60)).await.unwrap(), [span("a", 50, None)]);
+    let everyone: Vec<String> = store.all_instances().await.unwrap().into_iter().map(|i| i.name).collect();
+    assert!(everyone.len() >= store.instances().await.unwrap().len());
+
+    // Retention: old samples go except each SKU's newest; closed segments and use spans go, open ones stay.
     let removed = store.prune(t(3), t(45)).await.unwrap();
-    assert_eq!(removed, 1 + 1, "the first H20 sample and b's closed segment");
+    assert_eq!(removed, 1 + 1 + 2, "the first H20 sample, b's closed segment and the two closed use spans");
     assert_eq!(store.latest_prices().await.unwrap().len(), 2);
     assert_eq!(store.open_segments().await.unwrap().len(), 1);
+    assert_eq!(store.use_spans_overlapping(t(0), t(100)).await.unwrap(), [span("a", 50, None)]);
 }
 
 async fn concurrent_writers<S: Store + 'static>(store: S) {
