@@ -103,9 +103,14 @@ enum Command {
     Advise {
         #[arg(long)]
         config: PathBuf,
-        /// The history: a trace file (see traces/README.md).
+        /// The history: a trace file (see traces/README.md)...
+        #[arg(long, conflicts_with_all = ["since", "until"])]
+        trace: Option<PathBuf>,
+        /// ...or the ledger's, from then (30d, 2026-11-01), as `trace export` writes it.
         #[arg(long)]
-        trace: PathBuf,
+        since: Option<String>,
+        #[arg(long, requires = "since")]
+        until: Option<String>,
         /// Advise the cheapest timer with at most this many cold starts a week.
         #[arg(long)]
         max_cold_starts_per_week: Option<f64>,
@@ -115,6 +120,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Traces from the ledger.
+    #[command(subcommand)]
+    Trace(TraceCommand),
     /// Apply the ledger's migrations.
     Migrate {
         #[arg(long)]
@@ -122,6 +130,24 @@ enum Command {
     },
     /// Serve a simulated MatrixDC platform over the vendor's HTTP API.
     FakeCloud(Box<FakeCloudArgs>),
+}
+
+#[derive(clap::Subcommand)]
+enum TraceCommand {
+    /// Write the account's own history, from the ledger, as a trace for `simulate` and `advise`.
+    Export {
+        #[arg(long)]
+        config: PathBuf,
+        /// From when: a duration back from now (30d, 12h) or a moment (2026-11-01, 2026-11-01 08:00, RFC 3339).
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Until when (now when absent), in the same forms.
+        #[arg(long)]
+        until: Option<String>,
+        /// The trace file to write; nothing is written when the export fails.
+        #[arg(long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -215,12 +241,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Plan { config, output } => plan(&config, output).await,
         Command::Spend { config, since, by, output } => spend(&config, since, by, output).await,
         Command::Simulate { config, trace, output } => simulate(&config, &trace, output).await,
-        Command::Advise { config, trace, max_cold_starts_per_week, max_spend_per_month, output } => {
+        Command::Advise { config, trace, since, until, max_cold_starts_per_week, max_spend_per_month, output } => {
             let limits = mdc_autoscaler::simulate::advise::Limits {
                 cold_starts_per_week: max_cold_starts_per_week,
                 spend_per_month_yuan: max_spend_per_month,
             };
-            advise(&config, &trace, limits, output).await
+            let history = match (trace, since) {
+                (Some(trace), _) => History::Trace(trace),
+                (None, since) => History::Ledger { since: since.unwrap_or_else(|| "30d".into()), until },
+            };
+            advise(&config, history, limits, output).await
+        }
+        Command::Trace(TraceCommand::Export { config, since, until, output }) => {
+            trace_export(&config, &since, until.as_deref(), &output).await
         }
         Command::Migrate { config } => migrate(&config).await,
         Command::FakeCloud(args) => fake_cloud(*args).await,
@@ -382,14 +415,29 @@ async fn simulate(path: &std::path::Path, trace: &std::path::Path, output: Outpu
     Ok(())
 }
 
+/// What `advise` replays.
+enum History {
+    Trace(PathBuf),
+    Ledger { since: String, until: Option<String> },
+}
+
 async fn advise(
     path: &std::path::Path,
-    trace: &std::path::Path,
+    history: History,
     limits: mdc_autoscaler::simulate::advise::Limits,
     output: Output,
 ) -> anyhow::Result<()> {
     let config = load_config(path);
-    let trace = read_trace(trace)?;
+    let trace = match history {
+        History::Trace(path) => read_trace(&path)?,
+        History::Ledger { since, until } => {
+            let (trace, exported, _) = ledger_trace(&config, &since, until.as_deref()).await?;
+            for warning in &exported.warnings {
+                eprintln!("warning: {warning}");
+            }
+            trace
+        }
+    };
     let advice = mdc_autoscaler::simulate::advise::advise(&config, &trace, limits).await?;
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&advice)?),
@@ -405,6 +453,64 @@ fn read_trace(path: &std::path::Path) -> anyhow::Result<Trace> {
         eprintln!("warning: {warning}");
     }
     Ok(trace)
+}
+
+async fn trace_export(
+    path: &std::path::Path,
+    since: &str,
+    until: Option<&str>,
+    output: &std::path::Path,
+) -> anyhow::Result<()> {
+    let config = load_config(path);
+    let (trace, exported, place) = ledger_trace(&config, since, until).await?;
+    std::fs::write(output, &exported.text).with_context(|| format!("cannot write {}", output.display()))?;
+    for warning in &exported.warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!("wrote {} ({} to {}, from the ledger at {place})", output.display(), trace.start, trace.end);
+    Ok(())
+}
+
+/// The ledger's history from `since` until `until` (now when absent) as a
+/// trace, the text it reads from, and where the ledger is.
+async fn ledger_trace(
+    config: &Config,
+    since: &str,
+    until: Option<&str>,
+) -> anyhow::Result<(Trace, mdc_autoscaler::simulate::export::Exported, String)> {
+    let zone = config.settings.timezone.unwrap_or(chrono_tz::Asia::Shanghai);
+    let now = Utc::now();
+    let moment = |text: &str| -> anyhow::Result<chrono::DateTime<Utc>> {
+        if let Ok(back) = humantime::parse_duration(text) {
+            return Ok(now - chrono::Duration::from_std(back)?);
+        }
+        let moment: mdc_autoscaler::sim::fleet::Moment =
+            text.parse().map_err(|e: String| anyhow::anyhow!("--since/--until: {e}, or a duration such as 30d"))?;
+        Ok(moment.resolve(zone))
+    };
+    let (from, to) = (moment(since)?, until.map(moment).transpose()?.unwrap_or(now));
+    anyhow::ensure!(from < to, "--since ({from}) must be before --until ({to})");
+    let url =
+        config.settings.ledger.database_url().map_err(|why| anyhow::anyhow!("cannot read the database URL: {why}"))?;
+    let place = ledger_place(url.expose());
+    if let Some(file) = url.expose().strip_prefix("sqlite://").map(|f| f.split('?').next().unwrap_or(f)) {
+        anyhow::ensure!(std::path::Path::new(file).exists(), "no ledger at {place}: the SQLite file does not exist");
+    }
+    let store = connect(&url)?;
+    let exported = mdc_autoscaler::simulate::export::export(&store, from, to, zone)
+        .await
+        .with_context(|| format!("cannot export from the ledger at {place}"))?;
+    // What is written must read back as a trace.
+    let trace = Trace::parse("the exported trace", &exported.text)
+        .map_err(|e| anyhow::anyhow!("the exported trace does not read back (a bug): {e}"))?;
+    Ok((trace, exported, place))
+}
+
+/// Where the ledger is, for messages: the SQLite path, or the PostgreSQL server and database without credentials.
+fn ledger_place(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return "an unreadable URL".into() };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{}", rest.split('?').next().unwrap_or(rest))
 }
 
 async fn migrate(path: &std::path::Path) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@
 //! and prepaid terms.
 
 pub mod advise;
+pub mod export;
 pub mod frontier;
 pub mod replay;
 pub mod report;

@@ -112,13 +112,23 @@ pub async fn replay(trace: &Trace, config: Option<&Config>) -> Result<Replay, Re
 }
 
 pub async fn replay_with(trace: &Trace, config: Option<&Config>, stepping: Stepping) -> Result<Replay, ReplayError> {
+    replay_in(trace, config, stepping, MemoryStore::default()).await
+}
+
+/// As [`replay_with`], with the daemon's ledger in `store` (migrated already).
+pub async fn replay_in<S: Store>(
+    trace: &Trace,
+    config: Option<&Config>,
+    stepping: Stepping,
+    store: S,
+) -> Result<Replay, ReplayError> {
     let (mut sim, names) = trace.build().map_err(|e| ReplayError(e.to_string()))?;
     sim.follow_changes();
     let sim = Arc::new(Mutex::new(sim));
     let clock = Clock::manual(trace.start);
     let mut daemon = config.map(|config| {
         let cloud = SimCloud::new(Arc::clone(&sim), clock.clone());
-        let mut daemon = Daemon::new(cloud, Ledger::new(MemoryStore::default()), config.clone(), false);
+        let mut daemon = Daemon::new(cloud, Ledger::new(store), config.clone(), false);
         daemon.signals.source = Source::Simulator(Arc::clone(&sim));
         daemon.detail = Detail::Decisions;
         daemon

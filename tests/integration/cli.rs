@@ -232,3 +232,30 @@ fn the_demo_narrates_and_sums_up() {
     assert!(text.contains("the simulated cloud billed"), "the summary: {text}");
     assert!(!text.contains("left alone: nb-alice"), "a busy notebook is no news: {text}");
 }
+
+/// `trace export` from a ledger that is not there: the error names it and no file is written.
+#[test]
+fn trace_export_without_a_ledger_names_it_and_writes_nothing() {
+    let dir = std::env::temp_dir().join(format!("mdc-cli-{}-export", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ledger = dir.join("absent.db");
+    let policy = write(
+        "export",
+        &format!(
+            "settings:\n  api: {{ base_url: \"http://127.0.0.1:1\", namespace: n }}\n  ledger: {{ url: {{ env: MDC_TEST_LEDGER }} }}\npolicies:\n  - name: nb\n    select: {{ display_name: \"nb-*\" }}\n"
+        ),
+    );
+    let trace = dir.join("month.yaml");
+    let out = binary()
+        .args(["trace", "export", "--since", "2026-11-01", "--until", "2026-12-01", "--config"])
+        .arg(&policy)
+        .arg("--output")
+        .arg(&trace)
+        .env("MDC_TEST_LEDGER", format!("sqlite://{}", ledger.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("no ledger at sqlite://{}", ledger.display())), "{stderr}");
+    assert!(!trace.exists() && !ledger.exists(), "nothing written, no database made");
+}

@@ -17,5 +17,6 @@ mod scenarios;
 mod sim_properties;
 mod simulate;
 mod systemd;
+mod trace_export;
 mod validate;
 mod vendor_samples;
