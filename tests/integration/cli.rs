@@ -241,9 +241,7 @@ fn trace_export_without_a_ledger_names_it_and_writes_nothing() {
     let ledger = dir.join("absent.db");
     let policy = write(
         "export",
-        &format!(
-            "settings:\n  api: {{ base_url: \"http://127.0.0.1:1\", namespace: n }}\n  ledger: {{ url: {{ env: MDC_TEST_LEDGER }} }}\npolicies:\n  - name: nb\n    select: {{ display_name: \"nb-*\" }}\n"
-        ),
+        "settings:\n  api: { base_url: \"http://127.0.0.1:1\", namespace: n }\n  ledger: { url: { env: MDC_TEST_LEDGER } }\npolicies:\n  - name: nb\n    select: { display_name: \"nb-*\" }\n",
     );
     let trace = dir.join("month.yaml");
     let out = binary()
