@@ -5,6 +5,7 @@
 //!
 //!     cargo bench --bench simulate
 //!     SIMULATE_INSTANCES=100 SIMULATE_BASELINES=1 cargo bench --bench simulate
+//!     SIMULATE_EXPORT=1 cargo bench --bench simulate     # and `trace export` of what the daemon recorded
 
 use std::time::Instant;
 
@@ -51,6 +52,26 @@ fn main() {
         one.steps,
         seconds * 1000.0 / one.steps.max(1) as f64
     );
+
+    if std::env::var("SIMULATE_EXPORT").is_ok() {
+        use mdc_autoscaler::ledger::MemoryStore;
+        use mdc_autoscaler::simulate::replay::{Stepping, replay_in};
+        let store = MemoryStore::default();
+        runtime.block_on(replay_in(&trace, Some(&config), Stepping::Told, store.clone())).expect("replays");
+        let started = Instant::now();
+        let exported = runtime
+            .block_on(mdc_autoscaler::simulate::export::export(&store, trace.start, trace.end, trace.zone))
+            .expect("exports");
+        let seconds = started.elapsed().as_secs_f64();
+        let back = Trace::parse("exported", &exported.text).expect("reads back");
+        println!(
+            "trace export of {} instances x {} days: {seconds:.2} s, {:.1} MiB, {} sessions",
+            back.sessions.len(),
+            (trace.end - trace.start).num_days(),
+            exported.text.len() as f64 / 1048576.0,
+            back.sessions.values().map(Vec::len).sum::<usize>()
+        );
+    }
 
     if std::env::var("SIMULATE_BASELINES").is_err() {
         return;

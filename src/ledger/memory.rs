@@ -3,7 +3,7 @@
 //! month of cycles replays in seconds. Nothing outlives the process.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
@@ -14,9 +14,10 @@ use super::store::{LedgerError, Store};
 
 type Result<T> = std::result::Result<T, LedgerError>;
 
-#[derive(Default)]
+/// Clones share the same tables, as two pools share one database.
+#[derive(Clone, Default)]
 pub struct MemoryStore {
-    tables: Mutex<Tables>,
+    tables: Arc<Mutex<Tables>>,
 }
 
 #[derive(Default)]
