@@ -25,6 +25,8 @@ struct Tables {
     prices: Vec<PriceSample>,
     instances: BTreeMap<String, InstanceRecord>,
     uses: Vec<UseSpan>,
+    /// Indexes into `uses` of the open ones, by instance.
+    open_uses: BTreeMap<String, usize>,
     /// When each instance last became stopped.
     stopped_at: BTreeMap<String, DateTime<Utc>>,
     segments: Vec<Segment>,
@@ -146,19 +148,26 @@ impl Store for MemoryStore {
     }
 
     async fn open_use_spans(&self) -> Result<Vec<UseSpan>> {
-        Ok(self.tables().uses.iter().filter(|u| u.ended_at.is_none()).cloned().collect())
+        let t = self.tables();
+        Ok(t.open_uses.values().map(|&i| t.uses[i].clone()).collect())
     }
 
     async fn write_use_spans(&self, close: &[UseSpan], open: &[UseSpan]) -> Result<()> {
         let mut t = self.tables();
         for c in close {
-            let same =
-                |u: &&mut UseSpan| u.ended_at.is_none() && u.instance == c.instance && u.started_at == c.started_at;
-            if let Some(u) = t.uses.iter_mut().find(same) {
-                u.ended_at = c.ended_at;
+            let Some(&index) = t.open_uses.get(&c.instance) else { continue };
+            if t.uses[index].started_at == c.started_at {
+                t.uses[index].ended_at = c.ended_at;
+                t.open_uses.remove(&c.instance);
             }
         }
-        t.uses.extend(open.iter().cloned());
+        for u in open {
+            t.uses.push(u.clone());
+            if u.ended_at.is_none() {
+                let index = t.uses.len() - 1;
+                t.open_uses.insert(u.instance.clone(), index);
+            }
+        }
         Ok(())
     }
 
@@ -260,6 +269,14 @@ impl Store for MemoryStore {
         let uses = t.uses.len();
         t.uses.retain(|u| u.ended_at.is_none_or(|end| end >= segments_before));
         let uses_pruned = uses - t.uses.len();
+        let open_uses: BTreeMap<String, usize> = t
+            .uses
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.ended_at.is_none())
+            .map(|(i, u)| (u.instance.clone(), i))
+            .collect();
+        t.open_uses = open_uses;
         let open: BTreeMap<String, usize> = t
             .segments
             .iter()

@@ -2,10 +2,9 @@
 //! instances changed (`simulate`): each instance's policy, and what the
 //! rules made of it. An instance whose inputs have not changed and whose own
 //! next moment has not come gets the same verdict again, so a plan costs
-//! little more than its changes. A verdict that marked a schedule edge, that
-//! the budgets let spend, or that waits for an instance to go idle, depends
-//! on more than the instance and is not kept; one the budgets refused holds
-//! only while they still refuse.
+//! little more than its changes. A verdict that marked a schedule edge, or
+//! that the budgets let spend, depends on more than the instance and is not
+//! kept; one the budgets refused holds only while they still refuse.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -56,6 +55,8 @@ pub(super) struct Verdict {
     pub proposals: Vec<Proposal>,
     /// Spend per hour the proposals committed (a stop frees budget).
     pub committed: Money,
+    /// A due stop waits for the instance to go idle: its signals are watched.
+    pub watch: bool,
     /// When to look again: at a moment, and a while after now.
     pub at: Option<DateTime<Utc>>,
     pub after: Option<Duration>,
@@ -80,7 +81,7 @@ impl Verdict {
 
     /// Asks for nothing but to be looked at again.
     fn quiet(&self) -> bool {
-        self.proposals.is_empty() && self.committed == Money::ZERO && self.refused.is_none()
+        self.proposals.is_empty() && self.committed == Money::ZERO && self.refused.is_none() && !self.watch
     }
 }
 

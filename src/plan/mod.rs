@@ -323,6 +323,9 @@ impl<'a> Planner<'a> {
                 });
             }
             self.commit(verdict.committed);
+            if verdict.watch {
+                self.draft.watch.push(member.instance.name.clone());
+            }
             if let Some(at) = verdict.at {
                 self.wake(at);
             }
@@ -348,10 +351,7 @@ impl<'a> Planner<'a> {
         self.instance(policy, member);
         let recording = self.recording.take().expect("recording");
         let spent_nothing = recording.refused.is_some() && self.policy_committed == committed;
-        // A verdict that marked an edge or watches for idleness is made afresh each time.
-        let keep = (!self.budget_asked.get() || spent_nothing)
-            && self.draft.schedule_marks.len() == marks
-            && self.draft.watch.len() == watched;
+        let keep = (!self.budget_asked.get() || spent_nothing) && self.draft.schedule_marks.len() == marks;
         let verdict = keep.then(|| Verdict {
             proposals: self.draft.candidates[candidates..]
                 .iter()
@@ -364,6 +364,7 @@ impl<'a> Planner<'a> {
                 })
                 .collect(),
             committed: self.policy_committed - committed,
+            watch: self.draft.watch.len() > watched,
             at: recording.at,
             after: recording.after,
             refused: recording.refused,

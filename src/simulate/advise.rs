@@ -118,7 +118,7 @@ fn from_report(config: &Config, report: &Report, limits: Limits) -> Advice {
             Some(PolicyAdvice {
                 policy: policy.name.clone(),
                 stop_after_minutes: idle.stop_after.num_minutes(),
-                configured: setting(None, row.spend_yuan, row.cold_starts, false),
+                configured: setting(None, row.spend_yuan, row.people.cold_starts, false),
                 verdict: row.frontier.verdict,
                 timers,
                 for_cold_starts,

@@ -54,7 +54,10 @@ pub async fn export<S: Store>(
             local(zone, to)
         )));
     }
-    let uses = store.use_spans_overlapping(from, to).await?;
+    let mut uses: BTreeMap<String, Vec<UseSpan>> = BTreeMap::new();
+    for u in store.use_spans_overlapping(from, to).await? {
+        uses.entry(u.instance.clone()).or_default().push(u);
+    }
     let segments = store.segments_overlapping(from, to).await?;
     let mut warnings = Vec::new();
 
@@ -90,11 +93,7 @@ pub async fn export<S: Store>(
         if spec.gpu_resource_key.is_empty() {
             warnings.push(format!("SKU {id}: sampled before the ledger kept SKU specs; its GPU model key is guessed"));
         }
-        let key = if spec.gpu_resource_key.is_empty() {
-            format!("nvidia.com/gpu-{}", first.gpu_product.to_lowercase())
-        } else {
-            spec.gpu_resource_key.clone()
-        };
+        let key = model_key(first);
         out += &format!(
             "  - {{ id: {}, region: {}, name: {}, gpu_product: {}, gpu_resource_key: {}, gpu_count: {}, gpu_memory_gb: {}, cpu_cores: {}, memory_gb: {}, price: {}",
             quote(id),
@@ -202,7 +201,7 @@ pub async fn export<S: Store>(
             quote(&i.sku_id),
             if running { "running" } else { "stopped" }
         );
-        let sessions = sessions(&uses, &i.name, from, to);
+        let sessions = sessions(uses.get(&i.name).map_or(&[][..], |u| u.as_slice()), from, to);
         if sessions.is_empty() {
             out += "    sessions: []\n";
         } else {
@@ -215,15 +214,10 @@ pub async fn export<S: Store>(
     Ok(Exported { text: out, warnings })
 }
 
-/// An instance's use spans within the span, in order, joined where they touch.
-fn sessions(
-    uses: &[UseSpan],
-    instance: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+/// An instance's use spans (in order) within the span, joined where they touch.
+fn sessions(uses: &[UseSpan], from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let mut out: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
-    for u in uses.iter().filter(|u| u.instance == instance) {
+    for u in uses {
         let (start, end) = (u.started_at.max(from), u.ended_at.unwrap_or(to).min(to));
         if end <= start {
             continue;
@@ -256,22 +250,29 @@ fn regions(
     // (region, GPU model) → (moment, GPUs in all) at each sample.
     type Series = BTreeMap<(String, String), Vec<(DateTime<Utc>, u32)>>;
     let mut series = Series::new();
+    // Per SKU, when our running instances took (+1) or gave back (-1) one of its slots, in time order.
+    let mut held_changes: BTreeMap<&str, Vec<(DateTime<Utc>, i64)>> = BTreeMap::new();
+    for s in segments {
+        let changes = held_changes.entry(s.sku_id.as_str()).or_default();
+        changes.push((s.started_at, 1));
+        if let Some(end) = s.ended_at {
+            changes.push((end, -1));
+        }
+    }
+    for changes in held_changes.values_mut() {
+        changes.sort();
+    }
     for samples in by_sku.values() {
+        let changes = samples.first().and_then(|p| held_changes.get(p.sku_id.as_str()));
+        let (mut next, mut running) = (0, 0i64);
+        // Samples come oldest first: one sweep over the SKU's changes.
         for p in samples.iter().filter(|p| p.observed_at < to) {
-            let held: u32 = segments
-                .iter()
-                .filter(|s| {
-                    s.sku_id == p.sku_id
-                        && s.started_at <= p.observed_at
-                        && s.ended_at.is_none_or(|e| e > p.observed_at)
-                })
-                .count() as u32
-                * p.spec.gpu_count.max(1);
-            let key = if p.spec.gpu_resource_key.is_empty() {
-                format!("nvidia.com/gpu-{}", p.gpu_product.to_lowercase())
-            } else {
-                p.spec.gpu_resource_key.clone()
-            };
+            while let Some((_, change)) = changes.and_then(|c| c.get(next)).filter(|(at, _)| *at <= p.observed_at) {
+                running += change;
+                next += 1;
+            }
+            let held = running.max(0) as u32 * p.spec.gpu_count.max(1);
+            let key = model_key(p);
             let region = regions.entry(p.region_id.clone()).or_insert_with(|| RegionGpus {
                 cluster: p.spec.cluster.clone(),
                 gpus: BTreeMap::new(),
@@ -304,6 +305,15 @@ fn regions(
         }
     }
     regions
+}
+
+/// The GPU model's resource key; guessed from the product for samples written before the ledger kept it.
+fn model_key(p: &PriceSample) -> String {
+    if p.spec.gpu_resource_key.is_empty() {
+        format!("nvidia.com/gpu-{}", p.gpu_product.to_lowercase())
+    } else {
+        p.spec.gpu_resource_key.clone()
+    }
 }
 
 fn local(zone: Tz, at: DateTime<Utc>) -> String {

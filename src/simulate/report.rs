@@ -59,16 +59,8 @@ pub struct PolicyReport {
     /// against the in-use-only bound (the part a policy can change).
     pub spend_vs_always_on: f64,
     pub spend_vs_active_only: f64,
-    /// Starts someone waited for (a session beginning, a restart after an interruption).
-    pub cold_starts: u32,
-    pub cold_start_wait_seconds: i64,
-    /// Power-offs and deletes while the instance was in use.
-    pub interrupted_sessions: u32,
-    /// Sessions whose instance no longer existed.
-    pub lost_sessions: u32,
-    /// Work the interruptions lost, and what it had cost; redoing it is in the spend.
-    pub lost_work_hours: f64,
-    pub lost_work_yuan: f64,
+    #[serde(flatten)]
+    pub people: People,
     /// Completed actions by kind.
     pub actions: BTreeMap<String, u32>,
     pub baselines: Vec<Baseline>,
@@ -95,12 +87,36 @@ pub struct InstanceReport {
     pub compute_yuan: f64,
     /// Its compute in the in-use-only bound.
     pub active_only_yuan: f64,
+    #[serde(flatten)]
+    pub people: People,
+}
+
+/// What people went through under the policy.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct People {
+    /// Starts someone waited for (a session beginning, a restart after an interruption).
     pub cold_starts: u32,
     pub cold_start_wait_seconds: i64,
+    /// Power-offs and deletes while the instance was in use.
     pub interrupted_sessions: u32,
+    /// Sessions whose instance no longer existed.
     pub lost_sessions: u32,
+    /// Work the interruptions lost, and what it had cost; redoing it is in the spend.
     pub lost_work_hours: f64,
     pub lost_work_yuan: f64,
+}
+
+impl From<Experience> for People {
+    fn from(lived: Experience) -> Self {
+        People {
+            cold_starts: lived.cold_starts,
+            cold_start_wait_seconds: lived.waited.num_seconds(),
+            interrupted_sessions: lived.interrupted,
+            lost_sessions: lived.lost,
+            lost_work_hours: hours(lived.lost_work),
+            lost_work_yuan: yuan(lived.lost_work_cost),
+        }
+    }
 }
 
 /// What one instance was billed, summed over its lives.
@@ -255,12 +271,7 @@ pub(super) fn build(
             savings_yuan: yuan(always_spend - spend),
             spend_vs_always_on: ratio(own.changeable, always_on.changeable),
             spend_vs_active_only: ratio(own.changeable, in_use_bound),
-            cold_starts: own.lived.cold_starts,
-            cold_start_wait_seconds: own.lived.waited.num_seconds(),
-            interrupted_sessions: own.lived.interrupted,
-            lost_sessions: own.lived.lost,
-            lost_work_hours: hours(own.lived.lost_work),
-            lost_work_yuan: yuan(own.lived.lost_work_cost),
+            people: own.lived.into(),
             actions,
             frontier: frontier::place(points, yuan(spend), own.lived.cold_starts),
             baselines,
@@ -280,12 +291,7 @@ pub(super) fn build(
                 spend_yuan: yuan(billed.total()),
                 compute_yuan: yuan(billed.compute),
                 active_only_yuan: yuan(bound.get(*name).copied().unwrap_or_default()),
-                cold_starts: lived.cold_starts,
-                cold_start_wait_seconds: lived.waited.num_seconds(),
-                interrupted_sessions: lived.interrupted,
-                lost_sessions: lived.lost,
-                lost_work_hours: hours(lived.lost_work),
-                lost_work_yuan: yuan(lived.lost_work_cost),
+                people: lived.into(),
             }
         })
         .collect();
@@ -363,7 +369,7 @@ impl Report {
                 "{:<14}{:>13}{:>13}{:>13}{:>13}{:>20}{:>24}\n",
                 p.policy,
                 money(p.spend_yuan),
-                money(p.lost_work_yuan),
+                money(p.people.lost_work_yuan),
                 money(baseline("always_on")),
                 money(baseline("active_only")),
                 best,
@@ -378,10 +384,10 @@ impl Report {
             out += &format!(
                 "{:<14}{:>22}{:>14}{:>16}{:>12}\n",
                 p.policy,
-                starts(p.cold_starts, p.cold_start_wait_seconds),
-                p.interrupted_sessions,
-                format!("{:.2}", p.lost_work_hours),
-                p.lost_sessions
+                starts(p.people.cold_starts, p.people.cold_start_wait_seconds),
+                p.people.interrupted_sessions,
+                format!("{:.2}", p.people.lost_work_hours),
+                p.people.lost_sessions
             );
         }
         out += &format!("\nfixed timers, all policies{:>17}{:>22}\n", "spend", "cold starts (wait)");
@@ -398,7 +404,7 @@ impl Report {
             "\nBilled {} in all: compute {} (of which redoing lost work {}), prepaid terms {}, storage {}, saved images {}; {} of it on instances no policy changes (unmanaged, protected, prepaid).\n",
             money(t.spend_yuan),
             money(t.compute_yuan),
-            money(t.lost_work_yuan),
+            money(t.people.lost_work_yuan),
             money(t.prepaid_yuan),
             money(t.storage_yuan),
             money(t.images_yuan),
@@ -421,13 +427,13 @@ impl Report {
                 "The policy is {}: {} with {} cold starts, where the best mix of fixed timers with no more cold starts spends {}.\n",
                 verdict.words(),
                 money(t.spend_yuan),
-                t.cold_starts,
+                t.people.cold_starts,
                 money(best)
             ),
             (verdict, None) => format!(
                 "The policy is {}: {} cold starts, fewer than any fixed timer.\n",
                 verdict.words(),
-                t.cold_starts
+                t.people.cold_starts
             ),
         };
         out += &format!(
@@ -438,15 +444,15 @@ impl Report {
         if t.spend_vs_active_only > 0.0 && t.spend_vs_active_only < 1.0 {
             out += &format!(
                 "It is under the bound because people waited {} in all for their instances to start, time in use the platform does not bill.\n",
-                humane(Duration::seconds(t.cold_start_wait_seconds))
+                humane(Duration::seconds(t.people.cold_start_wait_seconds))
             );
         }
-        if t.interrupted_sessions > 0 {
+        if t.people.interrupted_sessions > 0 {
             out += &format!(
                 "It interrupted {} sessions in use: {:.2} hours of work lost ({}), redone after a restart and paid for in the spend above.\n",
-                t.interrupted_sessions,
-                t.lost_work_hours,
-                money(t.lost_work_yuan)
+                t.people.interrupted_sessions,
+                t.people.lost_work_hours,
+                money(t.people.lost_work_yuan)
             );
         }
         out

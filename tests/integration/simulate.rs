@@ -27,8 +27,8 @@ async fn a_trace_worked_out_by_hand_gives_the_answer_to_the_fen() {
     // by hand, running 30 s later, stopped 30 minutes after each session ends
     // (09:00:30-10:30 and 12:00:30-13:30, ¥2.98333 each).
     assert_eq!(total.spend_yuan, 6.97);
-    assert_eq!((total.cold_starts, total.cold_start_wait_seconds), (2, 60));
-    assert_eq!((total.interrupted_sessions, total.lost_sessions), (0, 0));
+    assert_eq!((total.people.cold_starts, total.people.cold_start_wait_seconds), (2, 60));
+    assert_eq!((total.people.interrupted_sessions, total.people.lost_sessions), (0, 0));
     assert_eq!(total.actions.get("power_off"), Some(&3));
     assert_eq!(baseline(total, "always_on"), (48.0, 0, 0));
     assert_eq!(total.savings_yuan, 41.03);
@@ -60,8 +60,8 @@ async fn the_example_policy_beats_always_on_and_never_stops_work_in_progress() {
         let total = &report.total;
         let always_on = baseline(total, "always_on").0;
         assert!(total.spend_yuan < always_on, "{path}: {} against {always_on} always on", total.spend_yuan);
-        assert_eq!(total.interrupted_sessions, 0, "{path}: a power_off while in use");
-        assert_eq!(total.lost_sessions, 0, "{path}: an instance deleted while still used");
+        assert_eq!(total.people.interrupted_sessions, 0, "{path}: a power_off while in use");
+        assert_eq!(total.people.lost_sessions, 0, "{path}: an instance deleted while still used");
         println!(
             "{path}: the example policy spends {:.0}% of always on and {:.0}% of the in-use-only bound",
             total.spend_vs_always_on * 100.0,
@@ -179,9 +179,12 @@ async fn work_a_schedule_stop_interrupts_is_lost_redone_and_paid_for() {
     let total = &report.total;
     // ¥2/h: 09:00:30-09:30 (¥0.98333), 09:30:45-11:00:45 (¥3), 12:00:30-13:30 (¥2.98333).
     assert_eq!(total.spend_yuan, 6.97);
-    assert_eq!((total.interrupted_sessions, total.lost_work_hours, total.lost_work_yuan), (1, 0.5, 1.0));
+    assert_eq!(
+        (total.people.interrupted_sessions, total.people.lost_work_hours, total.people.lost_work_yuan),
+        (1, 0.5, 1.0)
+    );
     // Three starts waited for: 09:00 (30 s), the restart at 09:30 (15 s to stop, 30 s to start), 12:00 (30 s).
-    assert_eq!((total.cold_starts, total.cold_start_wait_seconds), (3, 105));
+    assert_eq!((total.people.cold_starts, total.people.cold_start_wait_seconds), (3, 105));
     assert!(
         report.table().contains("It interrupted 1 sessions in use: 0.50 hours of work lost (¥1.00)"),
         "{}",
@@ -211,7 +214,7 @@ async fn the_frontier_of_a_day_known_by_hand_places_policies_above_on_and_below_
     );
     // A two-hour timer is a point of the hull.
     let on = simulate(&by_hand_config("2h", ""), &trace).await.unwrap().total;
-    assert_eq!((on.spend_yuan, on.cold_starts, on.frontier.verdict), (15.98, 1, Verdict::On));
+    assert_eq!((on.spend_yuan, on.people.cold_starts, on.frontier.verdict), (15.98, 1, Verdict::On));
     // Started ahead of lunch by a schedule at 11:59: one cold start, and idle
     // only 00:00-00:30, 10:00-10:30 and 13:00-13:30: ¥1 + ¥2.98333 + ¥3.01667
     // (running from 11:59:30), where the best mix with one cold start spends ¥15.98.
@@ -220,9 +223,9 @@ async fn the_frontier_of_a_day_known_by_hand_places_policies_above_on_and_below_
             .await
             .unwrap()
             .total;
-    assert_eq!((below.spend_yuan, below.cold_starts), (7.0, 1));
+    assert_eq!((below.spend_yuan, below.people.cold_starts), (7.0, 1));
     assert_eq!((below.frontier.verdict, below.frontier.saving_yuan), (Verdict::Below, Some(8.98)));
-    assert!(below.interrupted_sessions == 0 && on.interrupted_sessions == 0);
+    assert!(below.people.interrupted_sessions == 0 && on.people.interrupted_sessions == 0);
 }
 
 /// Baselines keep their hands off what the policy may not touch, and every
@@ -316,7 +319,7 @@ async fn a_schedule_stop_waits_for_the_session_to_end() {
     // the 09:30 edge, five minutes after the session ended; 13:30 the idle timer.
     assert_eq!(stops, ["16:05:00 schedule", "02:05:00 schedule", "05:30:00 idle"]);
     let report = simulate(&config, &trace).await.unwrap();
-    assert_eq!((report.total.interrupted_sessions, report.total.lost_work_hours), (0, 0.0));
+    assert_eq!((report.total.people.interrupted_sessions, report.total.people.lost_work_hours), (0, 0.0));
     // 00:00-00:05, 09:00:30-10:05 and 12:00:30-13:30 at ¥2/h.
     assert_eq!(report.total.spend_yuan, 5.3);
 }
