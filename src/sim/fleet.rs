@@ -278,38 +278,37 @@ pub struct FleetSession {
 impl FleetSku {
     /// The simulated SKU, with times written without an offset read in `zone`.
     pub fn to_sim(&self, zone: Tz) -> Result<SimSku, FleetError> {
-        let s = self;
         let price = |yuan: f64| {
             Money::from_yuan_f64(yuan).filter(|p| *p >= Money::ZERO).ok_or_else(|| {
-                FleetError(format!("SKU {}: a price must be zero or more yuan an hour, not {yuan}", s.id))
+                FleetError(format!("SKU {}: a price must be zero or more yuan an hour, not {yuan}", self.id))
             })
         };
         let mut price_changes =
-            s.prices.iter().map(|p| Ok((p.from.resolve(zone), price(p.price)?))).collect::<Result<Vec<_>, _>>()?;
+            self.prices.iter().map(|p| Ok((p.from.resolve(zone), price(p.price)?))).collect::<Result<Vec<_>, _>>()?;
         price_changes.sort_by_key(|(at, _)| *at);
         if price_changes.windows(2).any(|w| w[0].0 == w[1].0) {
-            return Err(FleetError(format!("SKU {}: two prices from the same moment", s.id)));
+            return Err(FleetError(format!("SKU {}: two prices from the same moment", self.id)));
         }
         Ok(SimSku {
-            id: s.id.clone(),
-            region_id: s.region.clone(),
-            name: s.name.clone(),
-            gpu_product: s.gpu_product.clone(),
-            gpu_series: s.gpu_series.clone().unwrap_or_else(|| s.gpu_product.clone()),
-            gpu_resource_key: s.gpu_resource_key.clone(),
-            gpu_count: s.gpu_count,
-            gpu_memory_gb: s.gpu_memory_gb,
-            cpu_cores: s.cpu_cores,
-            cpu_arch: s.cpu_arch.clone(),
-            cpu_series: s.cpu_series.clone(),
-            cpu_vendor: s.cpu_vendor.clone(),
-            memory_gb: s.memory_gb,
-            system_storage_gb: s.system_storage_gb,
-            data_storage_gb: s.data_storage_gb,
-            billing_type: s.billing.into(),
-            price_per_hour: price(s.price)?,
+            id: self.id.clone(),
+            region_id: self.region.clone(),
+            name: self.name.clone(),
+            gpu_product: self.gpu_product.clone(),
+            gpu_series: self.gpu_series.clone().unwrap_or_else(|| self.gpu_product.clone()),
+            gpu_resource_key: self.gpu_resource_key.clone(),
+            gpu_count: self.gpu_count,
+            gpu_memory_gb: self.gpu_memory_gb,
+            cpu_cores: self.cpu_cores,
+            cpu_arch: self.cpu_arch.clone(),
+            cpu_series: self.cpu_series.clone(),
+            cpu_vendor: self.cpu_vendor.clone(),
+            memory_gb: self.memory_gb,
+            system_storage_gb: self.system_storage_gb,
+            data_storage_gb: self.data_storage_gb,
+            billing_type: self.billing.into(),
+            price_per_hour: price(self.price)?,
             price_changes,
-            discount: s.discount.as_ref().map(|d| discount(&s.id, d, zone)).transpose()?,
+            discount: self.discount.as_ref().map(|d| discount(&self.id, d, zone)).transpose()?,
         })
     }
 }
