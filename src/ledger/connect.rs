@@ -92,6 +92,7 @@ delegate! {
     fn segments_overlapping(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Segment>;
     fn prices_until(&self, to: DateTime<Utc>) -> Vec<PriceSample>;
     fn all_instances(&self) -> Vec<InstanceRecord>;
+    fn transitions_until(&self, to: DateTime<Utc>) -> Vec<Transition>;
     fn open_use_spans(&self) -> Vec<UseSpan>;
     fn write_use_spans(&self, close: &[UseSpan], open: &[UseSpan]) -> ();
     fn use_spans_overlapping(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<UseSpan>;

@@ -24,6 +24,7 @@ pub struct MemoryStore {
 struct Tables {
     prices: Vec<PriceSample>,
     instances: BTreeMap<String, InstanceRecord>,
+    transitions: Vec<Transition>,
     uses: Vec<UseSpan>,
     /// Indexes into `uses` of the open ones, by instance.
     open_uses: BTreeMap<String, usize>,
@@ -82,6 +83,7 @@ impl Store for MemoryStore {
                 }
             }
         }
+        t.transitions.extend_from_slice(transitions);
         for tr in transitions.iter().filter(|tr| tr.to == "stopped") {
             let at = t.stopped_at.entry(tr.instance.clone()).or_insert(tr.at);
             *at = (*at).max(tr.at);
@@ -145,6 +147,12 @@ impl Store for MemoryStore {
         let mut all: Vec<InstanceRecord> = t.instances.values().cloned().collect();
         all.sort_by(|a, b| (a.first_seen, &a.name).cmp(&(b.first_seen, &b.name)));
         Ok(all)
+    }
+
+    async fn transitions_until(&self, to: DateTime<Utc>) -> Result<Vec<Transition>> {
+        let mut found: Vec<Transition> = self.tables().transitions.iter().filter(|t| t.at < to).cloned().collect();
+        found.sort_by_key(|t| t.at);
+        Ok(found)
     }
 
     async fn open_use_spans(&self) -> Result<Vec<UseSpan>> {

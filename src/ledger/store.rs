@@ -76,6 +76,8 @@ pub trait Store: Send + Sync {
     fn prices_until(&self, to: DateTime<Utc>) -> impl Future<Output = Result<Vec<PriceSample>>> + Send;
     /// Every instance ever seen, gone ones too.
     fn all_instances(&self) -> impl Future<Output = Result<Vec<InstanceRecord>>> + Send;
+    /// Every status change observed before `to`, in time order.
+    fn transitions_until(&self, to: DateTime<Utc>) -> impl Future<Output = Result<Vec<Transition>>> + Send;
 
     fn open_use_spans(&self) -> impl Future<Output = Result<Vec<UseSpan>>> + Send;
     /// Closes open spans (found by instance and start) and opens new ones.
@@ -402,6 +404,23 @@ macro_rules! sql_store {
             async fn all_instances(&self) -> Result<Vec<InstanceRecord>> {
                 let rows = sqlx::query("SELECT * FROM instances ORDER BY first_seen, name").fetch_all(&self.pool).await?;
                 rows.iter().map(Self::instance).collect()
+            }
+
+            async fn transitions_until(&self, to: DateTime<Utc>) -> Result<Vec<Transition>> {
+                let rows = sqlx::query("SELECT * FROM transitions WHERE at < $1 ORDER BY at, id")
+                    .bind(to)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(Transition {
+                            instance: r.try_get("instance")?,
+                            at: r.try_get("at")?,
+                            from: r.try_get("from_status")?,
+                            to: r.try_get("to_status")?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn open_use_spans(&self) -> Result<Vec<UseSpan>> {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use crate::ledger::{InstanceRecord, LedgerError, PriceSample, Segment, Store, UseSpan};
+use crate::ledger::{InstanceRecord, LedgerError, PriceSample, Store, Transition, UseSpan};
 use crate::money::Money;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +58,11 @@ pub async fn export<S: Store>(
     for u in store.use_spans_overlapping(from, to).await? {
         uses.entry(u.instance.clone()).or_default().push(u);
     }
-    let segments = store.segments_overlapping(from, to).await?;
+    let transitions = store.transitions_until(to).await?;
+    let mut changes_of: BTreeMap<&str, Vec<&Transition>> = BTreeMap::new();
+    for t in &transitions {
+        changes_of.entry(t.instance.as_str()).or_default().push(t);
+    }
     let mut warnings = Vec::new();
 
     // The SKUs: the newest sample at the start (or the first after it), and what changed after.
@@ -74,7 +78,8 @@ pub async fn export<S: Store>(
         to.to_rfc3339(),
         zone.name()
     );
-    let regions = regions(&by_sku, &segments, from, to);
+    let sku_of: BTreeMap<&str, &str> = instances.iter().map(|i| (i.name.as_str(), i.sku_id.as_str())).collect();
+    let regions = regions(&by_sku, &transitions, &sku_of, from, to);
     out += "\nregions:\n";
     for (region, r) in &regions {
         let gpus: Vec<String> = r.gpus.iter().map(|(key, n)| format!("{}: {n}", quote(key))).collect();
@@ -184,12 +189,10 @@ pub async fn export<S: Store>(
             warnings.push(format!("{}: a second instance of that name; left out", i.display_name));
             continue;
         }
-        let prepaid = !matches!(i.billing_type.as_str(), "pay-as-you-go" | "pay_as_you_go");
-        let running = if prepaid {
-            i.status == "running"
-        } else {
-            segments.iter().any(|s| s.instance == i.name && s.started_at <= from && s.ended_at.is_none_or(|e| e > from))
-        };
+        // Its status at the start: the last change observed by then, else as it was first seen.
+        let status =
+            changes_of.get(i.name.as_str()).and_then(|c| c.iter().rfind(|t| t.at <= from)).map(|t| t.to.as_str());
+        let running = status.unwrap_or(i.status.as_str()) == "running";
         let billing = match i.billing_type.as_str() {
             "monthly" | "weekly" | "daily" => i.billing_type.clone(),
             _ => "pay_as_you_go".into(),
@@ -239,10 +242,12 @@ struct RegionGpus {
 }
 
 /// What each region had: at each sample, its free GPUs of a model and those
-/// our own running instances held; the most seen, and the changes that held.
+/// the account's own instances held (from power-on until stopped, as the
+/// platform holds them); the most seen, and the changes that held.
 fn regions(
     by_sku: &BTreeMap<&str, Vec<&PriceSample>>,
-    segments: &[Segment],
+    transitions: &[Transition],
+    sku_of: &BTreeMap<&str, &str>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> BTreeMap<String, RegionGpus> {
@@ -250,17 +255,15 @@ fn regions(
     // (region, GPU model) → (moment, GPUs in all) at each sample.
     type Series = BTreeMap<(String, String), Vec<(DateTime<Utc>, u32)>>;
     let mut series = Series::new();
-    // Per SKU, when our running instances took (+1) or gave back (-1) one of its slots, in time order.
+    // Per SKU, when the account's instances took (+1) or gave back (-1) one of its slots, in time order.
     let mut held_changes: BTreeMap<&str, Vec<(DateTime<Utc>, i64)>> = BTreeMap::new();
-    for s in segments {
-        let changes = held_changes.entry(s.sku_id.as_str()).or_default();
-        changes.push((s.started_at, 1));
-        if let Some(end) = s.ended_at {
-            changes.push((end, -1));
+    let holds = |status: &str| matches!(status, "creating" | "starting" | "running" | "stopping");
+    for t in transitions {
+        let Some(sku) = sku_of.get(t.instance.as_str()) else { continue };
+        let change = i64::from(holds(&t.to)) - i64::from(t.from.as_deref().is_some_and(holds));
+        if change != 0 {
+            held_changes.entry(sku).or_default().push((t.at, change));
         }
-    }
-    for changes in held_changes.values_mut() {
-        changes.sort();
     }
     for samples in by_sku.values() {
         let changes = samples.first().and_then(|p| held_changes.get(p.sku_id.as_str()));

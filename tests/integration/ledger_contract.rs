@@ -165,6 +165,12 @@ async fn contract<S: Store>(store: &S) {
     assert_eq!(instances.iter().find(|i| i.name == "b").unwrap().status, "stopped");
     assert_eq!(store.stopped_since().await.unwrap().get("b"), Some(&t(30)));
     assert_eq!(store.stopped_since().await.unwrap().get("a"), None);
+    // Every change before a moment, in time order (for `trace export`).
+    let changes: Vec<(String, String)> =
+        store.transitions_until(t(31)).await.unwrap().into_iter().map(|t| (t.instance, t.to)).collect();
+    assert_eq!(changes.len(), 3);
+    assert_eq!(changes[2], ("b".to_owned(), "stopped".to_owned()));
+    assert_eq!(store.transitions_until(t(30)).await.unwrap().len(), 2);
     store
         .write_instances(&[InstanceRecord { gone_at: Some(t(40)), ..record("b", "stopped", t(40)) }], &[])
         .await
