@@ -16,6 +16,9 @@ use crate::money::Money;
 pub const PLATFORM_PURGE_DAYS: i64 = 15;
 /// Metrics, health checks and the admin API: loopback only, unless told.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";
+/// The longest duration a policy may give (`stop_after: 300000y` would overflow the planner's clock).
+pub const LONGEST: Duration = Duration::days(3650);
+
 /// Schedules fall back to the platform's own zone.
 pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Shanghai;
 
@@ -76,9 +79,15 @@ impl Checker {
         }
     }
 
+    /// A duration longer than zero and at most [`LONGEST`]: date arithmetic
+    /// with it can never overflow.
     fn duration(&mut self, value: &Loc<raw::Human>, what: &str) -> Option<Duration> {
         match Duration::from_std(value.value.0) {
-            Ok(d) if d > Duration::zero() => Some(d),
+            Ok(d) if d > Duration::zero() && d <= LONGEST => Some(d),
+            Ok(d) if d > Duration::zero() => {
+                self.error(value.pos, format!("{what} must be at most 3650 days (ten years)"));
+                None
+            }
             _ => {
                 self.error(value.pos, format!("{what} must be longer than zero"));
                 None
@@ -218,6 +227,8 @@ impl Checker {
             billing: s.billing.map(|b| b.0.into_iter().map(billing).collect()).unwrap_or_default(),
         });
         let protect = raw.protect.map(|p| p.display_name.0.iter().map(|g| Glob::new(g)).collect()).unwrap_or_default();
+        // An idle section that fails its own checks is reported there, not again as missing.
+        let has_idle = raw.idle.is_some();
         let idle = raw.idle.and_then(|i| self.idle(i, prometheus));
         let schedule = raw.schedule.map(|s| {
             let start = s.start.as_ref().and_then(|c| self.cron(c));
@@ -240,7 +251,7 @@ impl Checker {
         });
         let schedule_stops = schedule.as_ref().is_some_and(|s| s.stop.is_some());
         let due_stops =
-            self.due_stops(raw.due_stops.unwrap_or_default(), &name, idle.is_some(), schedule_stops, raw.name.pos);
+            self.due_stops(raw.due_stops.unwrap_or_default(), &name, has_idle, schedule_stops, raw.name.pos);
         Some(policy::Policy { name, select, protect, idle, schedule, pool, budget, max_disrupted, due_stops })
     }
 
