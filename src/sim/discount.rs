@@ -75,7 +75,7 @@ impl SimDiscount {
 
 /// A local time, taking the earlier instant when a clock change repeats it and
 /// the first instant after the gap when one skips it.
-fn local(timezone: &Tz, at: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
+pub(crate) fn local(timezone: &Tz, at: chrono::NaiveDateTime) -> Option<DateTime<Utc>> {
     timezone
         .from_local_datetime(&at)
         .earliest()

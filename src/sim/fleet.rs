@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
@@ -39,11 +39,7 @@ impl Moment {
     pub fn resolve(self, zone: Tz) -> DateTime<Utc> {
         match self {
             Moment::Fixed(t) => t.to_utc(),
-            Moment::Local(t) => zone
-                .from_local_datetime(&t)
-                .earliest()
-                .or_else(|| zone.from_local_datetime(&(t + chrono::Duration::hours(1))).earliest())
-                .map_or_else(|| t.and_utc(), |t| t.to_utc()),
+            Moment::Local(t) => super::discount::local(&zone, t).unwrap_or_else(|| t.and_utc()),
         }
     }
 }

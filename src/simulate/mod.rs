@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::cloud::BillingType;
 use crate::config::policy::{Config, Glob, IdleRule, Limits, Policy, Selector, Signal};
 use crate::money::Money;
+use crate::sim::Simulator;
 use replay::{Replay, ReplayError, replay};
 pub use report::{Baseline, InstanceReport, PolicyReport, Report};
 use trace::Trace;
@@ -99,8 +100,10 @@ pub async fn simulate_with_timers(config: &Config, trace: &Trace, timers: &[i64]
         (join(policy), join(always_on), timers)
     });
     let (policy, always_on, timers) = (policy?, always_on?, timers?);
-    let members = members(config, trace, &policy)?;
-    let bound = active_only(trace, &members, &always_on)?;
+    // The platform at the start, once: who owns what, and what each SKU costs.
+    let (mut start, names) = trace.build().map_err(|e| ReplayError(e.to_string()))?;
+    let members = members(config, trace, &mut start, &policy)?;
+    let bound = active_only(trace, &start, &names, &members, &always_on);
     Ok(report::build(trace, &members, &policy, &always_on, &timers, &bound))
 }
 
@@ -158,8 +161,12 @@ pub fn timer_config(config: &Config, stop_after: Duration) -> Config {
 
 /// Every instance of the trace at its start, and every one the policy
 /// created, by display name.
-fn members(config: &Config, trace: &Trace, policy: &Replay) -> Result<BTreeMap<String, Member>, ReplayError> {
-    let (mut sim, _) = trace.build().map_err(|e| ReplayError(e.to_string()))?;
+fn members(
+    config: &Config,
+    trace: &Trace,
+    sim: &mut Simulator,
+    policy: &Replay,
+) -> Result<BTreeMap<String, Member>, ReplayError> {
     let mut members = BTreeMap::new();
     for cluster in trace.file.regions.iter().map(|r| r.cluster.clone()) {
         let list = sim
@@ -198,10 +205,11 @@ fn members(config: &Config, trace: &Trace, policy: &Replay) -> Result<BTreeMap<S
 /// for prepaid terms, whose price is paid whatever happens.
 fn active_only(
     trace: &Trace,
+    sim: &Simulator,
+    names: &BTreeMap<String, String>,
     members: &BTreeMap<String, Member>,
     always_on: &Replay,
-) -> Result<BTreeMap<String, Money>, ReplayError> {
-    let (sim, names) = trace.build().map_err(|e| ReplayError(e.to_string()))?;
+) -> BTreeMap<String, Money> {
     let always = report::billed_by_instance(always_on);
     let mut bound = BTreeMap::new();
     for display in members.keys() {
@@ -220,5 +228,5 @@ fn active_only(
         };
         bound.insert(display.clone(), cost);
     }
-    Ok(bound)
+    bound
 }
