@@ -11,11 +11,13 @@ use mdc_autoscaler::cloud::{
 };
 use mdc_autoscaler::config::load::load_str;
 use mdc_autoscaler::money::{Money, Ratio};
+use mdc_autoscaler::plan::habits::{Habits, Used};
 use mdc_autoscaler::plan::{self, Observed, ObservedInstance, Reading, SpendSoFar};
 
 const POLICIES: usize = 100;
 
-fn policy_file() -> String {
+fn policy_file(adaptive: bool) -> String {
+    let stop_after = if adaptive { "adaptive, prewarm: true" } else { "30m" };
     let mut text = String::from(
         "settings:\n  timezone: Asia/Shanghai\n  limits: { actions_per_cycle: 50, actions_per_hour: 500 }\npolicies:\n",
     );
@@ -26,7 +28,7 @@ fn policy_file() -> String {
             );
         } else {
             text += &format!(
-                "  - name: team-{k}\n    select: {{ display_name: \"team{k}-*\" }}\n    protect: {{ display_name: \"team{k}-keep-*\" }}\n    idle: {{ signals: [jupyter, heartbeat], stop_after: 30m, snapshot: {{}}, delete_after_stopped: 7d, max_runtime: 72h }}\n    schedule: {{ start: \"0 9 * * MON-FRI\", stop: \"0 20 * * *\" }}\n    max_disrupted: 50%\n    budget: {{ daily: 5000 }}\n"
+                "  - name: team-{k}\n    select: {{ display_name: \"team{k}-*\" }}\n    protect: {{ display_name: \"team{k}-keep-*\" }}\n    idle: {{ signals: [jupyter, heartbeat], stop_after: {stop_after}, snapshot: {{}}, delete_after_stopped: 7d, max_runtime: 72h }}\n    schedule: {{ start: \"0 9 * * MON-FRI\", stop: \"0 20 * * *\" }}\n    max_disrupted: 50%\n    budget: {{ daily: 5000 }}\n"
             );
         }
     }
@@ -136,7 +138,41 @@ fn fleet(n: usize, now: DateTime<Utc>, busy_share: f64) -> Observed {
         capacity_failures: Default::default(),
         snoozes: Default::default(),
         schedule_marks,
+        habits: Default::default(),
     }
+}
+
+/// Four weeks of weekday use per instance: in from 09:00 to 10:00, lunch
+/// gaps of 40 to 80 minutes, home at 18:00 or so.
+fn habits(n: usize, config: &mdc_autoscaler::config::policy::Config, now: DateTime<Utc>) -> Habits {
+    use chrono::Datelike;
+    let zone = chrono_tz::Asia::Shanghai;
+    let mut spans = Vec::new();
+    for i in 0..n {
+        let name = format!("instance-{i:08x}");
+        let policy = format!("team-{}", i % POLICIES);
+        for back in 1..=28i64 {
+            let day = (now - chrono::Duration::days(back)).with_timezone(&zone).date_naive();
+            if day.weekday().number_from_monday() > 5 {
+                continue;
+            }
+            let at = |minute: i64| {
+                let midnight = zone.from_local_datetime(&day.and_hms_opt(0, 0, 0).unwrap()).unwrap();
+                (midnight + chrono::Duration::minutes(minute)).to_utc()
+            };
+            let jitter = (i as i64 * 31 + back * 17) % 60;
+            let lunch = 720 + jitter / 3;
+            spans.push((name.clone(), policy.clone(), at(540 + jitter), at(lunch)));
+            spans.push((name.clone(), policy.clone(), at(lunch + 40 + jitter * 2 / 3), at(1080 + jitter / 2)));
+        }
+    }
+    let used =
+        spans.iter().map(|(instance, policy, start, end)| Used { instance, policy, start: *start, end: Some(*end) });
+    let zone_of = |name: &str| {
+        config.policies.iter().find(|p| p.name == name)?.idle.as_ref()?;
+        Some(zone)
+    };
+    Habits::learn(used, zone_of, Habits::hour_of(now))
 }
 
 fn instances_marks(n: usize, edge: DateTime<Utc>) -> std::collections::BTreeMap<String, DateTime<Utc>> {
@@ -144,23 +180,35 @@ fn instances_marks(n: usize, edge: DateTime<Utc>) -> std::collections::BTreeMap<
 }
 
 fn main() {
-    let (config, report) = load_str("bench", &policy_file());
-    let config = config.unwrap_or_else(|| panic!("{report}"));
+    let (fixed, report) = load_str("bench", &policy_file(false));
+    let fixed = fixed.unwrap_or_else(|| panic!("{report}"));
+    let (adaptive, report) = load_str("bench", &policy_file(true));
+    let adaptive = adaptive.unwrap_or_else(|| panic!("{report}"));
     // A Friday afternoon in Shanghai.
     let now = Utc.with_ymd_and_hms(2026, 11, 27, 7, 0, 0).unwrap();
     // Steady state: nearly everything in use, a handful of deadlines passing.
     // Burst: six in seven idle, thousands of stops proposed and cut to the limits.
-    for (label, busy_share) in [("steady state (99% busy)", 0.99), ("burst (14% busy)", 0.14)] {
+    // Learned: the burst under `stop_after: adaptive` and `prewarm`, four weeks learned.
+    let cases = [
+        ("steady state (99% busy)", 0.99, &fixed),
+        ("burst (14% busy)", 0.14, &fixed),
+        ("learned timers and pre-warming, burst (14% busy)", 0.14, &adaptive),
+    ];
+    for (label, busy_share, config) in cases {
+        let learned = std::ptr::eq(config, &adaptive);
         println!("\nplanner, {label}: one plan, {POLICIES} policies, median of the runs");
         println!("{:>8} {:>12} {:>14} {:>9} {:>7}", "fleet", "median", "per instance", "actions", "notes");
         for n in [1_000, 2_500, 5_000, 10_000, 20_000] {
-            let observed = fleet(n, now, busy_share);
+            let mut observed = fleet(n, now, busy_share);
+            if learned {
+                observed.habits = std::sync::Arc::new(habits(n, config, now));
+            }
             let mut times: Vec<Duration> = Vec::new();
             let mut last = None;
             let runs = if n <= 10_000 { 30 } else { 10 };
             for _ in 0..runs {
                 let started = Instant::now();
-                let plan = plan::plan(&observed, &config, now);
+                let plan = plan::plan(&observed, config, now);
                 times.push(started.elapsed());
                 last = Some(plan);
             }

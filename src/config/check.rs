@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{Duration, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use super::policy::{self, Cron, Glob, Signal, SnapshotTemplate};
+use super::policy::{self, Cron, Glob, Signal, SnapshotTemplate, StopAfter};
 use super::raw;
 use super::yaml::{Loc, Pos};
 use crate::cloud::{BillingType, VolumeSpec};
@@ -229,7 +229,7 @@ impl Checker {
         let protect = raw.protect.map(|p| p.display_name.0.iter().map(|g| Glob::new(g)).collect()).unwrap_or_default();
         // An idle section that fails its own checks is reported there, not again as missing.
         let has_idle = raw.idle.is_some();
-        let idle = raw.idle.and_then(|i| self.idle(i, prometheus));
+        let idle = raw.idle.and_then(|i| self.idle(i, prometheus, schedule_zone.unwrap_or(DEFAULT_TIMEZONE)));
         let schedule = raw.schedule.map(|s| {
             let start = s.start.as_ref().and_then(|c| self.cron(c));
             let stop = s.stop.as_ref().and_then(|c| self.cron(c));
@@ -298,8 +298,45 @@ impl Checker {
         due
     }
 
-    fn idle(&mut self, i: raw::Idle, prometheus: bool) -> Option<policy::IdleRule> {
-        let stop_after = self.duration(&i.stop_after, "stop_after");
+    fn idle(&mut self, i: raw::Idle, prometheus: bool, zone: Tz) -> Option<policy::IdleRule> {
+        let stop_after = match i.stop_after.value {
+            raw::StopAfter::After(after) => {
+                if let Some(adaptive) = &i.adaptive {
+                    let pos = [&adaptive.min, &adaptive.max, &adaptive.until_learned, &adaptive.cold_start_wait]
+                        .into_iter()
+                        .flatten()
+                        .map(|d| d.pos)
+                        .chain(adaptive.cold_start_cost.iter().chain(&adaptive.waiting_per_hour).map(|m| m.pos))
+                        .next()
+                        .unwrap_or(i.stop_after.pos);
+                    self.warning(
+                        pos,
+                        "`adaptive` is used only with `stop_after: adaptive`; this policy's timer is fixed",
+                    );
+                }
+                self.duration(&Loc { value: after, pos: i.stop_after.pos }, "stop_after").map(StopAfter::Fixed)
+            }
+            raw::StopAfter::Adaptive => {
+                self.adaptive(i.adaptive.clone().unwrap_or_default(), zone).map(StopAfter::Adaptive)
+            }
+        };
+        let prewarm = match (&i.prewarm, &stop_after) {
+            (Some(p), Some(StopAfter::Adaptive(_))) if p.enabled => {
+                let lead = match &p.lead {
+                    Some(lead) => self.duration(lead, "prewarm.lead"),
+                    None => Some(Duration::minutes(policy::Prewarm::LEAD_MINUTES)),
+                };
+                lead.map(|lead| policy::Prewarm { lead })
+            }
+            (Some(p), Some(StopAfter::Fixed(_))) if p.enabled => {
+                self.error(
+                    i.stop_after.pos,
+                    "prewarm learns arrivals and prices cold starts: it needs `stop_after: adaptive`",
+                );
+                None
+            }
+            _ => None,
+        };
         let delete_after_stopped = i.delete_after_stopped.as_ref().and_then(|d| {
             let duration = self.duration(d, "delete_after_stopped")?;
             if duration >= Duration::days(PLATFORM_PURGE_DAYS) {
@@ -314,7 +351,11 @@ impl Checker {
             Some(duration)
         });
         let max_runtime = i.max_runtime.as_ref().and_then(|d| self.duration(d, "max_runtime"));
-        if let (Some(stop), Some(max), Some(pos)) = (stop_after, max_runtime, i.max_runtime.as_ref().map(|m| m.pos))
+        let earliest = stop_after.as_ref().map(|s| match s {
+            StopAfter::Fixed(after) => *after,
+            StopAfter::Adaptive(adaptive) => adaptive.min,
+        });
+        if let (Some(stop), Some(max), Some(pos)) = (earliest, max_runtime, i.max_runtime.as_ref().map(|m| m.pos))
             && max <= stop
         {
             self.warning(pos, "max_runtime is not longer than stop_after");
@@ -362,12 +403,74 @@ impl Checker {
         Some(policy::IdleRule {
             signals,
             stop_after: stop_after?,
+            prewarm,
             snapshot,
             delete_after_stopped,
             delete_without_snapshot: i.delete_without_snapshot,
             stop_prepaid: i.stop_prepaid,
             max_runtime,
             grace_period_seconds: i.grace_period.map_or(10, |g| g.0.as_secs().min(u32::MAX as u64) as u32),
+        })
+    }
+
+    fn adaptive(&mut self, a: raw::Adaptive, timezone: Tz) -> Option<policy::Adaptive> {
+        use policy::Adaptive as A;
+        let mut ok = true;
+        let mut duration =
+            |check: &mut Self, value: &Option<Loc<raw::Human>>, what: &str, default: Duration| match value {
+                Some(v) => check.duration(v, what).unwrap_or_else(|| {
+                    ok = false;
+                    default
+                }),
+                None => default,
+            };
+        let min = duration(self, &a.min, "adaptive.min", Duration::minutes(A::MIN_MINUTES));
+        let max = duration(self, &a.max, "adaptive.max", Duration::hours(A::MAX_HOURS).max(min));
+        let until_learned =
+            duration(self, &a.until_learned, "adaptive.until_learned", Duration::minutes(A::UNTIL_LEARNED_MINUTES));
+        let wait = duration(
+            self,
+            &a.cold_start_wait,
+            "adaptive.cold_start_wait",
+            Duration::minutes(A::COLD_START_WAIT_MINUTES),
+        );
+        if min > max {
+            let pos = a.min.as_ref().or(a.max.as_ref()).map_or_else(Default::default, |d| d.pos);
+            self.error(pos, format!("adaptive.min ({}) is above adaptive.max ({})", shown(min), shown(max)));
+            ok = false;
+        }
+        if !(min..=max).contains(&until_learned) {
+            let pos = a.until_learned.as_ref().map_or_else(Default::default, |d| d.pos);
+            self.warning(
+                pos,
+                format!(
+                    "adaptive.until_learned is outside min..max ({}..{}): it is kept within them",
+                    shown(min),
+                    shown(max)
+                ),
+            );
+        }
+        let cost = match (&a.cold_start_cost, &a.cold_start_wait, &a.waiting_per_hour) {
+            (Some(cost), None, None) => self.money(cost, "adaptive.cold_start_cost"),
+            (Some(cost), _, _) => {
+                self.error(cost.pos, "give `cold_start_cost`, or `cold_start_wait` with `waiting_per_hour`, not both");
+                None
+            }
+            (None, _, per_hour) => {
+                let per_hour = match per_hour {
+                    Some(p) => self.money(p, "adaptive.waiting_per_hour"),
+                    None => Some(Money::from_yuan(A::WAITING_PER_HOUR_YUAN)),
+                };
+                per_hour.map(|p| p.hourly_for_millis(wait.num_milliseconds()))
+            }
+        };
+        let cold_start_cost = cost?;
+        ok.then(|| policy::Adaptive {
+            cold_start_cost,
+            min,
+            max,
+            until_learned: until_learned.clamp(min, max),
+            timezone,
         })
     }
 
@@ -520,6 +623,11 @@ fn globs_may_overlap(a: &Glob, b: &Glob) -> bool {
     let (pa, pb) = (literal_prefix(a), literal_prefix(b));
     let (sa, sb) = (literal_suffix(a), literal_suffix(b));
     (pa.starts_with(&pb) || pb.starts_with(&pa)) && (sa.ends_with(&sb) || sb.ends_with(&sa))
+}
+
+/// A duration as a policy file writes it: `5m`, `4h`.
+fn shown(d: Duration) -> String {
+    humantime::format_duration(d.to_std().unwrap_or_default()).to_string()
 }
 
 #[cfg(test)]

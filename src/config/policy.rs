@@ -294,13 +294,63 @@ impl Signal {
 #[derive(Clone, Debug)]
 pub struct IdleRule {
     pub signals: Vec<Signal>,
-    pub stop_after: Duration,
+    pub stop_after: StopAfter,
+    /// Power stopped instances on ahead of their habitual arrivals (adaptive only).
+    pub prewarm: Option<Prewarm>,
     pub snapshot: Option<SnapshotTemplate>,
     pub delete_after_stopped: Option<Duration>,
     pub delete_without_snapshot: bool,
     pub stop_prepaid: bool,
     pub max_runtime: Option<Duration>,
     pub grace_period_seconds: u32,
+}
+
+impl IdleRule {
+    /// The least idle time before a stop: signals are read often enough for it.
+    pub fn earliest_stop(&self) -> Duration {
+        match &self.stop_after {
+            StopAfter::Fixed(after) => *after,
+            StopAfter::Adaptive(adaptive) => adaptive.min,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum StopAfter {
+    Fixed(Duration),
+    /// Learned per instance from its past idle gaps.
+    Adaptive(Adaptive),
+}
+
+/// A keep-alive learned from the record of use, priced against cold starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adaptive {
+    /// What one cold start costs besides its running time: a person's wait, priced.
+    pub cold_start_cost: Money,
+    pub min: Duration,
+    pub max: Duration,
+    /// The fixed timer while too little is known of an instance and its policy.
+    pub until_learned: Duration,
+    /// Times of day are read in this zone (the schedule's, else the settings').
+    pub timezone: Tz,
+}
+
+impl Adaptive {
+    pub const COLD_START_WAIT_MINUTES: i64 = 1;
+    pub const WAITING_PER_HOUR_YUAN: i64 = 120;
+    pub const MIN_MINUTES: i64 = 5;
+    pub const MAX_HOURS: i64 = 4;
+    pub const UNTIL_LEARNED_MINUTES: i64 = 30;
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prewarm {
+    /// How long before a likely arrival the instance should be running.
+    pub lead: Duration,
+}
+
+impl Prewarm {
+    pub const LEAD_MINUTES: i64 = 10;
 }
 
 /// Image name and tag of a snapshot, with `{display_name}`, `{name}`,

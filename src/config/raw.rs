@@ -204,7 +204,12 @@ pub struct Protect {
 pub struct Idle {
     #[serde(default = "default_signals")]
     pub signals: Vec<Signal>,
-    pub stop_after: Loc<Human>,
+    pub stop_after: Loc<StopAfter>,
+    /// How `stop_after: adaptive` learns; its defaults otherwise.
+    #[serde(default)]
+    pub adaptive: Option<Adaptive>,
+    #[serde(default)]
+    pub prewarm: Option<Prewarm>,
     #[serde(default)]
     pub snapshot: Option<SnapshotTemplate>,
     #[serde(default)]
@@ -220,6 +225,73 @@ pub struct Idle {
     pub max_runtime: Option<Loc<Human>>,
     #[serde(default)]
     pub grace_period: Option<Human>,
+}
+
+/// A fixed idle timer (`30m`), or `adaptive`: learned per instance.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StopAfter {
+    After(Human),
+    Adaptive,
+}
+
+impl<'de> Deserialize<'de> for StopAfter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim() == "adaptive" {
+            return Ok(StopAfter::Adaptive);
+        }
+        humantime::parse_duration(text.trim()).map(|d| StopAfter::After(Human(d))).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration nor `adaptive`: write it like 30m, 2h, or adaptive"
+            ))
+        })
+    }
+}
+
+/// What a cold start costs and the bounds of a learned keep-alive.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Adaptive {
+    /// CNY per cold start, instead of `cold_start_wait` × `waiting_per_hour`.
+    pub cold_start_cost: Option<Loc<f64>>,
+    pub cold_start_wait: Option<Loc<Human>>,
+    pub waiting_per_hour: Option<Loc<f64>>,
+    pub min: Option<Loc<Human>>,
+    pub max: Option<Loc<Human>>,
+    pub until_learned: Option<Loc<Human>>,
+}
+
+/// `prewarm: true`, or `prewarm: { lead: 10m }`.
+#[derive(Clone, Debug, Default)]
+pub struct Prewarm {
+    pub enabled: bool,
+    pub lead: Option<Loc<Human>>,
+}
+
+impl<'de> Deserialize<'de> for Prewarm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Settings {
+            #[serde(default)]
+            lead: Option<Loc<Human>>,
+        }
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = Prewarm;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false, or a mapping with `lead`")
+            }
+            fn visit_bool<E>(self, enabled: bool) -> Result<Prewarm, E> {
+                Ok(Prewarm { enabled, lead: None })
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<Prewarm, M::Error> {
+                let settings = Settings::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(Prewarm { enabled: true, lead: settings.lead })
+            }
+        }
+        d.deserialize_any(Either)
+    }
 }
 
 fn default_signals() -> Vec<Signal> {

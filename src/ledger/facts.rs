@@ -63,6 +63,7 @@ pub async fn add_facts<S: Store>(
             o.signals.insert("heartbeat".into(), reading);
         }
     }
+    observed.habits = ledger.habits(config, now).await?;
     observed.spend = Some(spend);
     Ok(extra)
 }

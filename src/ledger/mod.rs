@@ -4,6 +4,7 @@
 pub mod accounting;
 pub mod connect;
 pub mod facts;
+pub mod habits;
 pub mod memory;
 pub mod records;
 pub mod report;

@@ -42,6 +42,10 @@ pub struct Ledger<S> {
     pub(super) snapshots: Option<BTreeMap<String, SnapshotState>>,
     /// Instances whose latest snapshot result came in since the facts last asked.
     pub(super) fresh_snapshots: BTreeSet<String>,
+    /// Closed spans of use of the last weeks, by instance and start: read
+    /// once, then kept up to date by this ledger's own closes (see `habits`).
+    pub(super) used: Option<BTreeMap<(String, DateTime<Utc>), UseSpan>>,
+    pub(super) habits: std::sync::Arc<crate::plan::habits::Habits>,
     days: Days,
     /// Observations made before the state could be read, to replay.
     waiting: Vec<Waiting>,
@@ -154,6 +158,8 @@ impl<S: Store> Ledger<S> {
             closed: None,
             snapshots: None,
             fresh_snapshots: BTreeSet::new(),
+            used: None,
+            habits: Default::default(),
             days: Days::default(),
             waiting: Vec::new(),
             pending: VecDeque::new(),
@@ -231,6 +237,9 @@ impl<S: Store> Ledger<S> {
         let (close, open) = super::uses::changes(&state.uses, looks, whole, state.last, now);
         for c in &close {
             state.uses.remove(&c.instance);
+            if let Some(used) = self.used.as_mut() {
+                used.insert((c.instance.clone(), c.started_at), c.clone());
+            }
         }
         for o in &open {
             state.uses.insert(o.instance.clone(), o.clone());
@@ -238,6 +247,11 @@ impl<S: Store> Ledger<S> {
         if !close.is_empty() || !open.is_empty() {
             self.pending.push_back(Write::Uses(close, open));
         }
+    }
+
+    /// The spans of use open now.
+    pub(super) fn open_uses(&self) -> Vec<UseSpan> {
+        self.state.as_ref().map(|s| s.uses.values().cloned().collect()).unwrap_or_default()
     }
 
     /// Whether a price may have changed since the last observation: a new

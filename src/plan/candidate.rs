@@ -5,6 +5,8 @@
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
+use super::keep_alive::Learned;
+use super::prewarm::Window;
 use super::{Action, ActionKind, Cause, InstanceRef, humane};
 use crate::cloud::{Instance, Snapshot};
 use crate::config::policy::Policy;
@@ -33,7 +35,14 @@ pub(super) enum Reason {
     Text(String),
     Idle {
         since: DateTime<Utc>,
-        stop_after: Duration,
+        keep: Duration,
+        tz: Tz,
+        why: KeptFor,
+    },
+    /// Started ahead of a likely arrival.
+    Prewarm {
+        window: Box<Window>,
+        until: DateTime<Utc>,
         tz: Tz,
     },
     Runaway {
@@ -53,16 +62,45 @@ pub(super) enum Reason {
     },
 }
 
+/// What an idle instance's keep-alive comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeptFor {
+    /// `stop_after` as written.
+    Fixed,
+    /// Adaptive, with too little history yet.
+    UntilLearned,
+    /// Adaptive: the figures, and `min`.
+    Learned(Box<Learned>, Duration),
+    /// Pre-warmed in this window and nobody came.
+    Unused(Box<Window>),
+}
+
 impl Reason {
     pub fn render(&self, now: DateTime<Utc>) -> String {
         match self {
             Reason::Text(text) => text.clone(),
-            Reason::Idle { since, stop_after, tz } => format!(
-                "idle for {} (since {}), stop_after {}",
-                humane(now - *since),
-                local(*tz, *since),
-                humane(*stop_after)
-            ),
+            Reason::Idle { since, keep, tz, why } => {
+                let idle = format!("idle for {} (since {})", humane(now - *since), local(*tz, *since));
+                match why {
+                    KeptFor::Fixed => format!("{idle}, stop_after {}", humane(*keep)),
+                    KeptFor::UntilLearned => {
+                        format!("{idle}, until_learned {} (too few idle gaps like this one yet)", humane(*keep))
+                    }
+                    KeptFor::Learned(learned, min) => {
+                        format!("{idle}, adaptive keep-alive {}: {}", humane(*keep), learned.describe(*keep, *min))
+                    }
+                    KeptFor::Unused(window) => {
+                        format!(
+                            "{idle}, pre-warmed and not used by {}: {}",
+                            local(*tz, *since + *keep),
+                            window.describe()
+                        )
+                    }
+                }
+            }
+            Reason::Prewarm { window, until, tz } => {
+                format!("pre-warm until {}: {}", local(*tz, *until), window.describe())
+            }
             Reason::Runaway { since, max } => {
                 format!("running for {}, over max_runtime {}", humane(now - *since), humane(*max))
             }

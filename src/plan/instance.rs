@@ -51,14 +51,15 @@ impl<'a> Planner<'a> {
             self.wake(since + max);
         }
         match idleness(idle, member) {
-            Idleness::Active => self.wake_after(idle.stop_after),
+            Idleness::Active => self.wake_after(idle.earliest_stop()),
             Idleness::Unreadable(which) => {
                 self.note(policy, Some(instance), || {
                     format!("not stopped: {} unreadable, counted active", which.join(", "))
                 });
             }
             Idleness::IdleSince(since) => {
-                let deadline = since + idle.stop_after;
+                let (keep, why) = self.keep_alive(policy, idle, member, since);
+                let deadline = since + keep;
                 if self.now < deadline {
                     self.wake(deadline);
                 } else if spared {
@@ -72,7 +73,7 @@ impl<'a> Planner<'a> {
                     };
                     self.note(policy, Some(instance), text);
                 } else {
-                    let reason = Reason::Idle { since, stop_after: idle.stop_after, tz: zone(policy) };
+                    let reason = Reason::Idle { since, keep, tz: zone(policy), why };
                     self.propose(policy, instance, power_off(policy), Cause::Idle, reason);
                 }
             }
@@ -100,6 +101,9 @@ impl<'a> Planner<'a> {
             return;
         }
         let Some(idle) = &policy.idle else { return };
+        if self.prewarm(policy, idle, member) {
+            return;
+        }
         let (Some(keep), Some(since)) = (idle.delete_after_stopped, member.stopped_since) else { return };
         let due = since + keep;
         if self.now < due {

@@ -23,9 +23,11 @@ pub struct Memo {
     pub(super) calendars: Vec<Calendar>,
     /// Per instance, what it costs an hour running, at the prices below.
     pub(super) costs: Vec<Option<Money>>,
-    /// What every verdict assumed: the snoozes, and the price in force per SKU.
+    /// What every verdict assumed: the snoozes, the price in force and the
+    /// scarcity of GPUs per SKU, and what was learned as of when.
     pub(super) snoozes: BTreeMap<String, DateTime<Utc>>,
-    pub(super) prices: Vec<(String, Money)>,
+    pub(super) prices: Vec<(String, Money, u8)>,
+    pub(super) learned: Option<DateTime<Utc>>,
 }
 
 /// What a policy's crons say, from a moment until the next one fires.

@@ -4,11 +4,14 @@
 mod budget;
 mod candidate;
 mod due;
+pub mod habits;
 mod instance;
+pub mod keep_alive;
 mod limits;
 mod memo;
 pub mod observed;
 mod pool;
+pub mod prewarm;
 pub mod report;
 mod types;
 
@@ -61,12 +64,22 @@ pub fn plan_memo(
     memo: &mut Memo,
     changed: Option<&[usize]>,
 ) -> Plan {
-    let prices: Vec<(String, Money)> =
-        observed.skus.iter().map(|s| (s.id.clone(), pricing::effective_price(s, now))).collect();
+    // Scarcity prices an adaptive keep-alive's cold start; habits change on the hour.
+    let prices: Vec<(String, Money, u8)> = observed
+        .skus
+        .iter()
+        .map(|s| (s.id.clone(), pricing::effective_price(s, now), keep_alive::scarcity_level(s.free_gpus, s.gpu_count)))
+        .collect();
+    let learned = observed.habits.as_of;
     let count = observed.instances.len();
     let owners = Owners::new(config);
     match changed {
-        Some(changed) if memo.owners.len() == count && memo.snoozes == observed.snoozes && memo.prices == prices => {
+        Some(changed)
+            if memo.owners.len() == count
+                && memo.snoozes == observed.snoozes
+                && memo.prices == prices
+                && memo.learned == learned =>
+        {
             for &i in changed {
                 memo.owners[i] = owners.of(&observed.instances[i].instance);
                 memo.verdicts.take(i);
@@ -80,6 +93,7 @@ pub fn plan_memo(
             memo.calendars.clear();
             memo.snoozes = observed.snoozes.clone();
             memo.prices = prices;
+            memo.learned = learned;
         }
     }
     memo.calendars.resize(config.policies.len(), Calendar::default());
@@ -143,11 +157,12 @@ fn plan_inner(
         after.into_iter().for_each(|after| planner.wake(now + after));
     }
     planner.global_budget(&members);
-    let Draft { candidates, mut notes, schedule_marks, next_check, watch } = std::mem::take(&mut planner.draft);
+    let Draft { candidates, mut notes, schedule_marks, next_check, watch, learned } =
+        std::mem::take(&mut planner.draft);
     let verdicts = planner.kept.take();
     let (actions, retry) = limits::apply(candidates, observed, config, &members, now, &mut notes, detail);
     let next_check = [next_check, retry].into_iter().flatten().min();
-    (Plan { at: now, actions, notes, schedule_marks, next_check, watch }, verdicts)
+    (Plan { at: now, actions, notes, schedule_marks, next_check, watch, learned }, verdicts)
 }
 
 /// Which policy owns an instance: a pool's slots belong to the pool; any
@@ -212,6 +227,7 @@ struct Draft<'a> {
     schedule_marks: Vec<ScheduleMark>,
     next_check: Option<DateTime<Utc>>,
     watch: Vec<String>,
+    learned: Vec<Learning>,
 }
 
 struct Planner<'a> {

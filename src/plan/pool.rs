@@ -256,12 +256,12 @@ impl<'a> Planner<'a> {
 
 impl Planner<'_> {
     /// Free GPUs of a SKU, less what this plan has taken from its model's pool.
-    fn free_gpus(&self, sku: &Sku) -> u32 {
+    pub(super) fn free_gpus(&self, sku: &Sku) -> u32 {
         let key = (sku.region_id.clone(), sku.gpu_resource_key.clone());
         sku.free_gpus.saturating_sub(self.reserved.get(&key).copied().unwrap_or(0))
     }
 
-    fn reserve(&mut self, sku: &Sku) {
+    pub(super) fn reserve(&mut self, sku: &Sku) {
         *self.reserved.entry((sku.region_id.clone(), sku.gpu_resource_key.clone())).or_default() += sku.gpu_count;
     }
 }

@@ -19,6 +19,25 @@ pub struct Plan {
     /// Instances whose signals the next cycle must read afresh: a due stop
     /// waits for them to go idle.
     pub watch: Vec<String>,
+    /// What the adaptive rules learned of each instance they looked at.
+    pub learned: Vec<Learning>,
+}
+
+/// An adaptive instance's keep-alive (idle now) or next pre-warm (stopped),
+/// with the figures behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Learning {
+    pub policy: String,
+    pub instance: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive_seconds: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stops_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prewarm_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prewarm_until: Option<DateTime<Utc>>,
+    pub text: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -64,6 +83,7 @@ pub enum Cause {
     ScaleDown,
     Retention,
     ScaleUp,
+    Prewarm,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -9,7 +9,7 @@ use super::frontier::Verdict;
 use super::report::{PolicyReport, Report};
 use super::trace::Trace;
 use super::{ReplayError, TIMERS, simulate_with_timers};
-use crate::config::policy::Config;
+use crate::config::policy::{Config, StopAfter};
 
 /// What a user asks the setting to respect.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -28,8 +28,8 @@ pub struct Advice {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PolicyAdvice {
     pub policy: String,
-    /// The policy's `stop_after`, in minutes (rounded down).
-    pub stop_after_minutes: i64,
+    /// The policy's fixed `stop_after`, in minutes (rounded down); `None`: adaptive.
+    pub stop_after_minutes: Option<i64>,
     /// The policy as configured (schedules, pools and budgets included).
     pub configured: Setting,
     pub verdict: Verdict,
@@ -66,7 +66,9 @@ pub struct Choice {
 pub async fn advise(config: &Config, trace: &Trace, limits: Limits) -> Result<Advice, ReplayError> {
     let mut timers = TIMERS.to_vec();
     for idle in config.policies.iter().filter_map(|p| p.idle.as_ref()) {
-        timers.push(idle.stop_after.num_minutes());
+        if let StopAfter::Fixed(after) = idle.stop_after {
+            timers.push(after.num_minutes());
+        }
     }
     timers.sort_unstable();
     timers.dedup();
@@ -117,7 +119,10 @@ fn from_report(config: &Config, report: &Report, limits: Limits) -> Advice {
             });
             Some(PolicyAdvice {
                 policy: policy.name.clone(),
-                stop_after_minutes: idle.stop_after.num_minutes(),
+                stop_after_minutes: match idle.stop_after {
+                    StopAfter::Fixed(after) => Some(after.num_minutes()),
+                    StopAfter::Adaptive(_) => None,
+                },
                 configured: setting(None, row.spend_yuan, row.people.cold_starts, false),
                 verdict: row.frontier.verdict,
                 timers,
@@ -142,9 +147,9 @@ impl Advice {
         let mut out = String::new();
         for p in &self.policies {
             out += &format!(
-                "{}: stop_after {}m; as configured ¥{:.2} a month with {:.1} cold starts a week, {}\n",
+                "{}: stop_after {}; as configured ¥{:.2} a month with {:.1} cold starts a week, {}\n",
                 p.policy,
-                p.stop_after_minutes,
+                p.stop_after_minutes.map_or("adaptive".into(), |m| format!("{m}m")),
                 p.configured.spend_per_month_yuan,
                 p.configured.cold_starts_per_week,
                 p.verdict.words()
@@ -156,7 +161,7 @@ impl Advice {
                 if t.on_frontier {
                     marks.push("frontier");
                 }
-                if t.stop_after_minutes == Some(p.stop_after_minutes) {
+                if t.stop_after_minutes.is_some() && t.stop_after_minutes == p.stop_after_minutes {
                     marks.push("this policy's stop_after");
                 }
                 out += &format!(

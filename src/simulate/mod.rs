@@ -19,7 +19,7 @@ use chrono::Duration;
 use serde::Serialize;
 
 use crate::cloud::BillingType;
-use crate::config::policy::{Config, Glob, IdleRule, Limits, Policy, Selector, Signal};
+use crate::config::policy::{Config, Glob, IdleRule, Limits, Policy, Selector, Signal, StopAfter};
 use crate::money::Money;
 use crate::sim::Simulator;
 use replay::{Replay, ReplayError, replay};
@@ -128,7 +128,8 @@ pub fn timer_config(config: &Config, stop_after: Duration) -> Config {
             protect: policy.protect.clone(),
             idle: Some(IdleRule {
                 signals: idle.map_or_else(|| vec![Signal::Jupyter], |i| i.signals.clone()),
-                stop_after,
+                stop_after: StopAfter::Fixed(stop_after),
+                prewarm: None,
                 snapshot: idle.and_then(|i| i.snapshot.clone()),
                 delete_after_stopped: None,
                 delete_without_snapshot: false,

@@ -207,6 +207,7 @@ fn observed(specs: &[InstanceSpec], now: DateTime<Utc>, spend: Option<(u32, u32)
         recent_actions: (0..recent).map(|k| now - Duration::minutes(k as i64 + 1)).collect(),
         capacity_failures: BTreeMap::new(),
         schedule_marks: BTreeMap::new(),
+        habits: Default::default(),
     }
 }
 

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, FixedOffset};
 use mdc_autoscaler::cloud::{BillingType, Discount, Instance, InstanceCost, Resources, Sku, VolumeMount};
 use mdc_autoscaler::config::load::load_str;
+use mdc_autoscaler::config::policy::{Config, StopAfter};
 use mdc_autoscaler::money::{Money, Ratio};
+use mdc_autoscaler::plan::habits::{Habits, Used};
 use mdc_autoscaler::plan::{self, Observed, ObservedInstance, Plan, Reading, SnapshotState, SpendSoFar};
 use serde::Deserialize;
 
@@ -91,6 +93,25 @@ pub struct ScenarioInstance {
     pub schedule_mark: Option<DateTime<FixedOffset>>,
     #[serde(default = "data_gb")]
     pub data_gb: u32,
+    /// Past use to learn from, for `stop_after: adaptive`.
+    #[serde(default)]
+    pub history: Option<History>,
+}
+
+/// Use on each of the `days` days before `now` that are `on` (weekdays,
+/// weekends, every day): the day's spans (`09:00-12:10 13:00-18:00`, in
+/// Asia/Shanghai), one pattern a day in turn.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct History {
+    pub days: u32,
+    #[serde(default = "weekdays")]
+    pub on: String,
+    pub patterns: Vec<String>,
+}
+
+fn weekdays() -> String {
+    "weekdays".into()
 }
 
 #[derive(Deserialize, Default)]
@@ -111,6 +132,9 @@ pub struct Expect {
     /// Notes that must appear: `<display name or policy>: <part of the text>`.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// What the adaptive rules learned: `<display name>: <part of the text>`.
+    #[serde(default)]
+    pub learned: Vec<String>,
     /// Schedule marks to record: display names.
     #[serde(default)]
     pub marks: Vec<String>,
@@ -283,6 +307,7 @@ pub fn observed(s: &Scenario) -> Observed {
             .iter()
             .filter_map(|i| i.schedule_mark.map(|t| (by_display(&i.name), t.to_utc())))
             .collect(),
+        habits: Default::default(),
         instances,
     }
 }
@@ -295,7 +320,48 @@ pub fn load(path: &std::path::Path) -> Scenario {
 pub fn run(s: &Scenario) -> Plan {
     let (config, report) = load_str("policy", &s.policy);
     let config = config.unwrap_or_else(|| panic!("policy invalid:\n{report}"));
-    plan::plan(&observed(s), &config, s.now.to_utc())
+    let mut observed = observed(s);
+    observed.habits = std::sync::Arc::new(habits(s, &observed, &config));
+    plan::plan(&observed, &config, s.now.to_utc())
+}
+
+/// What the planner learns from the scenario's histories, as the ledger teaches it.
+fn habits(s: &Scenario, observed: &Observed, config: &Config) -> Habits {
+    use chrono::{Datelike, NaiveTime, TimeZone};
+    let zone = chrono_tz::Asia::Shanghai;
+    let today = s.now.with_timezone(&zone).date_naive();
+    let mut spans = Vec::new();
+    for (i, o) in s.instances.iter().zip(&observed.instances) {
+        let Some(history) = &i.history else { continue };
+        let policy = config.owner(&o.instance).map(|p| p.name.clone()).unwrap_or_default();
+        let days = (1..=history.days).rev().map(|back| today - chrono::Duration::days(i64::from(back)));
+        let days = days.filter(|d| match history.on.as_str() {
+            "weekdays" => d.weekday().number_from_monday() <= 5,
+            "weekends" => d.weekday().number_from_monday() > 5,
+            "every day" => true,
+            other => panic!("{}: history on {other:?}", i.name),
+        });
+        for (n, day) in days.enumerate() {
+            for span in history.patterns[n % history.patterns.len()].split_whitespace() {
+                let (from, to) = span.split_once('-').unwrap_or_else(|| panic!("{}: bad span {span}", i.name));
+                let at = |hm: &str| {
+                    let time = NaiveTime::parse_from_str(hm, "%H:%M").unwrap();
+                    zone.from_local_datetime(&day.and_time(time)).unwrap().to_utc()
+                };
+                spans.push((o.instance.name.clone(), policy.clone(), at(from), at(to)));
+            }
+        }
+    }
+    let used =
+        spans.iter().map(|(instance, policy, start, end)| Used { instance, policy, start: *start, end: Some(*end) });
+    let zone_of = |name: &str| {
+        let policy = config.policies.iter().find(|p| p.name == name)?;
+        match &policy.idle.as_ref()?.stop_after {
+            StopAfter::Adaptive(a) => Some(a.timezone),
+            StopAfter::Fixed(_) => None,
+        }
+    };
+    Habits::learn(used, zone_of, Habits::hour_of(s.now.to_utc()))
 }
 
 fn describe(plan: &Plan) -> String {
@@ -305,6 +371,9 @@ fn describe(plan: &Plan) -> String {
     }
     for n in &plan.notes {
         out += &format!("  note {}: {}\n", n.instance.as_deref().or(n.policy.as_deref()).unwrap_or("-"), n.text);
+    }
+    for l in &plan.learned {
+        out += &format!("  learned {}: {}\n", l.instance, l.text);
     }
     out
 }
@@ -328,6 +397,12 @@ fn every_scenario_plans_as_expected() {
             let head_got = format!("{} {}", got.kind.label(), got.instance.display_name);
             if head != head_got || !got.reason.contains(reason) {
                 problems.push(format!("expected `{want}`, got `{head_got}: {}`", got.reason));
+            }
+        }
+        for want in &s.expect.learned {
+            let (who, text) = want.split_once(": ").unwrap_or(("", want));
+            if !plan.learned.iter().any(|l| (who.is_empty() || l.instance == who) && l.text.contains(text)) {
+                problems.push(format!("missing learned `{want}`"));
             }
         }
         for want in &s.expect.notes {

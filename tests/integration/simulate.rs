@@ -2,6 +2,7 @@
 //! from the same inputs, and the shipped example policy on the shipped traces.
 
 use mdc_autoscaler::config::load::{load_file, load_str};
+use mdc_autoscaler::simulate::frontier::Verdict;
 use mdc_autoscaler::simulate::trace::Trace;
 use mdc_autoscaler::simulate::{PolicyReport, simulate};
 
@@ -62,6 +63,18 @@ async fn the_example_policy_beats_always_on_and_never_stops_work_in_progress() {
         assert!(total.spend_yuan < always_on, "{path}: {} against {always_on} always on", total.spend_yuan);
         assert_eq!(total.people.interrupted_sessions, 0, "{path}: a power_off while in use");
         assert_eq!(total.people.lost_sessions, 0, "{path}: an instance deleted while still used");
+        // The learned timers and pre-warming against every fixed timer (the pool's
+        // creates are not replayed under them, so the notebooks are what compares).
+        if let Some(notebooks) = report.policies.iter().find(|p| p.policy == "notebooks") {
+            let (_, sixty, _) = baseline(notebooks, "idle_60m");
+            assert_eq!(notebooks.frontier.verdict, Verdict::Below, "{path}: notebooks not below the frontier");
+            assert!(notebooks.spend_vs_active_only <= 1.10, "{path}: {} × the bound", notebooks.spend_vs_active_only);
+            assert!(
+                notebooks.people.cold_starts < sixty,
+                "{path}: {} cold starts, idle 60m has {sixty}",
+                notebooks.people.cold_starts
+            );
+        }
         println!(
             "{path}: the example policy spends {:.0}% of always on and {:.0}% of the in-use-only bound",
             total.spend_vs_always_on * 100.0,
@@ -290,7 +303,7 @@ async fn advise_picks_the_timer_a_limit_asks_for_on_a_day_known_by_hand() {
     let limits = Limits { cold_starts_per_week: Some(7.0), spend_per_month_yuan: Some(480.0) };
     let advice = advise(&config, &trace, limits).await.unwrap();
     let notebooks = &advice.policies[0];
-    assert_eq!((notebooks.policy.as_str(), notebooks.stop_after_minutes), ("notebooks", 45));
+    assert_eq!((notebooks.policy.as_str(), notebooks.stop_after_minutes), ("notebooks", Some(45)));
     // 45 minutes: ¥(4.5 + 4 - 1/30) a day with two cold starts, above the frontier.
     assert_eq!((notebooks.configured.spend_yuan, notebooks.configured.cold_starts_per_week), (8.47, 14.0));
     let chosen = |c: &Option<mdc_autoscaler::simulate::advise::Choice>| {
@@ -322,4 +335,30 @@ async fn a_schedule_stop_waits_for_the_session_to_end() {
     assert_eq!((report.total.people.interrupted_sessions, report.total.people.lost_work_hours), (0, 0.0));
     // 00:00-00:05, 09:00:30-10:05 and 12:00:30-13:30 at ¥2/h.
     assert_eq!(report.total.spend_yuan, 5.3);
+}
+
+/// A decision sees only the past: with every session that begins after the
+/// tenth day deleted, every action planned before then is the same.
+#[tokio::test]
+async fn no_decision_sees_the_future() {
+    use mdc_autoscaler::simulate::replay::replay;
+    let (example, problems) = load_file(std::path::Path::new("config/example.yaml"));
+    let example = example.unwrap_or_else(|| panic!("{problems}"));
+    let whole = trace("traces/irregular-team.yaml");
+    let cut = whole.start + chrono::Duration::days(10);
+    let mut short = whole.clone();
+    short.sessions.values_mut().for_each(|sessions| sessions.retain(|s| s.start < cut));
+    let before = |actions: &[mdc_autoscaler::ledger::ActionRecord]| -> Vec<String> {
+        actions
+            .iter()
+            .filter(|a| a.planned_at < cut)
+            .map(|a| format!("{} {} {} {}", a.planned_at, a.kind, a.display_name, a.reason))
+            .collect()
+    };
+    let (all, cut_short) =
+        (replay(&whole, Some(&example)).await.unwrap(), replay(&short, Some(&example)).await.unwrap());
+    let (all, cut_short) = (before(&all.actions), before(&cut_short.actions));
+    assert!(all.iter().any(|a| a.contains("pre-warm")), "the example pre-warms on this trace");
+    assert!(all.iter().any(|a| a.contains("adaptive keep-alive")), "and learns its timers");
+    assert_eq!(all, cut_short);
 }
