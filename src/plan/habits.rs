@@ -21,7 +21,8 @@ pub struct Habits {
     pub as_of: Option<DateTime<Utc>>,
     /// By instance name.
     pub instances: HashMap<String, InstanceHabits>,
-    /// Every instance's gaps together, by policy name: the fallback.
+    /// Every instance's gaps together, by policy name: the fallback; sorted
+    /// by weekend, then minute.
     pub policies: HashMap<String, Vec<Gap>>,
 }
 
@@ -143,6 +144,8 @@ impl Habits {
             habits.policies.entry(policy.to_owned()).or_default().extend(&learned.gaps);
             habits.instances.insert(instance.to_owned(), learned);
         }
+        // Sorted, so a time of day's alike gaps are found by bisection.
+        habits.policies.values_mut().for_each(|gaps| gaps.sort_unstable_by_key(|g| (g.weekend, g.minute, g.seconds)));
         habits
     }
 

@@ -105,7 +105,7 @@ pub fn keep_alive(
     let (source, mut gaps) = if own.len() >= ENOUGH_GAPS {
         (Source::Instance, own)
     } else {
-        (Source::Policy, habits.policies.get(policy).map(|g| alike(g)).unwrap_or_default())
+        (Source::Policy, habits.policies.get(policy).map(|g| pooled(g, since)).unwrap_or_default())
     };
     if gaps.len() < ENOUGH_GAPS {
         return KeepAlive { after: adaptive.until_learned, learned: None };
@@ -216,6 +216,32 @@ impl<'a> Planner<'a> {
         }
     }
 }
+
+/// A policy's gaps (sorted by weekend, then minute) alike to one idle
+/// since `since`: at most [`MOST_POOLED`] of them, evenly spread, so a large
+/// policy costs no more per instance than a small one.
+fn pooled(gaps: &[Gap], since: Local) -> Vec<i64> {
+    let key = |g: &Gap| (g.weekend, g.minute);
+    let range = |from: u16, to: u16| {
+        let lo = gaps.partition_point(|g| key(g) < (since.weekend, from));
+        let hi = gaps.partition_point(|g| key(g) <= (since.weekend, to));
+        &gaps[lo..hi.max(lo)]
+    };
+    let (m, w) = (since.minute, ALIKE_MINUTES);
+    let mut parts = vec![range(m.saturating_sub(w), (m + w).min(1439))];
+    if m < w {
+        parts.push(range(1440 - (w - m), 1439));
+    }
+    if m + w > 1439 {
+        parts.push(range(0, m + w - 1440));
+    }
+    let alike: Vec<i64> = parts.into_iter().flatten().map(|g| g.seconds).collect();
+    let step = alike.len().div_ceil(MOST_POOLED).max(1);
+    alike.into_iter().step_by(step).collect()
+}
+
+/// The most of a policy's gaps one keep-alive is worked out from.
+const MOST_POOLED: usize = 240;
 
 /// Expected costs summed over the gaps, in micro-yuan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

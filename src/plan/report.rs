@@ -63,6 +63,17 @@ pub fn table(plan: &Plan, tz: Tz) -> String {
             let _ = writeln!(out, "  {who}: {}", n.text);
         }
     }
+    if !plan.learned.is_empty() {
+        let _ = writeln!(out, "\nLearned:");
+        for l in &plan.learned {
+            let when = match (l.stops_at, l.prewarm_at, l.prewarm_until) {
+                (Some(stops), _, _) => format!("idle; stops at {}", local(stops)),
+                (None, Some(at), Some(until)) => format!("next pre-warm {} to {}", local(at), local(until)),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "  {} ({}): {when}; {}", l.instance, l.policy, l.text);
+        }
+    }
     if !plan.schedule_marks.is_empty() {
         let _ = writeln!(out, "\n{} schedule edges already in force, to be recorded.", plan.schedule_marks.len());
     }
@@ -74,4 +85,43 @@ pub fn table(plan: &Plan, tz: Tz) -> String {
 
 fn signed(m: super::Money) -> String {
     if m.micros() < 0 { format!("costs {}", yuan(super::Money::ZERO - m)) } else { format!("saves {}", yuan(m)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn what_was_learned_is_listed_with_its_moment() {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 27, 4, 0, 0).unwrap();
+        type At = Option<chrono::DateTime<chrono::Utc>>;
+        let learning = |stops_at: At, prewarm_at: At, prewarm_until: At, text: &str| super::super::Learning {
+            policy: "notebooks".into(),
+            instance: "nb-1".into(),
+            keep_alive_seconds: stops_at.map(|_| 4200),
+            stops_at,
+            prewarm_at,
+            prewarm_until,
+            text: text.into(),
+        };
+        let plan = Plan {
+            at,
+            actions: vec![],
+            notes: vec![],
+            schedule_marks: vec![],
+            next_check: None,
+            watch: vec![],
+            learned: vec![
+                learning(Some(at + chrono::Duration::minutes(70)), None, None, "15 of its 15 idle gaps"),
+                learning(None, Some(at), Some(at + chrono::Duration::minutes(20)), "someone arrived"),
+            ],
+        };
+        let text = table(&plan, chrono_tz::Asia::Shanghai);
+        assert!(
+            text.contains("Learned:\n  nb-1 (notebooks): idle; stops at 2026-11-27 13:10 CST; 15 of its 15 idle gaps"),
+            "{text}"
+        );
+        assert!(text.contains("next pre-warm 2026-11-27 12:00 CST to 2026-11-27 12:20 CST; someone arrived"), "{text}");
+    }
 }
