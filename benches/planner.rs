@@ -168,11 +168,8 @@ fn habits(n: usize, config: &mdc_autoscaler::config::policy::Config, now: DateTi
     }
     let used =
         spans.iter().map(|(instance, policy, start, end)| Used { instance, policy, start: *start, end: Some(*end) });
-    let zone_of = |name: &str| {
-        config.policies.iter().find(|p| p.name == name)?.idle.as_ref()?;
-        Some(zone)
-    };
-    Habits::learn(used, zone_of, Habits::hour_of(now))
+    let zones = config.adaptive_zones();
+    Habits::learn(used, &zones, Habits::hour_of(now))
 }
 
 fn instances_marks(n: usize, edge: DateTime<Utc>) -> std::collections::BTreeMap<String, DateTime<Utc>> {

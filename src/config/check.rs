@@ -302,22 +302,15 @@ impl Checker {
         let stop_after = match i.stop_after.value {
             raw::StopAfter::After(after) => {
                 if let Some(adaptive) = &i.adaptive {
-                    let pos = [&adaptive.min, &adaptive.max, &adaptive.until_learned, &adaptive.cold_start_wait]
-                        .into_iter()
-                        .flatten()
-                        .map(|d| d.pos)
-                        .chain(adaptive.cold_start_cost.iter().chain(&adaptive.waiting_per_hour).map(|m| m.pos))
-                        .next()
-                        .unwrap_or(i.stop_after.pos);
                     self.warning(
-                        pos,
+                        adaptive.pos,
                         "`adaptive` is used only with `stop_after: adaptive`; this policy's timer is fixed",
                     );
                 }
                 self.duration(&Loc { value: after, pos: i.stop_after.pos }, "stop_after").map(StopAfter::Fixed)
             }
             raw::StopAfter::Adaptive => {
-                self.adaptive(i.adaptive.clone().unwrap_or_default(), zone).map(StopAfter::Adaptive)
+                self.adaptive(i.adaptive.clone().map(|a| a.value).unwrap_or_default(), zone).map(StopAfter::Adaptive)
             }
         };
         let prewarm = match (&i.prewarm, &stop_after) {
@@ -351,10 +344,7 @@ impl Checker {
             Some(duration)
         });
         let max_runtime = i.max_runtime.as_ref().and_then(|d| self.duration(d, "max_runtime"));
-        let earliest = stop_after.as_ref().map(|s| match s {
-            StopAfter::Fixed(after) => *after,
-            StopAfter::Adaptive(adaptive) => adaptive.min,
-        });
+        let earliest = stop_after.as_ref().map(StopAfter::earliest);
         if let (Some(stop), Some(max), Some(pos)) = (earliest, max_runtime, i.max_runtime.as_ref().map(|m| m.pos))
             && max <= stop
         {
@@ -415,17 +405,14 @@ impl Checker {
 
     fn adaptive(&mut self, a: raw::Adaptive, timezone: Tz) -> Option<policy::Adaptive> {
         use policy::Adaptive as A;
-        let mut ok = true;
-        let mut duration =
-            |check: &mut Self, value: &Option<Loc<raw::Human>>, what: &str, default: Duration| match value {
-                Some(v) => check.duration(v, what).unwrap_or_else(|| {
-                    ok = false;
-                    default
-                }),
-                None => default,
-            };
+        // A duration given is checked; one not given takes its default.
+        let duration = |check: &mut Self, value: &Option<Loc<raw::Human>>, what: &str, default: Duration| match value {
+            Some(v) => check.duration(v, what),
+            None => Some(default),
+        };
         let min = duration(self, &a.min, "adaptive.min", Duration::minutes(A::MIN_MINUTES));
-        let max = duration(self, &a.max, "adaptive.max", Duration::hours(A::MAX_HOURS).max(min));
+        let max_default = Duration::hours(A::MAX_HOURS).max(min.unwrap_or_default());
+        let max = duration(self, &a.max, "adaptive.max", max_default);
         let until_learned =
             duration(self, &a.until_learned, "adaptive.until_learned", Duration::minutes(A::UNTIL_LEARNED_MINUTES));
         let wait = duration(
@@ -434,12 +421,18 @@ impl Checker {
             "adaptive.cold_start_wait",
             Duration::minutes(A::COLD_START_WAIT_MINUTES),
         );
-        if min > max {
-            let pos = a.min.as_ref().or(a.max.as_ref()).map_or_else(Default::default, |d| d.pos);
-            self.error(pos, format!("adaptive.min ({}) is above adaptive.max ({})", shown(min), shown(max)));
-            ok = false;
-        }
-        if !(min..=max).contains(&until_learned) {
+        let bounds = match (min, max) {
+            (Some(min), Some(max)) if min > max => {
+                let pos = a.min.as_ref().or(a.max.as_ref()).map_or_else(Default::default, |d| d.pos);
+                self.error(pos, format!("adaptive.min ({}) is above adaptive.max ({})", shown(min), shown(max)));
+                None
+            }
+            (Some(min), Some(max)) => Some((min, max)),
+            _ => None,
+        };
+        if let (Some((min, max)), Some(until)) = (bounds, until_learned)
+            && !(min..=max).contains(&until)
+        {
             let pos = a.until_learned.as_ref().map_or_else(Default::default, |d| d.pos);
             self.warning(
                 pos,
@@ -450,7 +443,7 @@ impl Checker {
                 ),
             );
         }
-        let cost = match (&a.cold_start_cost, &a.cold_start_wait, &a.waiting_per_hour) {
+        let cold_start_cost = match (&a.cold_start_cost, &a.cold_start_wait, &a.waiting_per_hour) {
             (Some(cost), None, None) => self.money(cost, "adaptive.cold_start_cost"),
             (Some(cost), _, _) => {
                 self.error(cost.pos, "give `cold_start_cost`, or `cold_start_wait` with `waiting_per_hour`, not both");
@@ -461,15 +454,15 @@ impl Checker {
                     Some(p) => self.money(p, "adaptive.waiting_per_hour"),
                     None => Some(Money::from_yuan(A::WAITING_PER_HOUR_YUAN)),
                 };
-                per_hour.map(|p| p.hourly_for_millis(wait.num_milliseconds()))
+                Some(per_hour?.hourly_for_millis(wait?.num_milliseconds()))
             }
         };
-        let cold_start_cost = cost?;
-        ok.then(|| policy::Adaptive {
-            cold_start_cost,
+        let (min, max) = bounds?;
+        Some(policy::Adaptive {
+            cold_start_cost: cold_start_cost?,
             min,
             max,
-            until_learned: until_learned.clamp(min, max),
+            until_learned: until_learned?.clamp(min, max),
             timezone,
         })
     }

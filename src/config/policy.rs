@@ -20,6 +20,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The zone each adaptive policy reads times of day in, by policy name.
+    pub fn adaptive_zones(&self) -> std::collections::HashMap<&str, Tz> {
+        let zone = |p: &Policy| match &p.idle.as_ref()?.stop_after {
+            StopAfter::Adaptive(adaptive) => Some(adaptive.timezone),
+            StopAfter::Fixed(_) => None,
+        };
+        self.policies.iter().filter_map(|p| Some((p.name.as_str(), zone(p)?))).collect()
+    }
+
     /// The policy an instance belongs to: its pool's, else the first that selects it.
     pub fn owner(&self, instance: &Instance) -> Option<&Policy> {
         self.policies.iter().find(|p| p.pools(instance)).or_else(|| self.policies.iter().find(|p| p.selects(instance)))
@@ -305,21 +314,21 @@ pub struct IdleRule {
     pub grace_period_seconds: u32,
 }
 
-impl IdleRule {
-    /// The least idle time before a stop: signals are read often enough for it.
-    pub fn earliest_stop(&self) -> Duration {
-        match &self.stop_after {
-            StopAfter::Fixed(after) => *after,
-            StopAfter::Adaptive(adaptive) => adaptive.min,
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub enum StopAfter {
     Fixed(Duration),
     /// Learned per instance from its past idle gaps.
     Adaptive(Adaptive),
+}
+
+impl StopAfter {
+    /// The least idle time before a stop: signals are read often enough for it.
+    pub fn earliest(&self) -> Duration {
+        match self {
+            StopAfter::Fixed(after) => *after,
+            StopAfter::Adaptive(adaptive) => adaptive.min,
+        }
+    }
 }
 
 /// A keep-alive learned from the record of use, priced against cold starts.

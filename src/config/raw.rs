@@ -207,7 +207,7 @@ pub struct Idle {
     pub stop_after: Loc<StopAfter>,
     /// How `stop_after: adaptive` learns; its defaults otherwise.
     #[serde(default)]
-    pub adaptive: Option<Adaptive>,
+    pub adaptive: Option<Loc<Adaptive>>,
     #[serde(default)]
     pub prewarm: Option<Prewarm>,
     #[serde(default)]

@@ -9,24 +9,18 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::service::Ledger;
 use super::store::{LedgerError, Store};
-use crate::config::policy::{Config, StopAfter};
+use crate::config::policy::Config;
 use crate::plan::habits::{Habits, LEARN_DAYS, Used};
 
 impl<S: Store> Ledger<S> {
     /// The habits as of the start of the hour `now` is in.
     pub async fn habits(&mut self, config: &Config, now: DateTime<Utc>) -> Result<Arc<Habits>, LedgerError> {
-        let zone = |policy: &str| {
-            let policy = config.policies.iter().find(|p| p.name == policy)?;
-            match &policy.idle.as_ref()?.stop_after {
-                StopAfter::Adaptive(adaptive) => Some(adaptive.timezone),
-                StopAfter::Fixed(_) => None,
-            }
-        };
-        if !config.policies.iter().any(|p| zone(&p.name).is_some()) {
-            return Ok(Arc::clone(&self.habits));
-        }
         let as_of = Habits::hour_of(now);
         if self.habits.as_of == Some(as_of) && self.used.is_some() {
+            return Ok(Arc::clone(&self.habits));
+        }
+        let zones = config.adaptive_zones();
+        if zones.is_empty() {
             return Ok(Arc::clone(&self.habits));
         }
         let from = as_of - Duration::days(LEARN_DAYS);
@@ -41,7 +35,7 @@ impl<S: Store> Ledger<S> {
         let spans = used.values().chain(open.iter()).filter_map(|s| {
             Some(Used { instance: &s.instance, policy: s.policy.as_deref()?, start: s.started_at, end: s.ended_at })
         });
-        self.habits = Arc::new(Habits::learn(spans, zone, as_of));
+        self.habits = Arc::new(Habits::learn(spans, &zones, as_of));
         Ok(Arc::clone(&self.habits))
     }
 }

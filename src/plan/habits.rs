@@ -28,12 +28,12 @@ pub struct Habits {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct InstanceHabits {
+    /// Sorted by weekend, then minute.
     pub gaps: Vec<Gap>,
-    pub arrivals: Vec<Arrival>,
+    /// Starts of use after at least an hour unused.
+    pub arrivals: Vec<Local>,
     /// The first local day whose arrivals the record covers (days from the common era).
     pub first_day: i32,
-    /// When its last span of use ended, if it is not in use.
-    pub last_used: Option<DateTime<Utc>>,
 }
 
 /// A time between two spans of use of one instance.
@@ -43,14 +43,6 @@ pub struct Gap {
     pub minute: u16,
     pub weekend: bool,
     pub seconds: i64,
-}
-
-/// The start of a span of use after at least an hour unused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Arrival {
-    pub day: i32,
-    pub minute: u16,
-    pub weekend: bool,
 }
 
 /// One span of use as the ledger keeps it.
@@ -98,24 +90,23 @@ impl Local {
 }
 
 impl Habits {
-    /// Learns from `spans` (any order) for the instances whose policy has a
-    /// zone in `zone` (the adaptive ones).
+    /// Learns from `spans` (any order) for the instances of the policies in
+    /// `zones` (the adaptive ones, with the zone each reads times of day in).
     pub fn learn<'a>(
         spans: impl IntoIterator<Item = Used<'a>>,
-        zone: impl Fn(&str) -> Option<Tz>,
+        zones: &HashMap<&str, Tz>,
         as_of: DateTime<Utc>,
     ) -> Habits {
         let from = as_of - Duration::days(LEARN_DAYS);
-        let mut by_instance: HashMap<&str, (&str, Vec<Used>)> = HashMap::new();
+        let mut by_instance: HashMap<&str, (Tz, &str, Vec<Used>)> = HashMap::new();
         for span in spans {
             let recent = span.start < as_of && span.end.is_none_or(|end| end > from);
-            if recent && zone(span.policy).is_some() {
-                by_instance.entry(span.instance).or_insert_with(|| (span.policy, Vec::new())).1.push(span);
+            if let (true, Some(zone)) = (recent, zones.get(span.policy)) {
+                by_instance.entry(span.instance).or_insert_with(|| (*zone, span.policy, Vec::new())).2.push(span);
             }
         }
         let mut habits = Habits { as_of: Some(as_of), ..Habits::default() };
-        for (instance, (policy, mut spans)) in by_instance {
-            let Some(zone) = zone(policy) else { continue };
+        for (instance, (zone, policy, mut spans)) in by_instance {
             spans.sort_by_key(|s| s.start);
             // The first day whose arrivals can all be seen: the one after the record begins.
             let mut learned = InstanceHabits {
@@ -132,20 +123,14 @@ impl Habits {
                 }
                 learned.gaps.push(Gap { minute: left.minute, weekend: left.weekend, seconds });
                 if seconds >= ARRIVAL_AFTER_MINUTES * 60 {
-                    let arrived = Local::of(zone, back);
-                    learned.arrivals.push(Arrival {
-                        day: arrived.day,
-                        minute: arrived.minute,
-                        weekend: arrived.weekend,
-                    });
+                    learned.arrivals.push(Local::of(zone, back));
                 }
             }
-            learned.last_used = spans.last().and_then(|s| s.end).filter(|end| *end <= as_of);
             habits.policies.entry(policy.to_owned()).or_default().extend(&learned.gaps);
+            learned.gaps.sort_unstable_by_key(Gap::key);
             habits.instances.insert(instance.to_owned(), learned);
         }
-        // Sorted, so a time of day's alike gaps are found by bisection.
-        habits.policies.values_mut().for_each(|gaps| gaps.sort_unstable_by_key(|g| (g.weekend, g.minute, g.seconds)));
+        habits.policies.values_mut().for_each(|gaps| gaps.sort_unstable_by_key(Gap::key));
         habits
     }
 
@@ -156,10 +141,26 @@ impl Habits {
     }
 }
 
-/// Whether two local minutes of the day are within `window` of each other, across midnight.
-pub fn near(a: u16, b: u16, window: u16) -> bool {
-    let d = a.abs_diff(b);
-    d.min(1440 - d.min(1440)) <= window
+impl Gap {
+    /// Gaps are kept in this order, so a time of day's alike ones are found by bisection.
+    fn key(&self) -> (bool, u16, i64) {
+        (self.weekend, self.minute, self.seconds)
+    }
+}
+
+/// The gaps among `gaps` (sorted by [`Gap::key`]) that began on a day like
+/// `since`'s within `window` minutes of its time of day, across midnight.
+pub fn alike(gaps: &[Gap], since: Local, window: u16) -> impl Iterator<Item = &Gap> {
+    let range = |from: u16, to: u16| {
+        let lo = gaps.partition_point(|g| (g.weekend, g.minute) < (since.weekend, from));
+        let hi = gaps.partition_point(|g| (g.weekend, g.minute) <= (since.weekend, to));
+        &gaps[lo..hi.max(lo)]
+    };
+    let m = since.minute;
+    let before_midnight = (m < window).then(|| range(1440 - (window - m), 1439));
+    let after_midnight = (m + window > 1439).then(|| range(0, m + window - 1440));
+    let around = range(m.saturating_sub(window), (m + window).min(1439));
+    [around].into_iter().chain(before_midnight).chain(after_midnight).flatten()
 }
 
 #[cfg(test)]
@@ -178,24 +179,30 @@ mod tests {
             (at(7, 10, 0), None),
         ];
         let used = spans.iter().map(|(start, end)| Used { instance: "i-1", policy: "nb", start: *start, end: *end });
-        let habits = Habits::learn(used, |p| (p == "nb").then_some(zone), at(8, 0, 0));
+        let habits = Habits::learn(used, &[("nb", zone)].into(), at(8, 0, 0));
         let learned = &habits.instances["i-1"];
         let gaps: Vec<(u16, bool, i64)> = learned.gaps.iter().map(|g| (g.minute, g.weekend, g.seconds)).collect();
         assert_eq!(gaps, [(720, false, 3600), (830, false, 600), (1080, false, (4 * 24 + 16) * 3600)]);
         // 2026-11-07 is a Saturday.
         let arrivals: Vec<(u16, bool)> = learned.arrivals.iter().map(|a| (a.minute, a.weekend)).collect();
         assert_eq!(arrivals, [(780, false), (600, true)]);
-        assert_eq!(learned.last_used, None, "in use since the 7th");
         assert_eq!(habits.policies["nb"].len(), 3);
         // Not adaptive: nothing learned.
         let used = spans.iter().map(|(start, end)| Used { instance: "i-1", policy: "nb", start: *start, end: *end });
-        assert!(Habits::learn(used, |_| None, at(8, 0, 0)).instances.is_empty());
+        assert!(Habits::learn(used, &HashMap::new(), at(8, 0, 0)).instances.is_empty());
     }
 
     #[test]
-    fn minutes_are_near_across_midnight() {
-        assert!(near(1430, 10, 30));
-        assert!(!near(1430, 100, 30));
-        assert!(near(700, 760, 60));
+    fn alike_gaps_are_near_in_time_of_day_across_midnight_on_a_day_like_it() {
+        let gap = |minute, weekend| Gap { minute, weekend, seconds: 60 };
+        let mut gaps = vec![gap(10, false), gap(100, false), gap(700, false), gap(760, false), gap(1430, true)];
+        gaps.sort_unstable_by_key(Gap::key);
+        let minutes = |minute, weekend, window| -> Vec<u16> {
+            alike(&gaps, Local { day: 0, minute, weekend }, window).map(|g| g.minute).collect()
+        };
+        assert_eq!(minutes(1430, false, 30), [10]);
+        assert_eq!(minutes(700, false, 60), [700, 760]);
+        assert_eq!(minutes(50, false, 60), [10, 100]);
+        assert_eq!(minutes(20, true, 30), [1430]);
     }
 }

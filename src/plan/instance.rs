@@ -8,6 +8,7 @@ use super::observed::{ObservedInstance, Reading, SnapshotState};
 use super::{ActionKind, Cause, Planner, ScheduleMark, humane};
 use crate::cloud::{Instance, InstanceStatus, PowerOff};
 use crate::config::policy::{Edge, HardStop, IdleRule, Policy};
+use crate::money::Money;
 
 /// The verdict of every configured signal together.
 pub enum Idleness {
@@ -51,7 +52,7 @@ impl<'a> Planner<'a> {
             self.wake(since + max);
         }
         match idleness(idle, member) {
-            Idleness::Active => self.wake_after(idle.earliest_stop()),
+            Idleness::Active => self.wake_after(idle.stop_after.earliest()),
             Idleness::Unreadable(which) => {
                 self.note(policy, Some(instance), || {
                     format!("not stopped: {} unreadable, counted active", which.join(", "))
@@ -84,19 +85,9 @@ impl<'a> Planner<'a> {
         let instance = &member.instance;
         if let Some(edge) = self.pending_edge(policy, instance, Edge::Start, false) {
             let reason = Reason::Schedule { start: true, edge, tz: zone(policy) };
-            let cost = self.hourly_cost(instance);
-            match self.room_for(policy, cost, false) {
-                Ok(()) => {
-                    self.propose_edge(policy, instance, ActionKind::PowerOn, reason, edge);
-                    self.commit(cost);
-                }
-                Err(why) => {
-                    if let Some(recording) = self.recording.as_mut() {
-                        recording.refused = Some(cost);
-                    }
-                    let now = self.now;
-                    self.note(policy, Some(instance), || format!("not started: {}; {why}", reason.render(now)));
-                }
+            if let Some(cost) = self.start_allowed(policy, instance, &reason, "started") {
+                self.propose_edge(policy, instance, ActionKind::PowerOn, reason, edge);
+                self.commit(cost);
             }
             return;
         }
@@ -122,6 +113,29 @@ impl<'a> Planner<'a> {
         };
         let reason = Reason::Retention { since, keep, saved };
         self.propose(policy, instance, ActionKind::Delete, Cause::Retention, reason);
+    }
+
+    /// What starting `instance` adds per hour, when the budgets allow it;
+    /// otherwise notes why it is not `done` and remembers the refusal.
+    pub(super) fn start_allowed(
+        &mut self,
+        policy: &'a Policy,
+        instance: &Instance,
+        reason: &Reason,
+        done: &str,
+    ) -> Option<Money> {
+        let cost = self.hourly_cost(instance);
+        match self.room_for(policy, cost, false) {
+            Ok(()) => Some(cost),
+            Err(why) => {
+                if let Some(recording) = self.recording.as_mut() {
+                    recording.refused = Some(cost);
+                }
+                let now = self.now;
+                self.note(policy, Some(instance), || format!("not {done}: {}; {why}", reason.render(now)));
+                None
+            }
+        }
     }
 
     /// The schedule edge of kind `wanted` that should be applied now, if any.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::Planner;
 use super::candidate::KeptFor;
-use super::habits::{Gap, Habits, Local, near};
+use super::habits::{Gap, Habits, Local, alike};
 use super::observed::ObservedInstance;
 use crate::cloud::Instance;
 use crate::config::policy::{Adaptive, IdleRule, Policy, StopAfter};
@@ -95,17 +95,15 @@ pub fn keep_alive(
     cold_start: ColdStart,
 ) -> KeepAlive {
     let ColdStart { cost: cold_start, scarce } = cold_start;
-    let alike = |gaps: &[Gap]| -> Vec<i64> {
-        gaps.iter()
-            .filter(|g| g.weekend == since.weekend && near(g.minute, since.minute, ALIKE_MINUTES))
-            .map(|g| g.seconds)
-            .collect()
-    };
-    let own = habits.instances.get(instance).map(|h| alike(&h.gaps)).unwrap_or_default();
+    let seconds = |gaps: &[Gap]| -> Vec<i64> { alike(gaps, since, ALIKE_MINUTES).map(|g| g.seconds).collect() };
+    let own = habits.instances.get(instance).map(|h| seconds(&h.gaps)).unwrap_or_default();
     let (source, mut gaps) = if own.len() >= ENOUGH_GAPS {
         (Source::Instance, own)
     } else {
-        (Source::Policy, habits.policies.get(policy).map(|g| pooled(g, since)).unwrap_or_default())
+        // At most MOST_POOLED, evenly spread: a large policy costs no more per instance than a small one.
+        let pooled = habits.policies.get(policy).map(|g| seconds(g)).unwrap_or_default();
+        let step = pooled.len().div_ceil(MOST_POOLED).max(1);
+        (Source::Policy, pooled.into_iter().step_by(step).collect())
     };
     if gaps.len() < ENOUGH_GAPS {
         return KeepAlive { after: adaptive.until_learned, learned: None };
@@ -148,27 +146,24 @@ impl<'a> Planner<'a> {
         let instance = &member.instance;
         let zone = adaptive.timezone;
         let habits = &self.observed.habits;
-        let cold = self.cold_start(adaptive, instance);
+        let (cold, price) = (self.cold_start(adaptive, instance), self.hourly_cost(instance));
         // Started and not used since: pre-warmed, it waits until its window ends.
         let unused = member.running_since.filter(|started| since <= *started + Duration::minutes(1));
         if let (Some(started), Some(prewarm), Some(learned)) =
             (unused, &idle.prewarm, habits.instances.get(&instance.name))
         {
             let day = Local::of(zone, started);
-            let price = self.hourly_cost(instance);
             let windows = super::prewarm::windows(learned, day, prewarm.lead, price, cold.cost);
-            let window = windows.into_iter().find(|w| {
-                let bounds = (Local::at(zone, day.day, w.start), Local::at(zone, day.day, w.end));
-                matches!(bounds, (Some(s), Some(e)) if s <= started && started < e)
+            let found = windows.into_iter().find_map(|w| {
+                let (start, end) = (Local::at(zone, day.day, w.start)?, Local::at(zone, day.day, w.end)?);
+                (start <= started && started < end).then_some((w, end))
             });
-            if let Some(window) = window {
-                let end = Local::at(zone, day.day, window.end).expect("found above");
+            if let Some((window, end)) = found {
                 let keep = (end - since).max(Duration::zero());
                 self.learning(policy, instance, since, keep, || format!("pre-warmed; {}", window.describe()));
                 return (keep, KeptFor::Unused(Box::new(window)));
             }
         }
-        let price = self.hourly_cost(instance);
         let local = Local::of(zone, since);
         let kept = keep_alive(habits, &instance.name, &policy.name, adaptive, local, price, cold);
         match kept.learned {
@@ -215,29 +210,6 @@ impl<'a> Planner<'a> {
             });
         }
     }
-}
-
-/// A policy's gaps (sorted by weekend, then minute) alike to one idle
-/// since `since`: at most [`MOST_POOLED`] of them, evenly spread, so a large
-/// policy costs no more per instance than a small one.
-fn pooled(gaps: &[Gap], since: Local) -> Vec<i64> {
-    let key = |g: &Gap| (g.weekend, g.minute);
-    let range = |from: u16, to: u16| {
-        let lo = gaps.partition_point(|g| key(g) < (since.weekend, from));
-        let hi = gaps.partition_point(|g| key(g) <= (since.weekend, to));
-        &gaps[lo..hi.max(lo)]
-    };
-    let (m, w) = (since.minute, ALIKE_MINUTES);
-    let mut parts = vec![range(m.saturating_sub(w), (m + w).min(1439))];
-    if m < w {
-        parts.push(range(1440 - (w - m), 1439));
-    }
-    if m + w > 1439 {
-        parts.push(range(0, m + w - 1440));
-    }
-    let alike: Vec<i64> = parts.into_iter().flatten().map(|g| g.seconds).collect();
-    let step = alike.len().div_ceil(MOST_POOLED).max(1);
-    alike.into_iter().step_by(step).collect()
 }
 
 /// The most of a policy's gaps one keep-alive is worked out from.

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::candidate::Reason;
-use super::habits::{Arrival, InstanceHabits, Local};
+use super::habits::{InstanceHabits, Local};
 use super::observed::ObservedInstance;
 use super::{ActionKind, Cause, Planner};
 use crate::cloud::Instance;
@@ -83,21 +83,12 @@ impl<'a> Planner<'a> {
                 self.note(policy, Some(instance), || text);
                 return true;
             }
-            let cost = self.hourly_cost(instance);
             let reason = Reason::Prewarm { window: Box::new(window), until: end, tz: zone };
-            match self.room_for(policy, cost, false) {
-                Ok(()) => {
-                    self.propose(policy, instance, ActionKind::PowerOn, Cause::Prewarm, reason);
-                    self.commit(cost);
-                    if let Some(sku) = sku {
-                        self.reserve(sku);
-                    }
-                }
-                Err(why) => {
-                    if let Some(recording) = self.recording.as_mut() {
-                        recording.refused = Some(cost);
-                    }
-                    self.note(policy, Some(instance), || format!("not pre-warmed: {}; {why}", reason.render(now)));
+            if let Some(cost) = self.start_allowed(policy, instance, &reason, "pre-warmed") {
+                self.propose(policy, instance, ActionKind::PowerOn, Cause::Prewarm, reason);
+                self.commit(cost);
+                if let Some(sku) = sku {
+                    self.reserve(sku);
                 }
             }
             return true;
@@ -136,7 +127,7 @@ pub fn windows(habits: &InstanceHabits, today: Local, lead: Duration, price: Mon
     if days < ENOUGH_DAYS {
         return Vec::new();
     }
-    let mut arrivals: Vec<Arrival> = habits
+    let mut arrivals: Vec<Local> = habits
         .arrivals
         .iter()
         .filter(|a| a.weekend == today.weekend && a.day >= habits.first_day && a.day < today.day)
@@ -157,7 +148,7 @@ pub fn windows(habits: &InstanceHabits, today: Local, lead: Duration, price: Mon
 /// The window of most worth over `arrivals` (sorted by day, then minute)
 /// that overlaps none `taken`, if any is worth anything.
 fn best_window(
-    arrivals: &[Arrival],
+    arrivals: &[Local],
     days: usize,
     lead: u16,
     taken: &[Window],
@@ -232,7 +223,7 @@ mod tests {
         let arrivals = weekdays
             .iter()
             .enumerate()
-            .map(|(i, d)| Arrival { day: *d, minute: 540 + (i as u16 % 5) * 5, weekend: false })
+            .map(|(i, d)| Local { day: *d, minute: 540 + (i as u16 % 5) * 5, weekend: false })
             .collect();
         let habits = InstanceHabits { arrivals, first_day: monday, ..InstanceHabits::default() };
         let today = Local { day: monday + 21, minute: 0, weekend: false };
@@ -242,7 +233,7 @@ mod tests {
         assert_eq!((found[0].start, found[0].end, found[0].arrived, found[0].days), (530, 560, 15, 15));
         // Once a week only: not worth the running on the other days.
         let rare = InstanceHabits {
-            arrivals: weekdays.iter().step_by(5).map(|d| Arrival { day: *d, minute: 600, weekend: false }).collect(),
+            arrivals: weekdays.iter().step_by(5).map(|d| Local { day: *d, minute: 600, weekend: false }).collect(),
             first_day: monday,
             ..InstanceHabits::default()
         };

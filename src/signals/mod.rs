@@ -151,7 +151,7 @@ pub async fn read_signals(
                         *threshold,
                         &o.instance.name,
                         &o.instance.display_name,
-                        idle.earliest_stop(),
+                        idle.stop_after.earliest(),
                         interval,
                     )),
                     None => continue,
@@ -160,7 +160,7 @@ pub async fn read_signals(
             let key = (o.instance.name.clone(), signal.label());
             if let Some((look, at)) = cache.looks.get(&key)
                 && !cache.watched.contains(&o.instance.name)
-                && !SignalCache::due(&o.instance.name, look, *at, now, idle.earliest_stop(), interval)
+                && !SignalCache::due(&o.instance.name, look, *at, now, idle.stop_after.earliest(), interval)
             {
                 continue;
             }

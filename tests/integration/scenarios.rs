@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, FixedOffset};
 use mdc_autoscaler::cloud::{BillingType, Discount, Instance, InstanceCost, Resources, Sku, VolumeMount};
 use mdc_autoscaler::config::load::load_str;
-use mdc_autoscaler::config::policy::{Config, StopAfter};
+use mdc_autoscaler::config::policy::Config;
 use mdc_autoscaler::money::{Money, Ratio};
 use mdc_autoscaler::plan::habits::{Habits, Used};
 use mdc_autoscaler::plan::{self, Observed, ObservedInstance, Plan, Reading, SnapshotState, SpendSoFar};
@@ -354,14 +354,8 @@ fn habits(s: &Scenario, observed: &Observed, config: &Config) -> Habits {
     }
     let used =
         spans.iter().map(|(instance, policy, start, end)| Used { instance, policy, start: *start, end: Some(*end) });
-    let zone_of = |name: &str| {
-        let policy = config.policies.iter().find(|p| p.name == name)?;
-        match &policy.idle.as_ref()?.stop_after {
-            StopAfter::Adaptive(a) => Some(a.timezone),
-            StopAfter::Fixed(_) => None,
-        }
-    };
-    Habits::learn(used, zone_of, Habits::hour_of(s.now.to_utc()))
+    let zones = config.adaptive_zones();
+    Habits::learn(used, &zones, Habits::hour_of(s.now.to_utc()))
 }
 
 fn describe(plan: &Plan) -> String {
