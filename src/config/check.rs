@@ -227,6 +227,12 @@ impl Checker {
             billing: s.billing.map(|b| b.0.into_iter().map(billing).collect()).unwrap_or_default(),
         });
         let protect = raw.protect.map(|p| p.display_name.0.iter().map(|g| Glob::new(g)).collect()).unwrap_or_default();
+        if let (Some(_), Some(delete)) = (&raw.pool, raw.idle.as_ref().and_then(|i| i.delete_after_stopped.as_ref())) {
+            self.error(
+                delete.pos,
+                "a pool keeps its members until its count falls (`scale_down: delete` removes the surplus); delete_after_stopped is for adopted instances",
+            );
+        }
         // An idle section that fails its own checks is reported there, not again as missing.
         let has_idle = raw.idle.is_some();
         let idle = raw.idle.and_then(|i| self.idle(i, prometheus, schedule_zone.unwrap_or(DEFAULT_TIMEZONE)));

@@ -1,7 +1,10 @@
-//! Managed pools: keep `desired` instances running, named by slot. Start
-//! stopped members before creating, create on the cheapest SKU that fits
-//! (or wait for a discount that opens soon), and remove the most expensive,
-//! then the most idle, first.
+//! Managed pools, named by slot. Without idle rules a pool keeps `desired`
+//! members running: it starts stopped members before creating. With idle
+//! rules each member runs and stops by them like any instance (learned
+//! timers, pre-warming), and the count is how many members the pool keeps
+//! and at most how many run. Creates go to the cheapest SKU that fits (or
+//! wait for a discount that opens soon); the surplus goes idle members
+//! first, then the most expensive, then the longest idle.
 
 use chrono::{DateTime, Utc};
 
@@ -63,8 +66,14 @@ impl<'a> Planner<'a> {
             })
             .collect();
         let live_count = live.len() as u32;
+        if policy.idle.is_some() {
+            return self.pool_by_rules(policy, pool, &wanted, members, &live, desired);
+        }
         if live_count < desired {
-            self.scale_up(policy, pool, &wanted, members, desired - live_count, live_count, desired);
+            let need = desired - live_count;
+            let need = self.start_members(policy, pool, members, need, live_count, desired);
+            let have = format!("pool has {live_count} of {desired} running");
+            self.create_members(policy, pool, &wanted, members, need, &have);
         } else if live_count > desired {
             self.scale_down(policy, pool, &live, live_count - desired, live_count, desired);
         }
@@ -77,29 +86,84 @@ impl<'a> Planner<'a> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn scale_up(
+    /// A pool with idle rules: members run by the rules, up to `desired` of
+    /// them; the pool keeps `desired` members, and removes the surplus.
+    fn pool_by_rules(
         &mut self,
         policy: &'a Policy,
         pool: &Pool,
         wanted: &Wanted<'_>,
         members: &[&'a ObservedInstance],
+        live: &[&'a ObservedInstance],
+        desired: u32,
+    ) {
+        let live_count = live.len() as u32;
+        let removed = if live_count > desired {
+            self.scale_down(policy, pool, live, live_count - desired, live_count, desired)
+        } else {
+            Vec::new()
+        };
+        for member in live.iter().filter(|m| !removed.contains(&m.instance.name.as_str())) {
+            self.instance(policy, member);
+        }
+        let mut stopped: Vec<&ObservedInstance> =
+            members.iter().copied().filter(|m| m.instance.status == InstanceStatus::Stopped).collect();
+        stopped.sort_by_key(|m| pool.slot_of(&m.instance.display_name));
+        // Kept members beyond the count, the highest slots first, go when it falls (scale_down: delete).
+        let kept = members.iter().filter(|m| m.instance.status != InstanceStatus::Deleting).count() as u32;
+        let mut surplus = match pool.scale_down {
+            ScaleDown::Delete => kept.saturating_sub(desired),
+            ScaleDown::Stop => 0,
+        };
+        while surplus > 0
+            && let Some(member) = stopped.pop()
+        {
+            let reason =
+                format!("pool keeps {kept} members, {desired} wanted; surplus stopped member (scale_down: delete)");
+            self.propose(policy, &member.instance, ActionKind::Delete, Cause::ScaleDown, Reason::Text(reason));
+            surplus -= 1;
+        }
+        let mut room = desired.saturating_sub(live_count);
+        for member in stopped {
+            if room == 0 {
+                let text = format!("not started: the pool runs at most {desired} now");
+                self.note(policy, Some(&member.instance), || text);
+                continue;
+            }
+            let before = self.draft.candidates.len();
+            self.instance(policy, member);
+            if self.draft.candidates[before..].iter().any(|c| matches!(c.kind, ActionKind::PowerOn)) {
+                room -= 1;
+            }
+        }
+        if kept < desired {
+            let have = format!("pool keeps {kept} of {desired} members");
+            self.create_members(policy, pool, wanted, members, desired - kept, &have);
+        }
+    }
+
+    /// Starts stopped members, the lowest slots first; answers how many more are needed.
+    fn start_members(
+        &mut self,
+        policy: &'a Policy,
+        pool: &Pool,
+        members: &[&'a ObservedInstance],
         mut need: u32,
         live: u32,
         desired: u32,
-    ) {
+    ) -> u32 {
         let mut stopped: Vec<&ObservedInstance> =
             members.iter().copied().filter(|m| m.instance.status == InstanceStatus::Stopped).collect();
         stopped.sort_by_key(|m| pool.slot_of(&m.instance.display_name));
         for member in stopped {
             if need == 0 {
-                return;
+                break;
             }
             let instance = &member.instance;
             let cost = self.hourly_cost(instance);
             if let Err(why) = self.room_for(policy, cost, false) {
                 self.note(policy, Some(instance), || format!("not started: {why}"));
-                return;
+                return 0;
             }
             let sku = self.observed.sku(&instance.cost.sku_id);
             if sku.is_some_and(|s| self.free_gpus(s) < s.gpu_count) {
@@ -115,6 +179,22 @@ impl<'a> Planner<'a> {
                 self.reserve(sku);
             }
             need -= 1;
+        }
+        need
+    }
+
+    /// Creates `need` members in the free slots, on the cheapest SKU that fits.
+    fn create_members(
+        &mut self,
+        policy: &'a Policy,
+        pool: &Pool,
+        wanted: &Wanted<'_>,
+        members: &[&'a ObservedInstance],
+        mut need: u32,
+        have: &str,
+    ) {
+        if need == 0 {
+            return;
         }
         // A SKU cooling off after a capacity failure may be the cheapest again soon.
         let backoff = self.config.settings.capacity_backoff;
@@ -170,7 +250,7 @@ impl<'a> Planner<'a> {
             }
             let discount = if pricing::discount_active(&sku, now) { " (discounted)" } else { "" };
             let reason = format!(
-                "pool has {live} of {desired} running; cheapest fitting SKU is {} ({}) in {} at {}/h{discount}",
+                "{have}; cheapest fitting SKU is {} ({}) in {} at {}/h{discount}",
                 sku.id,
                 sku.name,
                 sku.cluster,
@@ -226,7 +306,7 @@ impl<'a> Planner<'a> {
         surplus: u32,
         count: u32,
         desired: u32,
-    ) {
+    ) -> Vec<&'a str> {
         let idle = policy.idle.as_ref();
         let mut running: Vec<(&ObservedInstance, bool, Money, DateTime<Utc>)> = live
             .iter()
@@ -246,11 +326,14 @@ impl<'a> Planner<'a> {
                 std::cmp::Reverse(pool.slot_of(&b.0.instance.display_name)),
             ))
         });
+        let mut removed = Vec::new();
         for (member, _, cost, _) in running.into_iter().take(surplus as usize) {
             let reason =
                 format!("pool has {count} running, {desired} wanted; remove the most expensive ({}/h)", yuan(cost));
             self.due_stop(policy, member, HardStop::ScaleDown, Cause::ScaleDown, Reason::Text(reason), None);
+            removed.push(member.instance.name.as_str());
         }
+        removed
     }
 }
 
