@@ -6,9 +6,15 @@
 //! the hour from the ledger, learns the same again after a restart.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDateTime, Timelike, Utc};
 use chrono_tz::Tz;
+
+use super::keep_alive::{ColdStart, KeepAlive};
+use super::prewarm::Day;
+use crate::config::policy::Adaptive;
+use crate::money::Money;
 
 /// How far back the record of use is read.
 pub const LEARN_DAYS: i64 = 28;
@@ -34,6 +40,51 @@ pub struct InstanceHabits {
     pub arrivals: Vec<Local>,
     /// The first local day whose arrivals the record covers (days from the common era).
     pub first_day: i32,
+    /// What plans worked out from these habits, for the inputs they had.
+    pub windows: Derived<(Tz, i32, Duration, Money, Money), Arc<Day>>,
+    /// Keyed by policy name too: the gaps of a policy are its fallback.
+    pub keep_alive: Derived<(String, Local, Money, ColdStart, Adaptive), KeepAlive>,
+}
+
+/// One value worked out from the habits, kept with the inputs it was worked
+/// out for: the planner asks the same again on every plan of the hour, and
+/// the same inputs give the same answer. A copy of the habits starts empty.
+pub struct Derived<K, V>(Mutex<Option<(K, V)>>);
+
+impl<K, V: Clone> Derived<K, V> {
+    /// The value kept for a key `is` accepts, else `make`'s (its key and value), which is kept.
+    pub fn get(&self, is: impl FnOnce(&K) -> bool, make: impl FnOnce() -> (K, V)) -> V {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*slot {
+            Some((key, value)) if is(key) => value.clone(),
+            _ => slot.insert(make()).1.clone(),
+        }
+    }
+}
+
+impl<K, V> Default for Derived<K, V> {
+    fn default() -> Self {
+        Derived(Mutex::new(None))
+    }
+}
+
+impl<K, V> Clone for Derived<K, V> {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
+}
+
+/// Derived values are not what the habits are: they never tell two apart.
+impl<K, V> PartialEq for Derived<K, V> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<K, V> std::fmt::Debug for Derived<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Derived")
+    }
 }
 
 /// A time between two spans of use of one instance.
@@ -190,6 +241,25 @@ mod tests {
         // Not adaptive: nothing learned.
         let used = spans.iter().map(|(start, end)| Used { instance: "i-1", policy: "nb", start: *start, end: *end });
         assert!(Habits::learn(used, &HashMap::new(), at(8, 0, 0)).instances.is_empty());
+    }
+
+    #[test]
+    fn a_derived_value_is_worked_out_again_only_for_other_inputs() {
+        let derived: Derived<u32, u32> = Derived::default();
+        let worked = std::cell::Cell::new(0);
+        let get = |key: u32| {
+            derived.get(
+                |k| *k == key,
+                || {
+                    worked.set(worked.get() + 1);
+                    (key, key * 10)
+                },
+            )
+        };
+        assert_eq!((get(1), get(1), worked.get()), (10, 10, 1));
+        assert_eq!((get(2), worked.get()), (20, 2));
+        // A copy of the habits has nothing worked out.
+        assert_eq!(derived.clone().get(|_| true, || (3, 30)), 30);
     }
 
     #[test]

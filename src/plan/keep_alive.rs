@@ -9,10 +9,10 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::Planner;
 use super::candidate::KeptFor;
 use super::habits::{Gap, Habits, Local, alike};
 use super::observed::ObservedInstance;
+use super::{Lesson, Planner};
 use crate::cloud::Instance;
 use crate::config::policy::{Adaptive, IdleRule, Policy, StopAfter};
 use crate::money::Money;
@@ -94,6 +94,28 @@ pub fn keep_alive(
     price: Money,
     cold_start: ColdStart,
 ) -> KeepAlive {
+    let Some(learned) = habits.instances.get(instance) else {
+        return work_out(habits, instance, policy, adaptive, since, price, cold_start);
+    };
+    learned.keep_alive.get(
+        |(p, s, m, c, a)| p == policy && (*s, *m, *c) == (since, price, cold_start) && a == adaptive,
+        || {
+            let kept = work_out(habits, instance, policy, adaptive, since, price, cold_start);
+            ((policy.to_owned(), since, price, cold_start, adaptive.clone()), kept)
+        },
+    )
+}
+
+/// [`keep_alive`], worked out afresh.
+fn work_out(
+    habits: &Habits,
+    instance: &str,
+    policy: &str,
+    adaptive: &Adaptive,
+    since: Local,
+    price: Money,
+    cold_start: ColdStart,
+) -> KeepAlive {
     let ColdStart { cost: cold_start, scarce } = cold_start;
     let seconds = |gaps: &[Gap]| -> Vec<i64> { alike(gaps, since, ALIKE_MINUTES).map(|g| g.seconds).collect() };
     let own = habits.instances.get(instance).map(|h| seconds(&h.gaps)).unwrap_or_default();
@@ -153,15 +175,13 @@ impl<'a> Planner<'a> {
             (unused, &idle.prewarm, habits.instances.get(&instance.name))
         {
             let day = Local::of(zone, started);
-            let windows = super::prewarm::windows(learned, day, prewarm.lead, price, cold.cost);
-            let found = windows.into_iter().find_map(|w| {
-                let (start, end) = (Local::at(zone, day.day, w.start)?, Local::at(zone, day.day, w.end)?);
-                (start <= started && started < end).then_some((w, end))
-            });
-            if let Some((window, end)) = found {
-                let keep = (end - since).max(Duration::zero());
-                self.learning(policy, instance, since, keep, || format!("pre-warmed; {}", window.describe()));
-                return (keep, KeptFor::Unused(Box::new(window)));
+            let windows = super::prewarm::windows_of_day(learned, zone, day, prewarm.lead, price, cold.cost);
+            let found = windows.windows.iter().find(|w| w.start <= started && started < w.end);
+            if let Some(found) = found {
+                let keep = (found.end - since).max(Duration::zero());
+                let window = Box::new(found.window.clone());
+                self.learning(policy, instance, since, keep, || Lesson::Prewarmed(window.clone()));
+                return (keep, KeptFor::Unused(window));
             }
         }
         let local = Local::of(zone, since);
@@ -169,14 +189,17 @@ impl<'a> Planner<'a> {
         match kept.learned {
             Some(learned) => {
                 let (keep, min) = (kept.after, adaptive.min);
-                self.learning(policy, instance, since, keep, || learned.describe(keep, min));
-                (keep, KeptFor::Learned(Box::new(learned), min))
+                let learned = Box::new(learned);
+                self.learning(policy, instance, since, keep, || Lesson::KeepAlive {
+                    learned: learned.clone(),
+                    keep,
+                    min,
+                });
+                (keep, KeptFor::Learned(learned, min))
             }
             None => {
                 let keep = kept.after;
-                self.learning(policy, instance, since, keep, || {
-                    format!("too few idle gaps like this one yet: until_learned {}", super::humane(keep))
-                });
+                self.learning(policy, instance, since, keep, || Lesson::UntilLearned(keep));
                 (keep, KeptFor::UntilLearned)
             }
         }
@@ -196,7 +219,7 @@ impl<'a> Planner<'a> {
         instance: &Instance,
         since: DateTime<Utc>,
         keep: Duration,
-        text: impl FnOnce() -> String,
+        text: impl FnOnce() -> Lesson,
     ) {
         if self.detail == super::Detail::Full {
             self.draft.learned.push(super::Learning {

@@ -6,7 +6,10 @@
 //! `end` on days nobody came by then. Starting is `lead` ahead of an
 //! arrival; a pre-warmed instance nobody uses stops again at the window's end.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
 
 use super::candidate::Reason;
 use super::habits::{InstanceHabits, Local};
@@ -62,15 +65,12 @@ impl<'a> Planner<'a> {
         let today = Local::of(zone, now);
         let cold = self.cold_start(adaptive, instance);
         let price = self.hourly_cost(instance);
-        for window in windows(learned, today, prewarm.lead, price, cold.cost) {
-            let (Some(start), Some(end)) =
-                (Local::at(zone, today.day, window.start), Local::at(zone, today.day, window.end))
-            else {
-                continue;
-            };
+        let day = windows_of_day(learned, zone, today, prewarm.lead, price, cold.cost);
+        for Dated { window, start, end } in day.windows.iter() {
+            let (start, end) = (*start, *end);
             if now < start {
                 self.wake(start);
-                self.next_prewarm(policy, instance, start, end, &window);
+                self.next_prewarm(policy, instance, start, end, window);
                 return false;
             }
             // Stopped within the window: its people came and went already.
@@ -83,7 +83,7 @@ impl<'a> Planner<'a> {
                 self.note(policy, Some(instance), || text);
                 return true;
             }
-            let reason = Reason::Prewarm { window: Box::new(window), until: end, tz: zone };
+            let reason = Reason::Prewarm { window: Box::new(window.clone()), until: end, tz: zone };
             if let Some(cost) = self.start_allowed(policy, instance, &reason, "pre-warmed") {
                 self.propose(policy, instance, ActionKind::PowerOn, Cause::Prewarm, reason);
                 self.commit(cost);
@@ -93,7 +93,7 @@ impl<'a> Planner<'a> {
             }
             return true;
         }
-        if let Some(tomorrow) = Local::at(zone, today.day + 1, 0) {
+        if let Some(tomorrow) = day.next {
             self.wake(tomorrow);
         }
         false
@@ -115,10 +115,46 @@ impl<'a> Planner<'a> {
                 stops_at: None,
                 prewarm_at: Some(at),
                 prewarm_until: Some(until),
-                text: window.describe(),
+                text: super::Lesson::NextPrewarm(Box::new(window.clone())),
             });
         }
     }
+}
+
+/// A day's windows that pay, at their moments, and when the next day begins.
+#[derive(Debug, Default)]
+pub struct Day {
+    pub windows: Vec<Dated>,
+    pub next: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug)]
+pub struct Dated {
+    pub window: Window,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// The windows of the local day `today`, worked out once for the day and prices.
+pub fn windows_of_day(
+    habits: &InstanceHabits,
+    zone: Tz,
+    today: Local,
+    lead: Duration,
+    price: Money,
+    cold_start: Money,
+) -> Arc<Day> {
+    let key = (zone, today.day, lead, price, cold_start);
+    habits.windows.get(
+        |k| *k == key,
+        || {
+            let windows = windows(habits, today, lead, price, cold_start).into_iter().filter_map(|window| {
+                let (start, end) = (Local::at(zone, today.day, window.start)?, Local::at(zone, today.day, window.end)?);
+                Some(Dated { window, start, end })
+            });
+            (key, Arc::new(Day { windows: windows.collect(), next: Local::at(zone, today.day + 1, 0) }))
+        },
+    )
 }
 
 /// The windows of a day like `today` that pay, earliest first.

@@ -90,20 +90,30 @@ fn signed(m: super::Money) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Lesson;
     use chrono::TimeZone;
 
     #[test]
     fn what_was_learned_is_listed_with_its_moment() {
         let at = chrono::Utc.with_ymd_and_hms(2026, 11, 27, 4, 0, 0).unwrap();
         type At = Option<chrono::DateTime<chrono::Utc>>;
-        let learning = |stops_at: At, prewarm_at: At, prewarm_until: At, text: &str| super::super::Learning {
-            policy: "notebooks".into(),
-            instance: "nb-1".into(),
-            keep_alive_seconds: stops_at.map(|_| 4200),
-            stops_at,
-            prewarm_at,
-            prewarm_until,
-            text: text.into(),
+        let learning =
+            |stops_at: At, prewarm_at: At, prewarm_until: At, text: super::super::Lesson| super::super::Learning {
+                policy: "notebooks".into(),
+                instance: "nb-1".into(),
+                keep_alive_seconds: stops_at.map(|_| 4200),
+                stops_at,
+                prewarm_at,
+                prewarm_until,
+                text,
+            };
+        let window = crate::plan::prewarm::Window {
+            start: 710,
+            end: 740,
+            days: 15,
+            arrived: 14,
+            saved: super::super::Money::from_yuan(28),
+            cost: super::super::Money::from_yuan(9),
         };
         let plan = Plan {
             at,
@@ -113,15 +123,25 @@ mod tests {
             next_check: None,
             watch: vec![],
             learned: vec![
-                learning(Some(at + chrono::Duration::minutes(70)), None, None, "15 of its 15 idle gaps"),
-                learning(None, Some(at), Some(at + chrono::Duration::minutes(20)), "someone arrived"),
+                learning(
+                    Some(at + chrono::Duration::minutes(70)),
+                    None,
+                    None,
+                    Lesson::UntilLearned(chrono::Duration::minutes(70)),
+                ),
+                learning(
+                    None,
+                    Some(at),
+                    Some(at + chrono::Duration::minutes(20)),
+                    Lesson::NextPrewarm(Box::new(window)),
+                ),
             ],
         };
         let text = table(&plan, chrono_tz::Asia::Shanghai);
         assert!(
-            text.contains("Learned:\n  nb-1 (notebooks): idle; stops at 2026-11-27 13:10 CST; 15 of its 15 idle gaps"),
+            text.contains("Learned:\n  nb-1 (notebooks): idle; stops at 2026-11-27 13:10 CST; too few idle gaps like this one yet: until_learned 1h 10m"),
             "{text}"
         );
-        assert!(text.contains("next pre-warm 2026-11-27 12:00 CST to 2026-11-27 12:20 CST; someone arrived"), "{text}");
+        assert!(text.contains("next pre-warm 2026-11-27 12:00 CST to 2026-11-27 12:20 CST; someone arrived between 11:50 and 12:20 on 14 of the last 15"), "{text}");
     }
 }

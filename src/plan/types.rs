@@ -1,8 +1,11 @@
 //! What the planner answers: actions with reasons and money, the notable
 //! non-actions, schedule edges to record, and when to ask again.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
+
+use super::keep_alive::Learned;
+use super::prewarm::Window;
 
 use crate::cloud::{CreateRequest, PowerOff};
 use crate::money::Money;
@@ -25,7 +28,7 @@ pub struct Plan {
 
 /// An adaptive instance's keep-alive (idle now) or next pre-warm (stopped),
 /// with the figures behind it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Learning {
     pub policy: String,
     pub instance: String,
@@ -37,7 +40,40 @@ pub struct Learning {
     pub prewarm_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prewarm_until: Option<DateTime<Utc>>,
-    pub text: String,
+    pub text: Lesson,
+}
+
+/// What was learned, put in words only when read: a plan holds one for
+/// every idle or stopped adaptive instance.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lesson {
+    /// A keep-alive learned from past gaps, with `min` to compare.
+    KeepAlive { learned: Box<Learned>, keep: Duration, min: Duration },
+    /// Too little known yet: the fixed `until_learned`.
+    UntilLearned(Duration),
+    /// Pre-warmed in this window and not used yet.
+    Prewarmed(Box<Window>),
+    /// The window of the next pre-warm.
+    NextPrewarm(Box<Window>),
+}
+
+impl std::fmt::Display for Lesson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lesson::KeepAlive { learned, keep, min } => f.write_str(&learned.describe(*keep, *min)),
+            Lesson::UntilLearned(keep) => {
+                write!(f, "too few idle gaps like this one yet: until_learned {}", super::humane(*keep))
+            }
+            Lesson::Prewarmed(window) => write!(f, "pre-warmed; {}", window.describe()),
+            Lesson::NextPrewarm(window) => f.write_str(&window.describe()),
+        }
+    }
+}
+
+impl Serialize for Lesson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -395,7 +395,8 @@ fn every_scenario_plans_as_expected() {
         }
         for want in &s.expect.learned {
             let (who, text) = want.split_once(": ").unwrap_or(("", want));
-            if !plan.learned.iter().any(|l| (who.is_empty() || l.instance == who) && l.text.contains(text)) {
+            if !plan.learned.iter().any(|l| (who.is_empty() || l.instance == who) && l.text.to_string().contains(text))
+            {
                 problems.push(format!("missing learned `{want}`"));
             }
         }
