@@ -169,7 +169,7 @@ fn habits(n: usize, config: &mdc_autoscaler::config::policy::Config, now: DateTi
     let used =
         spans.iter().map(|(instance, policy, start, end)| Used { instance, policy, start: *start, end: Some(*end) });
     let zones = config.adaptive_zones();
-    Habits::learn(used, &zones, Habits::hour_of(now))
+    Habits::learn(used, &zones, Habits::day_of(now, chrono_tz::Asia::Shanghai))
 }
 
 fn instances_marks(n: usize, edge: DateTime<Utc>) -> std::collections::BTreeMap<String, DateTime<Utc>> {

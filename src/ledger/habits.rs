@@ -1,6 +1,7 @@
 //! What the planner learns from the record of use (`stop_after: adaptive`):
 //! the spans of the last [`LEARN_DAYS`] days, read from the store once and
-//! then kept up to date by the ledger's own closes, relearned on the hour.
+//! then kept up to date by the ledger's own closes, relearned each day (at
+//! midnight in the settings' zone).
 //! Nothing else is kept, so a restarted daemon learns the same.
 
 use std::sync::Arc;
@@ -13,9 +14,10 @@ use crate::config::policy::Config;
 use crate::plan::habits::{Habits, LEARN_DAYS, Used};
 
 impl<S: Store> Ledger<S> {
-    /// The habits as of the start of the hour `now` is in.
+    /// The habits as of the start of the day `now` is in.
     pub async fn habits(&mut self, config: &Config, now: DateTime<Utc>) -> Result<Arc<Habits>, LedgerError> {
-        let as_of = Habits::hour_of(now);
+        let zone = config.settings.timezone.unwrap_or(crate::config::check::DEFAULT_TIMEZONE);
+        let as_of = Habits::day_of(now, zone);
         if self.habits.as_of == Some(as_of) && self.used.is_some() {
             return Ok(Arc::clone(&self.habits));
         }

@@ -1,9 +1,11 @@
 //! What the record of use teaches about each instance: how long its idle
 //! gaps last, by the time of day they begin and weekday or weekend, and
 //! when its people usually arrive. Learned from the use spans of the last
-//! [`LEARN_DAYS`] days that began before `as_of`, the start of an hour, so
-//! every plan within an hour learns the same and the daemon, relearning on
-//! the hour from the ledger, learns the same again after a restart.
+//! [`LEARN_DAYS`] days that began before `as_of`, the start of a day, so
+//! every plan of a day learns the same and the daemon, relearning each
+//! midnight from the ledger, learns the same again after a restart. A day
+//! is what the habits are about (pre-warming reads only the days before
+//! today), and learning once a day keeps the work of it out of the cycles.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -185,10 +187,9 @@ impl Habits {
         habits
     }
 
-    /// The start of the hour `now` is in: what the daemon learns as of.
-    pub fn hour_of(now: DateTime<Utc>) -> DateTime<Utc> {
-        let secs = now.timestamp().div_euclid(3600) * 3600;
-        DateTime::from_timestamp(secs, 0).unwrap_or(now)
+    /// The start of the day `now` is in, in `zone`: what the daemon learns as of.
+    pub fn day_of(now: DateTime<Utc>, zone: Tz) -> DateTime<Utc> {
+        Local::at(zone, Local::of(zone, now).day, 0).filter(|midnight| *midnight <= now).unwrap_or(now)
     }
 }
 

@@ -64,7 +64,7 @@ pub fn plan_memo(
     memo: &mut Memo,
     changed: Option<&[usize]>,
 ) -> Plan {
-    // Scarcity prices an adaptive keep-alive's cold start; habits change on the hour.
+    // Scarcity prices an adaptive keep-alive's cold start; habits change each day.
     let prices: Vec<(String, Money, u8)> = observed
         .skus
         .iter()

@@ -1,7 +1,7 @@
 //! Properties of the planner over generated fleets and policies: protected
 //! instances are never in a plan, limits always hold, budgets are never
-//! planned past, plans are deterministic, and a plan applied to the
-//! simulator leaves nothing more to do.
+//! planned past, plans are deterministic (learned ones too), and a plan
+//! applied to the simulator leaves nothing more to do.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,7 @@ use mdc_autoscaler::cloud::{BillingType, Cloud, InstanceStatus, wire};
 use mdc_autoscaler::config::load::load_str;
 use mdc_autoscaler::config::policy::Config;
 use mdc_autoscaler::money::Money;
+use mdc_autoscaler::plan::habits::{Habits, Used};
 use mdc_autoscaler::plan::{self, ActionKind, Observed, ObservedInstance, Reading, SnapshotState, SpendSoFar};
 use mdc_autoscaler::pricing;
 use mdc_autoscaler::sim::clock::Clock;
@@ -35,7 +36,7 @@ fn policy_spec() -> impl Strategy<Value = PolicySpec> {
     (
         prop::sample::select(vec!["nb-*", "a-*", "*", "nb-a*"]),
         prop::option::of(prop::sample::select(vec!["nb-keep-*", "*-x", "a-*"])),
-        prop::sample::select(vec!["10m", "30m", "2h"]),
+        prop::sample::select(vec!["10m", "30m", "2h", "adaptive, prewarm: true"]),
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
@@ -294,10 +295,10 @@ proptest! {
 
         // Deterministic.
         prop_assert_eq!(&plan, &plan::plan(&observed, &config, now));
-        // Notes change no decision.
+        // Notes, and what was learned put in words, change no decision.
         let bare = plan::plan_with(&observed, &config, now, plan::Detail::Decisions);
-        prop_assert!(bare.notes.is_empty());
-        prop_assert_eq!(&plan::Plan { notes: Vec::new(), ..plan.clone() }, &bare);
+        prop_assert!(bare.notes.is_empty() && bare.learned.is_empty());
+        prop_assert_eq!(&plan::Plan { notes: Vec::new(), learned: Vec::new(), ..plan.clone() }, &bare);
 
         // Limits hold.
         prop_assert!(plan.actions.len() as u32 <= per_cycle);
@@ -446,6 +447,73 @@ fn replan_after_applying(policies: &[PolicySpec], offset: i64, busy: Vec<bool>) 
         .map(|a| format!("{} {}: {}", a.kind.label(), a.instance.display_name, a.reason))
         .collect();
     (first.actions.len(), unexpected)
+}
+
+/// Spans of use of generated instances over the four weeks before `now`:
+/// (instance, days before today, local minute of the day it began, minutes it lasted).
+fn history(
+    config: &Config,
+    observed: &Observed,
+    spans: &[(usize, i64, i64, i64)],
+    now: DateTime<Utc>,
+) -> Vec<(String, String, DateTime<Utc>, DateTime<Utc>)> {
+    let today = Habits::day_of(now, chrono_tz::Asia::Shanghai);
+    spans
+        .iter()
+        .filter_map(|&(i, days, minute, minutes)| {
+            let instance = &observed.instances.get(i)?.instance;
+            let policy = owner(config, &instance.display_name, Some(instance))?;
+            let start = today - Duration::days(days) + Duration::minutes(minute);
+            Some((instance.name.clone(), policy.name.clone(), start, start + Duration::minutes(minutes)))
+        })
+        .collect()
+}
+
+fn learn(spans: &[(String, String, DateTime<Utc>, DateTime<Utc>)], config: &Config, now: DateTime<Utc>) -> Habits {
+    let used = spans.iter().map(|(instance, policy, start, end)| Used {
+        instance,
+        policy,
+        start: *start,
+        end: Some(*end).filter(|end| *end <= now),
+    });
+    Habits::learn(used, &config.adaptive_zones(), Habits::day_of(now, chrono_tz::Asia::Shanghai))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Learned timers and pre-warming: the same history, policies and `now`
+    /// give the same plan, whatever order the history is read in and whether
+    /// the habits have worked anything out for earlier plans or not.
+    #[test]
+    fn learned_plans_are_functions_of_history_policies_and_now(
+        policies in prop::collection::vec(policy_spec(), 1..4),
+        instances in prop::collection::vec(instance_spec(), 1..12),
+        // Days of office hours: sessions that begin between 07:00 and 20:00.
+        spans in prop::collection::vec((0usize..12, 0i64..28, 420i64..1200, 20i64..300), 0..600),
+        offset in 0i64..(7 * 24 * 60),
+        later in 0i64..180,
+    ) {
+        let now = now_from(offset);
+        let policies: Vec<PolicySpec> =
+            policies.into_iter().map(|p| PolicySpec { stop_after: "adaptive, prewarm: true", ..p }).collect();
+        let (config, report) = load_str("generated", &policy_file(&policies, 1000, 1000, None));
+        let config = config.unwrap_or_else(|| panic!("{report}"));
+        let mut observed = observed(&instances, now, None, 0);
+        let mut spans = history(&config, &observed, &spans, now);
+        observed.habits = Arc::new(learn(&spans, &config, now));
+        let first = plan::plan(&observed, &config, now);
+        // The habits have now worked out keep-alives and windows: asked again, the same.
+        prop_assert_eq!(&plan::plan(&observed, &config, now), &first);
+        // Another moment, with what was worked out for this one kept.
+        let then = now + Duration::minutes(later);
+        let warm = plan::plan(&observed, &config, then);
+        spans.reverse();
+        let mut fresh = observed.clone();
+        fresh.habits = Arc::new(learn(&spans, &config, now));
+        prop_assert_eq!(&plan::plan(&fresh, &config, then), &warm);
+        prop_assert_eq!(&plan::plan(&fresh, &config, now), &first);
+    }
 }
 
 proptest! {

@@ -355,7 +355,7 @@ fn habits(s: &Scenario, observed: &Observed, config: &Config) -> Habits {
     let used =
         spans.iter().map(|(instance, policy, start, end)| Used { instance, policy, start: *start, end: Some(*end) });
     let zones = config.adaptive_zones();
-    Habits::learn(used, &zones, Habits::hour_of(s.now.to_utc()))
+    Habits::learn(used, &zones, Habits::day_of(s.now.to_utc(), chrono_tz::Asia::Shanghai))
 }
 
 fn describe(plan: &Plan) -> String {
