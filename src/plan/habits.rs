@@ -151,33 +151,39 @@ impl Habits {
         as_of: DateTime<Utc>,
     ) -> Habits {
         let from = as_of - Duration::days(LEARN_DAYS);
-        let mut by_instance: HashMap<&str, (Tz, &str, Vec<Used>)> = HashMap::new();
+        let mut by_instance: HashMap<&str, Vec<Used>> = HashMap::new();
         for span in spans {
             let recent = span.start < as_of && span.end.is_none_or(|end| end > from);
-            if let (true, Some(zone)) = (recent, zones.get(span.policy)) {
-                by_instance.entry(span.instance).or_insert_with(|| (*zone, span.policy, Vec::new())).2.push(span);
+            if recent && zones.contains_key(span.policy) {
+                by_instance.entry(span.instance).or_default().push(span);
             }
         }
         let mut habits = Habits { as_of: Some(as_of), ..Habits::default() };
-        for (instance, (zone, policy, mut spans)) in by_instance {
-            spans.sort_by_key(|s| s.start);
+        for (instance, mut spans) in by_instance {
+            // In any order the same: an instance that changed policy is learned for its latest.
+            spans.sort_by_key(|s| (s.start, s.end.is_none(), s.end, s.policy));
+            let policy = spans[spans.len() - 1].policy;
+            let zone = zones[policy];
             // The first day whose arrivals can all be seen: the one after the record begins.
             let mut learned = InstanceHabits {
                 first_day: Local::of(zone, spans[0].start.max(from)).day + 1,
                 ..InstanceHabits::default()
             };
-            for pair in spans.windows(2) {
-                // A span seen ending after `as_of` has not ended yet for this hour's plans.
-                let Some(end) = pair[0].end.filter(|end| *end <= as_of) else { continue };
-                let (left, back) = (Local::of(zone, end), pair[1].start);
-                let seconds = (back - end).num_seconds();
-                if seconds <= 0 {
-                    continue;
+            // A gap is a time no span covers; a span seen ending after `as_of` has not ended yet.
+            let mut covered = spans[0].end.filter(|end| *end <= as_of);
+            for span in &spans[1..] {
+                let seconds = covered.map_or(0, |end| (span.start - end).num_seconds());
+                if let (Some(end), true) = (covered, seconds > 0) {
+                    let left = Local::of(zone, end);
+                    learned.gaps.push(Gap { minute: left.minute, weekend: left.weekend, seconds });
+                    if seconds >= ARRIVAL_AFTER_MINUTES * 60 {
+                        learned.arrivals.push(Local::of(zone, span.start));
+                    }
                 }
-                learned.gaps.push(Gap { minute: left.minute, weekend: left.weekend, seconds });
-                if seconds >= ARRIVAL_AFTER_MINUTES * 60 {
-                    learned.arrivals.push(Local::of(zone, back));
-                }
+                covered = match (covered, span.end.filter(|end| *end <= as_of)) {
+                    (Some(until), Some(end)) => Some(until.max(end)),
+                    _ => None,
+                };
             }
             habits.policies.entry(policy.to_owned()).or_default().extend(&learned.gaps);
             learned.gaps.sort_unstable_by_key(Gap::key);
@@ -242,6 +248,21 @@ mod tests {
         // Not adaptive: nothing learned.
         let used = spans.iter().map(|(start, end)| Used { instance: "i-1", policy: "nb", start: *start, end: *end });
         assert!(Habits::learn(used, &HashMap::new(), at(8, 0, 0)).instances.is_empty());
+    }
+
+    #[test]
+    fn overlapping_spans_leave_gaps_only_where_none_covers() {
+        let zone = chrono_tz::Asia::Shanghai;
+        let at = |h: u32, m: u32| zone.with_ymd_and_hms(2026, 11, 2, h, m, 0).unwrap().to_utc();
+        let spans = [(at(9, 0), at(12, 0)), (at(10, 0), at(10, 30)), (at(13, 0), at(14, 0)), (at(13, 0), at(13, 20))];
+        let learned = |order: &[usize]| {
+            let used =
+                order.iter().map(|&k| Used { instance: "i-1", policy: "nb", start: spans[k].0, end: Some(spans[k].1) });
+            Habits::learn(used, &[("nb", zone)].into(), at(20, 0)).instances["i-1"].clone()
+        };
+        let gaps: Vec<(u16, i64)> = learned(&[0, 1, 2, 3]).gaps.iter().map(|g| (g.minute, g.seconds)).collect();
+        assert_eq!(gaps, [(720, 3600)]);
+        assert_eq!(learned(&[3, 1, 2, 0]), learned(&[0, 1, 2, 3]));
     }
 
     #[test]
