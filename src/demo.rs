@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 
+use crate::clock::Clock;
 use crate::cloud::matrixdc::MatrixDcClient;
 use crate::config::load::load_str;
 use crate::http::{self, Shared};
@@ -15,7 +16,6 @@ use crate::metrics::Metrics;
 use crate::money::Money;
 use crate::reconcile::Daemon;
 use crate::secret::Secret;
-use crate::sim::clock::Clock;
 use crate::sim::faults::Faults;
 use crate::sim::fleet::{DEFAULT_FLEET, FleetFile};
 use crate::sim::server::{API_PREFIX, DEMO_NAMESPACE, DEMO_TOKEN, FakeCloud};
@@ -54,8 +54,8 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
     let config = config.ok_or_else(|| format!("the demo policy is invalid:\n{report}"))?;
     let metrics = Arc::new(Metrics::new());
     metrics.leader(true);
-    let cloud =
-        MatrixDcClient::new(config.settings.api.clone(), Secret::new(DEMO_TOKEN))?.with_metrics(Arc::clone(&metrics));
+    let cloud = MatrixDcClient::new(config.settings.api.clone(), Secret::new(DEMO_TOKEN))?
+        .with_observer(Arc::clone(&metrics) as _);
     let store = connect(&config.settings.ledger.database_url()?)?;
     store.migrate().await?;
     let status_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -1,5 +1,26 @@
 //! mdc-autoscaler: a cost-aware autoscaler for GPU instances on the MatrixDC compute API.
+//!
+//! # Layout
+//!
+//! Each line uses only the lines above it, and `scripts/check-layers`
+//! (run by `.ci/run`) keeps it so:
+//!
+//! 1. `money`, `secret`, `clock`: amounts in CNY, secrets that never print, time.
+//! 2. `cloud`: the eight calls of the compute API, its model and errors, the HTTP client.
+//! 3. `pricing`: prices in force, discount windows, the cheapest fitting SKU.
+//! 4. `config`: the policy file, read, checked and resolved.
+//! 5. `plan`: the pure planner: what was observed in, decisions with reasons out.
+//! 6. `signals`, `ledger`: reading idle signals; the spend ledger and record of use.
+//! 7. `sim`: the simulated platform: a `Cloud`, and a source of known activity.
+//! 8. `observe`: one look at the cloud, the signals and the ledger's facts.
+//! 9. `reconcile`: one step: observe, plan, act, record.
+//! 10. `metrics`: what the daemon exports.
+//! 11. `http`: what it serves.
+//! 12. `run`: the daemon's loop.
+//! 13. `demo`, `simulate`: the demo on the simulated platform; replays of traces.
+//!
 
+pub mod clock;
 pub mod cloud;
 pub mod config;
 pub mod demo;

@@ -10,6 +10,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use mdc_autoscaler::clock::Clock;
 use mdc_autoscaler::cloud::matrixdc::MatrixDcClient;
 use mdc_autoscaler::config::load::load_file;
 use mdc_autoscaler::config::policy::{Config, SecretSource};
@@ -23,7 +24,6 @@ use mdc_autoscaler::reconcile::Daemon;
 use mdc_autoscaler::run;
 use mdc_autoscaler::secret::Secret;
 use mdc_autoscaler::signals::{SignalSettings, read_signals};
-use mdc_autoscaler::sim::clock::Clock;
 use mdc_autoscaler::sim::faults::Faults;
 use mdc_autoscaler::sim::fleet::{DEFAULT_FLEET, FleetFile};
 use mdc_autoscaler::sim::server::{API_PREFIX, DEMO_NAMESPACE, DEMO_TOKEN, FakeCloud};
@@ -348,7 +348,7 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
         Output::Table => {
-            let tz = config.settings.timezone.unwrap_or(chrono_tz::Asia::Shanghai);
+            let tz = config.settings.zone();
             print!("{}", mdc_autoscaler::plan::report::table(&plan, tz));
             if let Some(note) = &ledger_note {
                 println!("\n{note}");
@@ -363,7 +363,7 @@ async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()>
     let metrics = Arc::new(Metrics::new());
     // One replica, no election yet: this one acts.
     metrics.leader(true);
-    let cloud = client(&config)?.with_metrics(Arc::clone(&metrics));
+    let cloud = client(&config)?.with_observer(Arc::clone(&metrics) as _);
     let store = ledger_store(&config)?;
     let admin_token = config
         .settings
@@ -389,7 +389,7 @@ async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()>
         config_path: Some(path.to_owned()),
         clock: Clock::real(Utc::now(), 1.0),
         narrate: false,
-        timezone: config.settings.timezone.unwrap_or(chrono_tz::Asia::Shanghai),
+        timezone: config.settings.zone(),
         migrate: config.settings.ledger.migrate_on_start,
     };
     let daemon = Daemon::new(cloud, Ledger::new(store), config, dry_run);
@@ -478,7 +478,7 @@ async fn ledger_trace(
     since: &str,
     until: Option<&str>,
 ) -> anyhow::Result<(Trace, mdc_autoscaler::simulate::export::Exported, String)> {
-    let zone = config.settings.timezone.unwrap_or(chrono_tz::Asia::Shanghai);
+    let zone = config.settings.zone();
     let now = Utc::now();
     let moment = |text: &str| -> anyhow::Result<chrono::DateTime<Utc>> {
         if let Ok(back) = humantime::parse_duration(text) {
@@ -525,7 +525,7 @@ async fn spend(path: &std::path::Path, since: Duration, by: By, output: SpendOut
     let config = load_config(path);
     let store = ledger_store(&config)?;
     let now = Utc::now();
-    let tz = config.settings.timezone.unwrap_or(chrono_tz::Asia::Shanghai);
+    let tz = config.settings.zone();
     let from = now - chrono::Duration::from_std(since)?;
     let rows = report::spend(&store, from, now, by, tz).await?;
     match output {

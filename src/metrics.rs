@@ -279,12 +279,6 @@ impl Metrics {
         text_format(&open_metrics)
     }
 
-    pub fn api_request(&self, endpoint: Endpoint, code: &str, elapsed: StdDuration) {
-        let endpoint = endpoint.label();
-        self.api_requests.get_or_create(&ApiLabels { endpoint, code: code.to_owned() }).inc();
-        self.api_duration.get_or_create(&EndpointLabels { endpoint }).observe(elapsed.as_secs_f64());
-    }
-
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "invalid" };
         self.config_reloads.get_or_create(&ResultLabels { result }).inc();
@@ -464,6 +458,15 @@ fn text_format(open_metrics: &str) -> String {
         }
     }
     text
+}
+
+/// Every MatrixDC request, counted by endpoint and outcome, with its latency.
+impl crate::cloud::CallObserver for Metrics {
+    fn call_ended(&self, endpoint: Endpoint, outcome: &str, elapsed: StdDuration) {
+        let endpoint = endpoint.label();
+        self.api_requests.get_or_create(&ApiLabels { endpoint, code: outcome.to_owned() }).inc();
+        self.api_duration.get_or_create(&EndpointLabels { endpoint }).observe(elapsed.as_secs_f64());
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::cloud::{Cloud, CloudErrorKind, Instance, InstanceStatus};
+use crate::cloud::{Cloud, CloudErrorKind, InstanceStatus, Told};
 use crate::config::policy::Config;
 use crate::ledger::facts::{add_facts, recent_action_times};
 use crate::ledger::{ActionRecord, Ledger, Outcome, Store};
@@ -34,16 +34,13 @@ pub struct StepReport {
     pub stuck: Vec<String>,
 }
 
-/// What changed since the last step, from a source that knows without
-/// listing everything (the simulator).
-#[derive(Debug, Default)]
-pub struct Told {
-    /// Instances that changed, as listed now.
-    pub instances: Vec<Instance>,
-    /// Instances that no longer exist.
-    pub gone: Vec<String>,
-    /// Instances otherwise unchanged whose signals may say something new.
-    pub active: Vec<String>,
+/// Why unfinished actions could not be settled after a restart (the next start tries again).
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("the ledger: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
+    #[error("the cloud: {0}")]
+    Cloud(#[from] crate::cloud::CloudError),
 }
 
 /// The cloud as the last step saw it, with the ledger's facts and the signals.
@@ -180,12 +177,12 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
 
     /// After a crash: intents without an outcome are settled against what the
     /// cloud shows, so a create whose record was lost is never made twice.
-    pub async fn reconcile_intents(&mut self, now: DateTime<Utc>) -> Result<usize, String> {
-        let unfinished = self.ledger.store().unfinished_actions().await.map_err(|e| e.to_string())?;
+    pub async fn reconcile_intents(&mut self, now: DateTime<Utc>) -> Result<usize, SettleError> {
+        let unfinished = self.ledger.store().unfinished_actions().await?;
         if unfinished.is_empty() {
             return Ok(0);
         }
-        let observed = observe(&self.cloud, &self.config).await.map_err(|e| e.to_string())?;
+        let observed = observe(&self.cloud, &self.config).await?;
         for intent in &unfinished {
             let found = observed
                 .instances
@@ -198,11 +195,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                 ("create", None) => (Outcome::Failed, None, "settled after a restart: no such instance"),
                 (_, _) => (Outcome::Unknown, None, "settled after a restart: the next cycles see its state"),
             };
-            self.ledger
-                .store()
-                .record_outcome(intent.id, outcome, Some(note), name, now)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.ledger.store().record_outcome(intent.id, outcome, Some(note), name, now).await?;
         }
         Ok(unfinished.len())
     }
@@ -436,7 +429,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             instance: action.instance.name.clone(),
             display_name: action.instance.display_name.clone(),
             cluster: action.instance.cluster.clone(),
-            cause: format!("{:?}", action.cause).to_lowercase(),
+            cause: action.cause.label().to_owned(),
             reason: action.reason.clone(),
             saving_per_hour: action.saving_per_hour,
             dry_run: self.dry_run,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::clock::Clock;
 use crate::cloud::Cloud;
 use crate::config::load::load_file;
 use crate::http::Shared;
@@ -16,7 +17,6 @@ use crate::ledger::{AnyStore, Outcome};
 use crate::metrics::Metrics;
 use crate::plan::observed::yuan;
 use crate::reconcile::{Daemon, StepReport};
-use crate::sim::clock::Clock;
 
 pub struct Options {
     /// Re-read on SIGHUP; a file that fails validation leaves the old policy.

@@ -16,7 +16,6 @@ use super::{
     Cloud, CloudError, CloudErrorKind, CreateRequest, DEFAULT_CAPACITY_PATTERNS, Endpoint, Instance, InstanceStatus,
     PowerOff, Region, Sku, StatusMap, classify, redact,
 };
-use crate::metrics::Metrics;
 use crate::secret::Secret;
 
 /// How the client reaches and treats the API. The token is not here: it comes
@@ -115,7 +114,7 @@ pub struct MatrixDcClient {
     limiter: DefaultDirectRateLimiter,
     statuses: StatusMap,
     settings: ClientSettings,
-    metrics: Option<Arc<Metrics>>,
+    observer: Option<Arc<dyn super::CallObserver>>,
 }
 
 impl std::fmt::Debug for MatrixDcClient {
@@ -169,13 +168,13 @@ impl MatrixDcClient {
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             statuses,
             settings,
-            metrics: None,
+            observer: None,
         })
     }
 
-    /// Counts every request and its latency in these metrics.
-    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Self {
-        MatrixDcClient { metrics: Some(metrics), ..self }
+    /// Tells `observer` of every request as it ends.
+    pub fn with_observer(self, observer: Arc<dyn super::CallObserver>) -> Self {
+        MatrixDcClient { observer: Some(observer), ..self }
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -232,13 +231,13 @@ impl MatrixDcClient {
             Ok::<_, reqwest::Error>((status, retry_after, body))
         }
         .await;
-        if let Some(metrics) = &self.metrics {
+        if let Some(observer) = &self.observer {
             let code = match &result {
                 Ok((status, _, _)) => status.as_u16().to_string(),
                 Err(e) if e.is_timeout() => "timeout".to_owned(),
                 Err(_) => "transport".to_owned(),
             };
-            metrics.api_request(call.endpoint, &code, started.elapsed());
+            observer.call_ended(call.endpoint, &code, started.elapsed());
         }
         let (status, retry_after, body) = result.map_err(|e| {
             fail(if e.is_timeout() {

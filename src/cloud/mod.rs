@@ -1,5 +1,5 @@
 //! The one seam to the cloud: the [`Cloud`] trait, with the HTTP client for
-//! the real MatrixDC API ([`matrixdc`]) and the simulator (`crate::sim`)
+//! the real MatrixDC API ([`matrixdc`]) and the simulated platform (`sim`)
 //! behind it.
 
 mod error;
@@ -13,6 +13,25 @@ use std::future::Future;
 
 pub use error::{CloudError, CloudErrorKind, DEFAULT_CAPACITY_PATTERNS, Endpoint, classify};
 pub use model::*;
+
+/// Told of every call a client makes, as it ends: the endpoint, how it
+/// ended (an HTTP status, `timeout` or `transport`) and how long it took.
+/// The metrics listen; the cloud layer knows nothing of them.
+pub trait CallObserver: Send + Sync {
+    fn call_ended(&self, endpoint: Endpoint, outcome: &str, elapsed: std::time::Duration);
+}
+
+/// What changed since the daemon's last step, from a source that knows
+/// without listing everything (the simulator).
+#[derive(Debug, Default)]
+pub struct Told {
+    /// Instances that changed, as listed now.
+    pub instances: Vec<Instance>,
+    /// Instances that no longer exist.
+    pub gone: Vec<String>,
+    /// Instances otherwise unchanged whose signals may say something new.
+    pub active: Vec<String>,
+}
 
 /// The eight calls of the compute API. Lists are whole or an error: a page
 /// that fails fails the list.

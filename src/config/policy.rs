@@ -54,6 +54,13 @@ pub struct Settings {
     pub prometheus_url: Option<String>,
 }
 
+impl Settings {
+    /// The zone reports are read in and habits learned by: `timezone`, else Asia/Shanghai.
+    pub fn zone(&self) -> Tz {
+        self.timezone.unwrap_or(crate::config::check::DEFAULT_TIMEZONE)
+    }
+}
+
 /// Where a secret comes from: an environment variable, a file (systemd
 /// `LoadCredential=`), or, for a database URL only, the file itself.
 #[derive(Clone, Debug, PartialEq)]

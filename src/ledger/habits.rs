@@ -16,7 +16,7 @@ use crate::plan::habits::{Habits, LEARN_DAYS, Used};
 impl<S: Store> Ledger<S> {
     /// The habits as of the start of the day `now` is in.
     pub async fn habits(&mut self, config: &Config, now: DateTime<Utc>) -> Result<Arc<Habits>, LedgerError> {
-        let zone = config.settings.timezone.unwrap_or(crate::config::check::DEFAULT_TIMEZONE);
+        let zone = config.settings.zone();
         let as_of = Habits::day_of(now, zone);
         if self.habits.as_of == Some(as_of) && self.used.is_some() {
             return Ok(Arc::clone(&self.habits));

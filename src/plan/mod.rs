@@ -270,7 +270,8 @@ struct Kept {
 }
 
 struct Refusals {
-    policy: *const Policy,
+    /// The index of the policy they are for (the one being planned).
+    policy: usize,
     committed: (Money, Money),
     refused: Option<Money>,
     allowed: Option<Money>,
@@ -393,11 +394,11 @@ impl<'a> Planner<'a> {
     /// Whether the budgets refuse `extra` more per hour for the policy now.
     /// The answer grows with `extra`, so it is worked out once for a range.
     fn refuses(&self, policy: &'a Policy, extra: Money) -> bool {
-        let (policy_ref, committed) = (std::ptr::from_ref(policy), (self.policy_committed, self.global_committed));
+        let (index, committed) = (self.policy_index, (self.policy_committed, self.global_committed));
         let mut refusals = self.refusals.borrow_mut();
         let known = match refusals.as_mut() {
-            Some(known) if (known.policy, known.committed) == (policy_ref, committed) => known,
-            _ => refusals.insert(Refusals { policy: policy_ref, committed, refused: None, allowed: None }),
+            Some(known) if (known.policy, known.committed) == (index, committed) => known,
+            _ => refusals.insert(Refusals { policy: index, committed, refused: None, allowed: None }),
         };
         if known.refused.is_some_and(|r| extra >= r) {
             return true;

@@ -122,6 +122,33 @@ pub enum Cause {
     Prewarm,
 }
 
+impl Cause {
+    pub const ALL: [Cause; 8] = [
+        Cause::Budget,
+        Cause::Runaway,
+        Cause::Idle,
+        Cause::Schedule,
+        Cause::ScaleDown,
+        Cause::Retention,
+        Cause::ScaleUp,
+        Cause::Prewarm,
+    ];
+
+    /// As the plan's JSON, the ledger and the metrics spell it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Cause::Budget => "budget",
+            Cause::Runaway => "runaway",
+            Cause::Idle => "idle",
+            Cause::Schedule => "schedule",
+            Cause::ScaleDown => "scale_down",
+            Cause::Retention => "retention",
+            Cause::ScaleUp => "scale_up",
+            Cause::Prewarm => "prewarm",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Action {
     pub policy: String,
@@ -149,4 +176,16 @@ pub struct Note {
 pub struct ScheduleMark {
     pub instance: String,
     pub edge: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_spelled_one_way() {
+        for cause in Cause::ALL {
+            assert_eq!(serde_json::to_string(&cause).unwrap(), format!("\"{}\"", cause.label()));
+        }
+    }
 }

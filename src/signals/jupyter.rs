@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::Look;
+use super::{Look, SignalError};
 use crate::cloud::JupyterEndpoint;
 use crate::plan::Reading;
 
@@ -27,11 +27,11 @@ struct Kernel {
 pub async fn look(http: &reqwest::Client, endpoint: &JupyterEndpoint, timeout: Duration) -> Look {
     match read(http, endpoint, timeout).await {
         Ok(look) => look,
-        Err(why) => Look::unreadable(why),
+        Err(why) => Look::unreadable(why.to_string()),
     }
 }
 
-async fn read(http: &reqwest::Client, endpoint: &JupyterEndpoint, timeout: Duration) -> Result<Look, String> {
+async fn read(http: &reqwest::Client, endpoint: &JupyterEndpoint, timeout: Duration) -> Result<Look, SignalError> {
     let get = |path: &str| {
         http.get(format!("{}/api/{path}", endpoint.base_url))
             .header(reqwest::header::AUTHORIZATION, format!("token {}", endpoint.token.expose()))
@@ -49,12 +49,13 @@ async fn read(http: &reqwest::Client, endpoint: &JupyterEndpoint, timeout: Durat
     Ok(Look { reading, started: status.started })
 }
 
-async fn answer<T: serde::de::DeserializeOwned>(response: reqwest::Result<reqwest::Response>) -> Result<T, String> {
-    let response =
-        response.map_err(|e| if e.is_timeout() { "timed out".to_owned() } else { "unreachable".to_owned() })?;
+async fn answer<T: serde::de::DeserializeOwned>(
+    response: reqwest::Result<reqwest::Response>,
+) -> Result<T, SignalError> {
+    let response = response.map_err(|e| SignalError::of_transport(&e))?;
     match response.status().as_u16() {
-        200 => response.json().await.map_err(|_| "malformed answer".to_owned()),
-        403 => Err("token refused".into()),
-        status => Err(format!("HTTP {status}")),
+        200 => response.json().await.map_err(|_| SignalError::Malformed(200)),
+        403 => Err(SignalError::TokenRefused),
+        status => Err(SignalError::Status(status)),
     }
 }

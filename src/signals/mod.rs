@@ -5,11 +5,12 @@
 //! as often as each instance's deadline requires; heartbeats come from the
 //! ledger (`ledger::facts`).
 
+mod error;
 pub mod jupyter;
 pub mod prometheus;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
@@ -18,7 +19,8 @@ use tokio::sync::Semaphore;
 use crate::cloud::InstanceStatus;
 use crate::config::policy::{Config, Signal};
 use crate::plan::{ObservedInstance, Reading};
-use crate::sim::Simulator;
+
+pub use error::SignalError;
 
 /// How idle signals are read.
 #[derive(Clone)]
@@ -33,9 +35,16 @@ pub struct SignalSettings {
 pub enum Source {
     /// Jupyter servers and Prometheus, over HTTP.
     Network,
-    /// The simulated platform's activity records (`simulate`): every signal
-    /// of an instance reads its activity, fresh at every step, with no calls.
-    Simulator(Arc<Mutex<Simulator>>),
+    /// A source that knows every instance's activity (the simulated
+    /// platform, in `simulate`): every signal of an instance reads it, fresh
+    /// at every step, with no calls.
+    Known(Arc<dyn KnownActivity>),
+}
+
+/// What a source that needs no asking knows of a running instance's use.
+pub trait KnownActivity: Send + Sync {
+    /// At `now`: in use or idle since when, and since when it has run.
+    fn activity(&self, instance: &str, now: DateTime<Utc>) -> Option<(Reading, DateTime<Utc>)>;
 }
 
 impl Default for SignalSettings {
@@ -117,9 +126,8 @@ pub async fn read_signals(
     cache: Option<&mut SignalCache>,
     now: DateTime<Utc>,
 ) {
-    if let Source::Simulator(sim) = &settings.source {
-        let sim = sim.lock().expect("simulator lock");
-        return observed.iter_mut().for_each(|o| read_simulated(o, config, &sim, now));
+    if let Source::Known(known) = &settings.source {
+        return observed.iter_mut().for_each(|o| read_known(o, config, known.as_ref(), now));
     }
     let interval = config.settings.interval;
     let mut fresh = SignalCache::default();
@@ -192,18 +200,17 @@ pub async fn read_signals(
     }
 }
 
-/// Every Jupyter and Prometheus signal from the simulator's activity records.
-fn read_simulated(o: &mut ObservedInstance, config: &Config, sim: &Simulator, now: DateTime<Utc>) {
+/// Every Jupyter and Prometheus signal from a source that knows the activity.
+fn read_known(o: &mut ObservedInstance, config: &Config, known: &dyn KnownActivity, now: DateTime<Utc>) {
     if o.instance.status != InstanceStatus::Running {
         return;
     }
     let Some(idle) = config.owner(&o.instance).and_then(|p| p.idle.as_ref()) else { return };
-    let Some(view) = sim.activity_view(&o.instance.name, now) else { return };
-    let reading = if view.busy_kernels > 0 { Reading::Active } else { Reading::IdleSince(view.last_activity.min(now)) };
+    let Some((reading, started)) = known.activity(&o.instance.name, now) else { return };
     for signal in idle.signals.iter().filter(|s| !matches!(s, Signal::Heartbeat)) {
         o.signals.insert(signal.label().to_owned(), reading.clone());
     }
-    o.running_since = Some(view.started);
+    o.running_since = Some(started);
 }
 
 /// The signals of the instances at `indexes` only, for a step told which
@@ -218,9 +225,8 @@ pub async fn read_signals_of(
     now: DateTime<Utc>,
 ) {
     match &settings.source {
-        Source::Simulator(sim) => {
-            let sim = sim.lock().expect("simulator lock");
-            indexes.iter().for_each(|i| read_simulated(&mut observed[*i], config, &sim, now));
+        Source::Known(known) => {
+            indexes.iter().for_each(|i| read_known(&mut observed[*i], config, known.as_ref(), now));
         }
         Source::Network => read_signals(observed, config, settings, Some(cache), now).await,
     }

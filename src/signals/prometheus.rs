@@ -11,7 +11,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
-use super::Look;
+use super::{Look, SignalError};
 use crate::plan::Reading;
 
 /// One instance's query, ready to send.
@@ -56,7 +56,12 @@ impl Query {
         }
     }
 
-    async fn read(&self, http: &reqwest::Client, now: DateTime<Utc>, timeout: StdDuration) -> Result<Reading, String> {
+    async fn read(
+        &self,
+        http: &reqwest::Client,
+        now: DateTime<Utc>,
+        timeout: StdDuration,
+    ) -> Result<Reading, SignalError> {
         let time = format!("{:.3}", now.timestamp_millis() as f64 / 1000.0);
         let response = http
             .get(&self.url)
@@ -64,15 +69,15 @@ impl Query {
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| if e.is_timeout() { "timed out".to_owned() } else { "unreachable".to_owned() })?;
+            .map_err(|e| SignalError::of_transport(&e))?;
         let status = response.status().as_u16();
-        let answer: Answer = response.json().await.map_err(|_| format!("HTTP {status}, malformed answer"))?;
+        let answer: Answer = response.json().await.map_err(|_| SignalError::Malformed(status))?;
         if answer.status != "success" {
-            return Err(format!("HTTP {status}, {}", answer.error.unwrap_or_default()));
+            return Err(SignalError::Refused { status, message: answer.error.unwrap_or_default() });
         }
-        let data = answer.data.ok_or("no data in the answer")?;
+        let data = answer.data.ok_or(SignalError::NoData("no data in the answer"))?;
         if data.result_type != "vector" {
-            return Err(format!("a {} instead of a vector", data.result_type));
+            return Err(SignalError::NotAVector(data.result_type));
         }
         let value = data
             .result
@@ -80,11 +85,12 @@ impl Query {
             .filter_map(|sample| sample.value.1.parse::<f64>().ok())
             .filter(|v| v.is_finite())
             .reduce(f64::max)
-            .ok_or("no data for this instance")?;
+            .ok_or(SignalError::NoData("no data for this instance"))?;
         if value <= 0.0 {
             return Ok(Reading::IdleSince(now - self.window));
         }
-        let last_active = DateTime::from_timestamp_millis((value * 1000.0) as i64).ok_or("a timestamp out of range")?;
+        let last_active = DateTime::from_timestamp_millis((value * 1000.0) as i64)
+            .ok_or(SignalError::NoData("a timestamp out of range"))?;
         Ok(Reading::IdleSince(last_active.min(now)))
     }
 }

@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::clock::Clock;
 use super::{SimError, Simulator};
+use crate::clock::Clock;
 use crate::cloud::{
     Cloud, CloudError, CreateRequest, DEFAULT_CAPACITY_PATTERNS, Endpoint, Instance, PowerOff, Region, Sku, StatusMap,
     classify, wire,
@@ -39,9 +39,9 @@ impl SimCloud {
     /// What changed since the last call, for a step told rather than
     /// listing: the instances the simulator edited, as the API would list
     /// them now, and those of `active` (whose activity changed) it did not.
-    pub fn told(&self, active: impl IntoIterator<Item = String>) -> Result<crate::reconcile::Told, CloudError> {
+    pub fn told(&self, active: impl IntoIterator<Item = String>) -> Result<crate::cloud::Told, CloudError> {
         let now = self.clock.now();
-        let mut told = crate::reconcile::Told::default();
+        let mut told = crate::cloud::Told::default();
         let raws = self.with(Endpoint::ListInstances, |sim| {
             sim.advance(now);
             let edited = sim.take_changed();

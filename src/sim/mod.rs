@@ -4,7 +4,6 @@
 
 mod activity;
 mod billing;
-pub mod clock;
 mod discount;
 pub mod faults;
 pub mod fleet;
@@ -1004,6 +1003,18 @@ fn hex(rng: &mut StdRng, len: usize) -> String {
 
 fn uuid(rng: &mut StdRng) -> String {
     format!("{}-{}-{}-{}-{}", hex(rng, 8), hex(rng, 4), hex(rng, 4), hex(rng, 4), hex(rng, 12))
+}
+
+/// The simulator knows what its instances' Jupyter servers would say.
+impl crate::signals::KnownActivity for std::sync::Mutex<Simulator> {
+    fn activity(&self, instance: &str, now: DateTime<Utc>) -> Option<(crate::plan::Reading, DateTime<Utc>)> {
+        let view = self.lock().expect("simulator lock").activity_view(instance, now)?;
+        let reading = match view.busy_kernels {
+            0 => crate::plan::Reading::IdleSince(view.last_activity.min(now)),
+            _ => crate::plan::Reading::Active,
+        };
+        Some((reading, view.started))
+    }
 }
 
 #[cfg(test)]

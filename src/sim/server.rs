@@ -17,9 +17,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use super::clock::Clock;
 use super::faults::{Fault, Faults, Injector, ScriptedFault};
 use super::{Activity, JupyterError, SimError, Simulator};
+use crate::clock::Clock;
 use crate::cloud::{Endpoint, wire};
 use crate::secret::Secret;
 

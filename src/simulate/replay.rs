@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 
 use super::trace::Trace;
+use crate::clock::Clock;
 use crate::cloud::{BillingType, InstanceStatus};
 use crate::config::policy::Config;
 use crate::ledger::{ActionRecord, Ledger, MemoryStore, Outcome, Store};
@@ -35,7 +36,6 @@ use crate::plan::{ActionKind, Detail};
 use crate::reconcile::Daemon;
 use crate::signals::Source;
 use crate::sim::BillReport;
-use crate::sim::clock::Clock;
 use crate::sim::local::SimCloud;
 use crate::sim::{Session, Simulator};
 
@@ -129,7 +129,7 @@ pub async fn replay_in<S: Store>(
     let mut daemon = config.map(|config| {
         let cloud = SimCloud::new(Arc::clone(&sim), clock.clone());
         let mut daemon = Daemon::new(cloud, Ledger::new(store), config.clone(), false);
-        daemon.signals.source = Source::Simulator(Arc::clone(&sim));
+        daemon.signals.source = Source::Known(Arc::clone(&sim) as _);
         daemon.detail = Detail::Decisions;
         daemon
     });

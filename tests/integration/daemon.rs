@@ -115,7 +115,7 @@ async fn a_crash_between_create_and_record_never_creates_twice() {
         instance: String::new(),
         display_name: "training-0".into(),
         cluster: "host-cluster".into(),
-        cause: "scaleup".into(),
+        cause: "scale_up".into(),
         reason: "pool has 0 of 1 running".into(),
         saving_per_hour: Money::ZERO - Money::from_micros(2_500_000),
         dry_run: false,

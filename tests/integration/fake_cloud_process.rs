@@ -7,10 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mdc_autoscaler::clock::Clock;
 use mdc_autoscaler::cloud::matrixdc::{ClientSettings, MatrixDcClient};
 use mdc_autoscaler::cloud::{Cloud, CloudErrorKind};
 use mdc_autoscaler::secret::Secret;
-use mdc_autoscaler::sim::clock::Clock;
 use mdc_autoscaler::sim::fleet::{DEFAULT_FLEET, FleetFile};
 use mdc_autoscaler::sim::local::SimCloud;
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use mdc_autoscaler::clock::Clock;
 use mdc_autoscaler::cloud::matrixdc::{ClientSettings, MatrixDcClient, Paging};
 use mdc_autoscaler::secret::Secret;
-use mdc_autoscaler::sim::clock::Clock;
 use mdc_autoscaler::sim::faults::Faults;
 use mdc_autoscaler::sim::fleet::{DEFAULT_FLEET, FleetFile};
 use mdc_autoscaler::sim::server::{API_PREFIX, DEMO_NAMESPACE, DEMO_TOKEN, FakeCloud};

@@ -320,3 +320,41 @@ async fn memory_keeps_the_contract() {
 async fn memory_takes_concurrent_writers() {
     concurrent_writers(MemoryStore::default()).await;
 }
+
+/// Causes stored before they were spelled as the plan spells them.
+fn old_spellings() -> [ActionRecord; 3] {
+    let spelt = |cause: &str, instance: &str| ActionRecord { cause: cause.into(), ..intent(t(1), instance) };
+    [spelt("scaledown", "i-1"), spelt("scaleup", "i-2"), spelt("idle", "i-3")]
+}
+
+async fn causes<S: Store>(store: &S) -> Vec<String> {
+    let mut causes: Vec<String> =
+        store.actions_between(t(0), t(2)).await.unwrap().into_iter().map(|a| a.cause).collect();
+    causes.sort();
+    causes
+}
+
+#[tokio::test]
+async fn postgres_migration_respells_causes() {
+    let store = postgres().await;
+    store.migrate().await.unwrap();
+    for record in old_spellings() {
+        store.insert_intent(&record).await.unwrap();
+    }
+    sqlx::raw_sql(include_str!("../../migrations/postgres/0003_cause_spelling.sql"))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(causes(&store).await, ["idle", "scale_down", "scale_up"]);
+}
+
+#[tokio::test]
+async fn sqlite_migration_respells_causes() {
+    let store = sqlite().await;
+    store.migrate().await.unwrap();
+    for record in old_spellings() {
+        store.insert_intent(&record).await.unwrap();
+    }
+    sqlx::raw_sql(include_str!("../../migrations/sqlite/0003_cause_spelling.sql")).execute(&store.pool).await.unwrap();
+    assert_eq!(causes(&store).await, ["idle", "scale_down", "scale_up"]);
+}

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use mdc_autoscaler::clock::Clock;
 use mdc_autoscaler::cloud::{BillingType, Cloud, InstanceStatus, wire};
 use mdc_autoscaler::config::load::load_str;
 use mdc_autoscaler::config::policy::Config;
@@ -14,7 +15,6 @@ use mdc_autoscaler::money::Money;
 use mdc_autoscaler::plan::habits::{Habits, Used};
 use mdc_autoscaler::plan::{self, ActionKind, Observed, ObservedInstance, Reading, SnapshotState, SpendSoFar};
 use mdc_autoscaler::pricing;
-use mdc_autoscaler::sim::clock::Clock;
 use mdc_autoscaler::sim::fleet::{DEFAULT_FLEET, FleetFile};
 use mdc_autoscaler::sim::local::SimCloud;
 use proptest::prelude::*;
