@@ -186,12 +186,12 @@ fn main() {
     // Steady state: nearly everything in use, a handful of deadlines passing.
     // Burst: six in seven idle, thousands of stops proposed and cut to the limits.
     // Learned: the burst under `stop_after: adaptive` and `prewarm`, four weeks learned;
-    // the first plan of the hour works out every keep-alive and pre-warm window, the
+    // the first plan of the day works out every keep-alive and pre-warm window, the
     // plans after it find them worked out.
     let cases = [
         ("steady state (99% busy)", 0.99, &fixed, false),
         ("burst (14% busy)", 0.14, &fixed, false),
-        ("learned timers and pre-warming, burst (14% busy), first plan of the hour", 0.14, &adaptive, true),
+        ("learned timers and pre-warming, burst (14% busy), first plan of the day", 0.14, &adaptive, true),
         ("learned timers and pre-warming, burst (14% busy), the plans after it", 0.14, &adaptive, false),
     ];
     for (label, busy_share, config, first) in cases {

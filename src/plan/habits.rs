@@ -49,7 +49,7 @@ pub struct InstanceHabits {
 }
 
 /// One value worked out from the habits, kept with the inputs it was worked
-/// out for: the planner asks the same again on every plan of the hour, and
+/// out for: the planner asks the same again on every plan of the day, and
 /// the same inputs give the same answer. A copy of the habits starts empty.
 pub struct Derived<K, V>(Mutex<Option<(K, V)>>);
 
