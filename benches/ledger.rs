@@ -46,18 +46,25 @@ async fn measure<S: Store>(label: &str, store: S) {
     let steady = observed(0);
     let cycle = |n: i64| start + Duration::seconds(30 * n);
     let t = Instant::now();
-    let first = ledger.record(&steady, None, &config, &listed, cycle(0)).await.unwrap();
+    let first = ledger.record(&steady, mdc_autoscaler::plan::Changed::All, &config, &listed, cycle(0)).await.unwrap();
     let first_time = t.elapsed();
     let mut times = Vec::new();
     let mut rows = 0;
     for n in 1..=20 {
         let t = Instant::now();
-        rows += ledger.record(&steady, None, &config, &listed, cycle(n)).await.unwrap().rows_written;
+        rows += ledger
+            .record(&steady, mdc_autoscaler::plan::Changed::All, &config, &listed, cycle(n))
+            .await
+            .unwrap()
+            .rows_written;
         times.push(t.elapsed());
     }
     times.sort();
     let t = Instant::now();
-    let changed = ledger.record(&observed(FLEET / 20), None, &config, &listed, cycle(21)).await.unwrap();
+    let changed = ledger
+        .record(&observed(FLEET / 20), mdc_autoscaler::plan::Changed::All, &config, &listed, cycle(21))
+        .await
+        .unwrap();
     let change_time = t.elapsed();
     println!(
         "{label:>9}: first cycle {:>7.1} ms, {:>5} rows | steady cycle {:>6.2} ms (median), {:.1} rows | 5% stop {:>6.1} ms, {} rows",

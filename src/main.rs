@@ -332,7 +332,7 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
     }
     let mut ledger = Ledger::new(store);
     let facts = async {
-        add_facts(&mut ledger, &mut observed, None, &config, now).await?;
+        add_facts(&mut ledger, &mut observed, mdc_autoscaler::plan::Changed::All, &config, now).await?;
         observed.schedule_marks = ledger.store().schedule_marks().await?;
         observed.recent_actions = recent_action_times(ledger.store(), now).await?;
         Ok::<(), mdc_autoscaler::ledger::LedgerError>(())

@@ -34,6 +34,7 @@ pub const UNMANAGED: &str = "unmanaged";
 pub const GLOBAL: &str = "global";
 
 type Yuan = Gauge<f64, AtomicU64>;
+type Seconds = Gauge<f64, AtomicU64>;
 type YuanTotal = Counter<f64, AtomicU64>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -111,7 +112,7 @@ pub struct Metrics {
     budget_spent: Family<BudgetLabels, Yuan>,
     budget_remaining: Family<BudgetLabels, Yuan>,
     actions: Family<ActionLabels, Counter>,
-    idle_seconds: Family<IdleLabels, Yuan>,
+    idle_seconds: Family<IdleLabels, Seconds>,
     idle_gpus: Family<PolicyLabels, Gauge>,
     idle_cost: Family<PolicyLabels, Yuan>,
     stuck_instances: Gauge,

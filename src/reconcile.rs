@@ -15,7 +15,7 @@ use crate::config::policy::Config;
 use crate::ledger::facts::{add_facts, recent_action_times};
 use crate::ledger::{ActionRecord, Ledger, Outcome, Store};
 use crate::observe::{Catalog, observe, observe_with};
-use crate::plan::{self, Action, ActionKind, Observed, ObservedInstance, Plan};
+use crate::plan::{self, Action, ActionKind, Changed, Observed, ObservedInstance, Plan};
 use crate::signals::{SignalCache, SignalSettings, read_signals, read_signals_of};
 
 /// What one step did.
@@ -30,7 +30,7 @@ pub struct StepReport {
     /// Display name → platform name of every instance seen anew (all of
     /// them on a whole observation, those told of on a told step).
     pub names: Vec<(String, String)>,
-    /// Instances in a transitional state for over [`STUCK_AFTER`] minutes.
+    /// Instances in a transitional state for over [`STUCK_AFTER`].
     pub stuck: Vec<String>,
 }
 
@@ -149,7 +149,7 @@ pub struct Daemon<C, S> {
 }
 
 /// How long an instance may stay in a transitional state before it is reported stuck.
-pub const STUCK_AFTER: i64 = 15;
+pub const STUCK_AFTER: Duration = Duration::minutes(15);
 
 impl<C: Cloud, S: Store> Daemon<C, S> {
     pub fn new(cloud: C, ledger: Ledger<S>, config: Config, dry_run: bool) -> Self {
@@ -239,7 +239,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         )
         .await;
         let listed = crate::observe::clusters(&self.config, &self.picture.observed.regions);
-        self.decide(None, &[], &listed, now, report).await
+        self.decide(Changed::All, &[], &listed, now, report).await
     }
 
     /// One cycle told what changed since the last: only those instances are
@@ -267,15 +267,15 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         let instances = &mut self.picture.observed.instances;
         let read: Vec<usize> = changed.iter().chain(&active).copied().collect();
         read_signals_of(instances, &read, &self.config, &self.signals, &mut self.signal_cache, now).await;
-        self.decide(Some(&changed), &active, &listed, now, report).await
+        self.decide(Changed::These(&changed), &active, &listed, now, report).await
     }
 
     /// Records, plans and acts on the picture; `changed` are the instances
-    /// re-read since the last step (`None`: all of them), `active` those
-    /// whose signals only were, `listed` the clusters observed.
+    /// re-read since the last step, `active` those whose signals only were,
+    /// `listed` the clusters observed.
     async fn decide(
         &mut self,
-        changed: Option<&[usize]>,
+        changed: Changed<'_>,
         active: &[usize],
         listed: &BTreeSet<String>,
         now: DateTime<Utc>,
@@ -286,8 +286,10 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         }
         let instances = &self.picture.observed.instances;
         report.names = match changed {
-            None => instances.iter().map(|o| (o.instance.display_name.clone(), o.instance.name.clone())).collect(),
-            Some(changed) => changed
+            Changed::All => {
+                instances.iter().map(|o| (o.instance.display_name.clone(), o.instance.name.clone())).collect()
+            }
+            Changed::These(changed) => changed
                 .iter()
                 .map(|i| (instances[*i].instance.display_name.clone(), instances[*i].instance.name.clone()))
                 .collect(),
@@ -297,12 +299,12 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
 
         let instances = &self.picture.observed.instances;
         let looks = match changed {
-            None => crate::ledger::uses::looks(instances.iter(), &self.config),
-            Some(changed) => {
+            Changed::All => crate::ledger::uses::looks(instances.iter(), &self.config),
+            Changed::These(changed) => {
                 crate::ledger::uses::looks(changed.iter().chain(active).map(|i| &instances[*i]), &self.config)
             }
         };
-        self.ledger.record_use(&looks, changed.is_none(), now).await;
+        self.ledger.record_use(&looks, matches!(changed, Changed::All), now).await;
         if let Err(e) = self.ledger.record(&self.picture.observed, changed, &self.config, listed, now).await {
             report.ledger_error = Some(e.to_string());
         }
@@ -314,8 +316,13 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                 }
             }
         }
-        let mut changed = changed.map(<[usize]>::to_vec);
-        match add_facts(&mut self.ledger, &mut self.picture.observed, changed.as_deref(), &self.config, now).await {
+        // Facts just answered, and signals just read, make an instance changed for the plan.
+        let mut changed = match changed {
+            Changed::All => None,
+            Changed::These(changed) => Some(changed.to_vec()),
+        };
+        let facts_for = changed.as_deref().map_or(Changed::All, Changed::These);
+        match add_facts(&mut self.ledger, &mut self.picture.observed, facts_for, &self.config, now).await {
             Ok(extra) => {
                 changed.iter_mut().for_each(|c| c.extend(&extra));
                 self.picture.facts_missing = false;
@@ -338,7 +345,8 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             plan::Detail::Full => plan::plan_with(&self.picture.observed, &self.config, now, self.detail),
             plan::Detail::Decisions => {
                 let picture = &mut self.picture;
-                plan::plan_memo(&picture.observed, &self.config, now, &mut picture.memo, changed.as_deref())
+                let changed = changed.as_deref().map_or(Changed::All, Changed::These);
+                plan::plan_memo(&picture.observed, &self.config, now, &mut picture.memo, changed)
             }
         };
         self.signal_cache.watch(&plan.watch);
@@ -369,17 +377,15 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         Ok(())
     }
 
-    /// Instances in a transitional state for over [`STUCK_AFTER`] minutes,
+    /// Instances in a transitional state for over [`STUCK_AFTER`],
     /// logged once when they get there. `changed` as in [`Daemon::decide`].
-    fn stuck(&mut self, changed: Option<&[usize]>, now: DateTime<Utc>) -> Vec<String> {
+    fn stuck(&mut self, changed: Changed<'_>, now: DateTime<Utc>) -> Vec<String> {
         let instances = &self.picture.observed.instances;
-        if changed.is_none() {
-            self.transitional.retain(|name, _| self.picture.index.contains_key(name));
-        }
         let all: Vec<usize>;
         let changed = match changed {
-            Some(changed) => changed,
-            None => {
+            Changed::These(changed) => changed,
+            Changed::All => {
+                self.transitional.retain(|name, _| self.picture.index.contains_key(name));
                 all = (0..instances.len()).collect();
                 &all
             }
@@ -396,10 +402,9 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             };
             self.transitional.insert(o.instance.name.clone(), (status.clone(), stay.0, stay.1));
         }
-        let limit = Duration::minutes(STUCK_AFTER);
         let mut stuck = Vec::new();
         for (name, (status, since, warned)) in &mut self.transitional {
-            if now - *since <= limit {
+            if now - *since <= STUCK_AFTER {
                 continue;
             }
             if !*warned {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::records::Outcome;
 use super::store::{LedgerError, Store};
 use crate::config::policy::{Config, Signal};
-use crate::plan::{Observed, Reading, SnapshotState};
+use crate::plan::{Changed, Observed, Reading, SnapshotState};
 
 /// Adds the ledger's facts to an observation: to every instance, or to the
 /// instances at `changed` (those re-read since the last observation, whose
@@ -20,7 +20,7 @@ use crate::plan::{Observed, Reading, SnapshotState};
 pub async fn add_facts<S: Store>(
     ledger: &mut super::Ledger<S>,
     observed: &mut Observed,
-    changed: Option<&[usize]>,
+    changed: Changed<'_>,
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<Vec<usize>, LedgerError> {
@@ -33,7 +33,7 @@ pub async fn add_facts<S: Store>(
     let snapshots = ledger.snapshots.as_ref();
     let mut extra = Vec::new();
     let indexes: Vec<usize> = match changed {
-        Some(changed) => {
+        Changed::These(changed) => {
             // A result usually comes in for an instance that changed (it stopped, or ran again).
             let among_changed = |name: &String| changed.iter().any(|i| observed.instances[*i].instance.name == *name);
             if !updated.iter().all(among_changed) {
@@ -42,7 +42,7 @@ pub async fn add_facts<S: Store>(
             }
             changed.iter().chain(&extra).copied().collect()
         }
-        None => (0..observed.instances.len()).collect(),
+        Changed::All => (0..observed.instances.len()).collect(),
     };
     for index in indexes {
         let o = &mut observed.instances[index];

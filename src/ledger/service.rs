@@ -13,7 +13,7 @@ use super::store::{LedgerError, Store};
 use crate::cloud::Sku;
 use crate::config::policy::Config;
 use crate::money::Money;
-use crate::plan::{Observed, SnapshotState, SpendSoFar};
+use crate::plan::{Changed, Observed, SnapshotState, SpendSoFar};
 
 enum Write {
     Prices(Vec<PriceSample>),
@@ -196,7 +196,7 @@ impl<S: Store> Ledger<S> {
     pub async fn record(
         &mut self,
         observed: &Observed,
-        changed: Option<&[usize]>,
+        changed: Changed<'_>,
         config: &Config,
         listed: &BTreeSet<String>,
         now: DateTime<Utc>,
@@ -209,12 +209,14 @@ impl<S: Store> Ledger<S> {
             self.waiting.push(Waiting { seen, skus: observed.skus.clone(), listed: listed.clone(), at: now });
             return Err(e);
         }
-        match changed.filter(|_| !self.prices_move(&observed.skus, now)) {
-            Some(changed) => {
+        // A price moving changes what every running instance costs.
+        let changed = if self.prices_move(&observed.skus, now) { Changed::All } else { changed };
+        match changed {
+            Changed::These(changed) => {
                 let seen: Vec<Sighting> = changed.iter().map(|i| sighting(&observed.instances[*i])).collect();
                 self.account(&seen, &observed.skus, None, now);
             }
-            None => {
+            Changed::All => {
                 let seen: Vec<Sighting> = observed.instances.iter().map(sighting).collect();
                 self.account(&seen, &observed.skus, Some(listed), now);
             }

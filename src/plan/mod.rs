@@ -24,7 +24,7 @@ use candidate::{Candidate, Reason, Target};
 pub use instance::{Idleness, idle_since, idleness};
 pub use memo::Memo;
 use memo::{Calendar, Known, Proposal, Recording, Verdict};
-pub use observed::{Observed, ObservedInstance, Reading, SnapshotState, SpendSoFar};
+pub use observed::{Changed, Observed, ObservedInstance, Reading, SnapshotState, SpendSoFar};
 pub use types::*;
 
 use crate::cloud::{BillingType, Instance};
@@ -56,13 +56,13 @@ pub fn plan_with(observed: &Observed, config: &Config, now: DateTime<Utc>, detai
 
 /// Plans one cycle without notes, keeping in `memo` what the next plan can
 /// reuse: `changed` are the instances that may have changed since the plan
-/// `memo` remembers (`None`: any). The plan is the one [`plan_with`] makes.
+/// `memo` remembers. The plan is the one [`plan_with`] makes.
 pub fn plan_memo(
     observed: &Observed,
     config: &Config,
     now: DateTime<Utc>,
     memo: &mut Memo,
-    changed: Option<&[usize]>,
+    changed: Changed<'_>,
 ) -> Plan {
     // Scarcity prices an adaptive keep-alive's cold start; habits change each day.
     let prices: Vec<(String, Money, u8)> = observed
@@ -74,7 +74,7 @@ pub fn plan_memo(
     let count = observed.instances.len();
     let owners = Owners::new(config);
     match changed {
-        Some(changed)
+        Changed::These(changed)
             if memo.owners.len() == count
                 && memo.snoozes == observed.snoozes
                 && memo.prices == prices

@@ -113,3 +113,12 @@ pub fn yuan(m: Money) -> String {
     let sign = if fen < 0 { "-" } else { "" };
     format!("¥{sign}{}.{:02}", fen.abs() / 100, fen.abs() % 100)
 }
+
+/// Which instances of an observation a step takes afresh: every one, or
+/// those at these indexes in [`Observed::instances`] (the others are as
+/// the last step saw them).
+#[derive(Clone, Copy, Debug)]
+pub enum Changed<'a> {
+    All,
+    These(&'a [usize]),
+}

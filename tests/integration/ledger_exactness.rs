@@ -160,7 +160,8 @@ async fn a_simulated_day_is_billed_within_half_a_percent() {
                 secrets.extend(servers.jupyter.iter().map(|j| j.token.expose().to_owned()));
             }
         }
-        let result = ledger.as_mut().unwrap().record(&observed, None, &config, &listed, now).await;
+        let result =
+            ledger.as_mut().unwrap().record(&observed, mdc_autoscaler::plan::Changed::All, &config, &listed, now).await;
         let in_outage = now >= hour(15.0) && now < hour(16.0);
         match (&result, in_outage) {
             (Ok(recorded), false) if now > hour(20.0) && now < hour(21.0) => steady_rows.push(recorded.rows_written),

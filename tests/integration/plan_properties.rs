@@ -259,7 +259,7 @@ proptest! {
         let config = config.unwrap_or_else(|| panic!("{report}"));
         let mut specs = instances;
         let mut memo = plan::Memo::default();
-        plan::plan_memo(&observed(&specs, seen, spend, 0), &config, now, &mut memo, None);
+        plan::plan_memo(&observed(&specs, seen, spend, 0), &config, now, &mut memo, plan::Changed::All);
         for (minutes, change, spent) in later {
             now += Duration::minutes(minutes);
             // Spend moves on its own: what the budgets refused may now fit.
@@ -271,7 +271,7 @@ proptest! {
                 changed.push(index);
             }
             let observed = observed(&specs, seen, spend, 0);
-            let kept = plan::plan_memo(&observed, &config, now, &mut memo, Some(&changed));
+            let kept = plan::plan_memo(&observed, &config, now, &mut memo, plan::Changed::These(&changed));
             prop_assert_eq!(kept, plan::plan_with(&observed, &config, now, plan::Detail::Decisions));
         }
     }
