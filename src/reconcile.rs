@@ -23,8 +23,8 @@ use crate::signals::{SignalCache, SignalSettings, read_signals, read_signals_of}
 pub struct StepReport {
     pub at: DateTime<Utc>,
     /// Why nothing was planned, when the cloud could not be observed whole.
-    pub observe_error: Option<String>,
-    pub ledger_error: Option<String>,
+    pub observe_error: Option<crate::cloud::CloudError>,
+    pub ledger_error: Option<crate::ledger::LedgerError>,
     pub plan: Option<Plan>,
     pub executed: Vec<Executed>,
     /// Display name → platform name of every instance seen anew (all of
@@ -225,7 +225,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             Ok(observed) => self.picture.replace(observed),
             Err(e) => {
                 // Never act on a partial picture.
-                report.observe_error = Some(e.to_string());
+                report.observe_error = Some(e);
                 self.picture.whole = false;
                 return report;
             }
@@ -257,7 +257,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             }
             Ok(false) => {}
             Err(e) => {
-                report.observe_error = Some(e.to_string());
+                report.observe_error = Some(e);
                 self.picture.whole = false;
                 return report;
             }
@@ -306,13 +306,13 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         };
         self.ledger.record_use(&looks, matches!(changed, Changed::All), now).await;
         if let Err(e) = self.ledger.record(&self.picture.observed, changed, &self.config, listed, now).await {
-            report.ledger_error = Some(e.to_string());
+            report.ledger_error = Some(e);
         }
         if !self.history_read {
             match self.read_history(now).await {
                 Ok(()) => self.history_read = true,
                 Err(e) => {
-                    report.ledger_error.get_or_insert(e.to_string());
+                    report.ledger_error.get_or_insert(e);
                 }
             }
         }
@@ -329,7 +329,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                 self.flush_outcomes().await;
             }
             Err(e) => {
-                report.ledger_error.get_or_insert(e.to_string());
+                report.ledger_error.get_or_insert(e);
                 self.picture.observed.spend = None;
                 self.picture.facts_missing = true;
             }

@@ -173,8 +173,8 @@ fn update(shared: &Shared, report: &StepReport, instances: Option<usize>) {
     let mut status = shared.status.write().expect("status lock");
     status.cycles += 1;
     status.last_cycle_at = Some(report.at);
-    status.observe_error = report.observe_error.clone();
-    status.ledger_error = report.ledger_error.clone();
+    status.observe_error = report.observe_error.as_ref().map(ToString::to_string);
+    status.ledger_error = report.ledger_error.as_ref().map(ToString::to_string);
     status.actions_taken += report.executed.iter().filter(|e| e.outcome != Outcome::Skipped).count() as u64;
     if report.observe_error.is_none() {
         status.last_success_at = Some(report.at);
