@@ -102,20 +102,19 @@ pub fn choose_sku<'a>(
     wanted: &Wanted<'_>,
     now: DateTime<Utc>,
     skip: impl Fn(&Sku) -> bool,
-) -> Result<(&'a Sku, Money), String> {
+) -> Result<(&'a Sku, Money), NoSku> {
     let fitting: Vec<&Sku> = skus.iter().filter(|s| wanted.fits(s)).collect();
     if fitting.is_empty() {
-        return Err(format!(
-            "no {} SKU with {} GPU(s) of {} in {}",
-            wanted.billing,
-            wanted.gpu_count,
-            wanted.products.join(", "),
-            wanted.clusters.join(", ")
-        ));
+        return Err(NoSku::NoneFits {
+            billing: wanted.billing.to_string(),
+            gpus: wanted.gpu_count,
+            products: wanted.products.join(", "),
+            clusters: wanted.clusters.join(", "),
+        });
     }
     let free: Vec<&Sku> = fitting.iter().copied().filter(|s| s.free_gpus >= wanted.gpu_count && !skip(s)).collect();
     if free.is_empty() {
-        return Err(format!("no free GPUs on SKUs {}", ids(&fitting)));
+        return Err(NoSku::NoFreeGpus(ids(&fitting)));
     }
     let best = free
         .into_iter()
@@ -126,12 +125,22 @@ pub fn choose_sku<'a>(
         })
         .expect("not empty");
     match wanted.max_price {
-        Some(cap) if best.1 > cap => Err(format!(
-            "the cheapest free SKU ({} {}) costs ¥{}/h, above the cap of ¥{cap}/h",
-            best.0.id, best.0.name, best.1
-        )),
+        Some(cap) if best.1 > cap => {
+            Err(NoSku::OverCap { id: best.0.id.clone(), name: best.0.name.clone(), price: best.1, cap })
+        }
         _ => Ok(best),
     }
+}
+
+/// Why no SKU can take a create now.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum NoSku {
+    #[error("no {billing} SKU with {gpus} GPU(s) of {products} in {clusters}")]
+    NoneFits { billing: String, gpus: u32, products: String, clusters: String },
+    #[error("no free GPUs on SKUs {0}")]
+    NoFreeGpus(String),
+    #[error("the cheapest free SKU ({id} {name}) costs ¥{price}/h, above the cap of ¥{cap}/h")]
+    OverCap { id: String, name: String, price: Money, cap: Money },
 }
 
 /// A discount window on a fitting SKU that opens within `within` and would

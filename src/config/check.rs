@@ -73,7 +73,7 @@ impl Checker {
                 Some(cron)
             }
             Err(message) => {
-                self.error(text.pos, message);
+                self.error(text.pos, message.to_string());
                 None
             }
         }

@@ -72,26 +72,38 @@ pub enum SecretSource {
 
 impl SecretSource {
     /// Reads the secret; the error names the source, never the value.
-    pub fn read(&self) -> Result<Secret, String> {
+    pub fn read(&self) -> Result<Secret, SecretError> {
         let value = match self {
-            SecretSource::Env(var) => {
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?
-            }
-            SecretSource::File(path) => {
-                std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?
-            }
+            SecretSource::Env(var) => std::env::var(var).map_err(|_| SecretError::Unset(var.clone()))?,
+            SecretSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| SecretError::Unreadable { path: path.clone(), why: e.to_string() })?,
             SecretSource::Value(secret) => secret.expose().to_owned(),
         };
         let value = value.trim();
         if value.is_empty() {
             return Err(match self {
-                SecretSource::Env(var) => format!("environment variable {var} is empty"),
-                SecretSource::File(path) => format!("{} is empty", path.display()),
-                SecretSource::Value(_) => "the value is empty".into(),
+                SecretSource::Env(var) => SecretError::EmptyVariable(var.clone()),
+                SecretSource::File(path) => SecretError::EmptyFile(path.clone()),
+                SecretSource::Value(_) => SecretError::EmptyValue,
             });
         }
         Ok(Secret::new(value))
     }
+}
+
+/// Why a secret could not be read: names its source, never a value.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    Unset(String),
+    #[error("environment variable {0} is empty")]
+    EmptyVariable(String),
+    #[error("cannot read {}: {why}", path.display())]
+    Unreadable { path: PathBuf, why: String },
+    #[error("{} is empty", .0.display())]
+    EmptyFile(PathBuf),
+    #[error("the value is empty")]
+    EmptyValue,
 }
 
 /// Where spend is recorded, and for how long.
@@ -105,7 +117,7 @@ pub struct LedgerSettings {
 }
 
 impl LedgerSettings {
-    pub fn database_url(&self) -> Result<Secret, String> {
+    pub fn database_url(&self) -> Result<Secret, SecretError> {
         match &self.url {
             Some(source) => source.read(),
             None => {
@@ -431,14 +443,22 @@ pub struct Cron {
     pub cron: croner::Cron,
 }
 
+/// A cron expression that does not parse.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("`{text}` is not a 5-field cron expression: {why}")]
+pub struct CronError {
+    pub text: String,
+    pub why: String,
+}
+
 impl Cron {
-    pub fn parse(text: &str) -> Result<Cron, String> {
+    pub fn parse(text: &str) -> Result<Cron, CronError> {
         use croner::parser::{CronParser, Seconds};
         let cron = CronParser::builder()
             .seconds(Seconds::Disallowed)
             .build()
             .parse(text.trim())
-            .map_err(|e| format!("`{text}` is not a 5-field cron expression: {e}"))?;
+            .map_err(|e| CronError { text: text.to_owned(), why: e.to_string() })?;
         Ok(Cron { text: text.trim().to_owned(), cron })
     }
 
