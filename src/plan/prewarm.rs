@@ -122,7 +122,7 @@ impl<'a> Planner<'a> {
 }
 
 /// A day's windows that pay, at their moments, and when the next day begins.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Day {
     pub windows: Vec<Dated>,
     pub next: Option<DateTime<Utc>>,

@@ -123,17 +123,6 @@ pub enum Cause {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 8] = [
-        Cause::Budget,
-        Cause::Runaway,
-        Cause::Idle,
-        Cause::Schedule,
-        Cause::ScaleDown,
-        Cause::Retention,
-        Cause::ScaleUp,
-        Cause::Prewarm,
-    ];
-
     /// As the plan's JSON, the ledger and the metrics spell it.
     pub fn label(self) -> &'static str {
         match self {
@@ -184,7 +173,8 @@ mod tests {
 
     #[test]
     fn a_cause_is_spelled_one_way() {
-        for cause in Cause::ALL {
+        use Cause::*;
+        for cause in [Budget, Runaway, Idle, Schedule, ScaleDown, Retention, ScaleUp, Prewarm] {
             assert_eq!(serde_json::to_string(&cause).unwrap(), format!("\"{}\"", cause.label()));
         }
     }
