@@ -40,12 +40,12 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
     {
         let mut status = shared.status.write().expect("status lock");
         status.started_at = Some(options.clock.now());
-        status.dry_run = daemon.dry_run;
+        status.dry_run = daemon.dry_run();
     }
     let mut migrated = !options.migrate;
     if !migrated {
         use crate::ledger::Store;
-        match daemon.ledger.store().migrate().await {
+        match daemon.ledger().store().migrate().await {
             Ok(()) => migrated = true,
             Err(error) => tracing::warn!(%error, "ledger migrations not applied yet; retried each cycle"),
         }
@@ -60,7 +60,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
     loop {
         if !migrated {
             use crate::ledger::Store;
-            match daemon.ledger.store().migrate().await {
+            match daemon.ledger().store().migrate().await {
                 Ok(()) => migrated = true,
                 Err(error) => tracing::warn!(%error, "ledger migrations not applied yet"),
             }
@@ -68,7 +68,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         let now = options.clock.now();
         let started = std::time::Instant::now();
         let report = daemon.step(now).await;
-        shared.metrics.cycle(&report, daemon.observed(), &daemon.config, started.elapsed());
+        shared.metrics.cycle(&report, daemon.observed(), daemon.config(), started.elapsed());
         log(&report);
         if options.narrate {
             narrator.tell(&report);
@@ -80,8 +80,8 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         release_memory();
         // Retention: once an hour, old price samples and finished segments go.
         if pruned.is_none_or(|at| now - at >= chrono::Duration::hours(1)) {
-            let ledger = &daemon.config.settings.ledger;
-            match daemon.ledger.prune(now, ledger.keep_price_samples, ledger.keep_usage_segments).await {
+            let ledger = &daemon.config().settings.ledger;
+            match daemon.ledger().prune(now, ledger.keep_price_samples, ledger.keep_usage_segments).await {
                 Ok(rows) => {
                     pruned = Some(now);
                     if rows > 0 {
@@ -99,7 +99,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
         }
         // Sleep until the next decision is due, at most one interval.
-        let interval = daemon.config.settings.interval;
+        let interval = daemon.config().settings.interval;
         let due = next_check.map_or(interval, |next| (next - now).min(interval));
         let due = due.max(chrono::Duration::seconds(1)).to_std().unwrap_or_default();
         let real = due.div_f64(options.clock.speed().max(1e-9));
@@ -136,7 +136,7 @@ fn reload<C: Cloud>(daemon: &mut Daemon<C, AnyStore>, path: Option<&PathBuf>, me
     match config {
         Some(config) => {
             tracing::info!(policies = config.policies.len(), warnings = report.warnings(), "policy reloaded");
-            daemon.config = config;
+            daemon.set_config(config);
         }
         None => {
             for line in report.to_string().lines() {

@@ -5,6 +5,7 @@ pub mod accounting;
 pub mod connect;
 pub mod facts;
 pub mod habits;
+pub mod journal;
 pub mod memory;
 pub mod records;
 pub mod report;
@@ -13,6 +14,7 @@ pub mod store;
 pub mod uses;
 
 pub use connect::{AnyStore, connect};
+pub use journal::{Ended, Entry};
 pub use memory::MemoryStore;
 pub use records::*;
 pub use service::{Ledger, Recorded};

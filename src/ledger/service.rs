@@ -8,19 +8,27 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use super::accounting::{self, Sighting};
-use super::records::{InstanceRecord, NewSegment, PriceSample, Segment, SegmentClose, Transition, UseSpan};
+use super::journal::Ended;
+use super::records::{
+    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, Transition, UseSpan,
+};
 use super::store::{LedgerError, Store};
 use crate::cloud::Sku;
 use crate::config::policy::Config;
 use crate::money::Money;
 use crate::plan::{Changed, Observed, SnapshotState, SpendSoFar};
 
-enum Write {
+pub(super) enum Write {
     Prices(Vec<PriceSample>),
     Instances(Vec<InstanceRecord>, Vec<Transition>),
     Segments(Vec<SegmentClose>, Vec<NewSegment>),
     Uses(Vec<UseSpan>, Vec<UseSpan>),
     Observed(DateTime<Utc>),
+    /// How the action of this intent row ended.
+    Outcome(i64, Ended),
+    /// An action whose intent could not be written, with its outcome.
+    Action(Box<ActionRecord>),
+    Marks(Vec<(String, DateTime<Utc>)>),
 }
 
 /// What one observation wrote, for the write-cost figures.
@@ -49,7 +57,7 @@ pub struct Ledger<S> {
     days: Days,
     /// Observations made before the state could be read, to replay.
     waiting: Vec<Waiting>,
-    pending: VecDeque<Write>,
+    pub(super) pending: VecDeque<Write>,
 }
 
 /// A whole observation kept until the ledger's state can be read.
@@ -340,11 +348,33 @@ impl<S: Store> Ledger<S> {
                     self.store.write_use_spans(close, open).await.map(|()| close.len() + open.len())
                 }
                 Write::Observed(at) => self.store.set_last_observation(*at).await.map(|()| 1),
+                Write::Outcome(id, ended) => self.write_outcome(*id, ended).await.map(|()| 1),
+                Write::Action(action) => {
+                    let id = self.store.insert_intent(action).await?;
+                    let ended = Ended {
+                        outcome: action.outcome.unwrap_or(Outcome::Unknown),
+                        error: action.error.clone(),
+                        instance: None,
+                        at: action.finished_at.unwrap_or(action.planned_at),
+                    };
+                    let written = self.write_outcome(id, &ended).await;
+                    if written.is_err() {
+                        // The row is in: only its outcome waits, or it would be written twice.
+                        self.pending[0] = Write::Outcome(id, ended);
+                    }
+                    written.map(|()| 1)
+                }
+                Write::Marks(marks) => self.store.set_schedule_marks(marks).await.map(|()| marks.len()),
             };
             rows += written?;
             self.pending.pop_front();
         }
         Ok(rows)
+    }
+
+    async fn write_outcome(&self, id: i64, ended: &Ended) -> Result<(), LedgerError> {
+        let (error, instance) = (ended.error.as_deref(), ended.instance.as_deref());
+        self.store.record_outcome(id, ended.outcome, error, instance, ended.at).await
     }
 
     /// When each instance stopped now last became stopped (for `delete_after_stopped`).

@@ -34,7 +34,7 @@ use crate::ledger::{ActionRecord, Ledger, MemoryStore, Outcome, Store};
 use crate::money::Money;
 use crate::plan::{ActionKind, Detail};
 use crate::reconcile::Daemon;
-use crate::signals::Source;
+use crate::signals::{SignalSettings, Source};
 use crate::sim::BillReport;
 use crate::sim::local::SimCloud;
 use crate::sim::{Session, Simulator};
@@ -128,10 +128,10 @@ pub async fn replay_in<S: Store>(
     let clock = Clock::manual(trace.start);
     let mut daemon = config.map(|config| {
         let cloud = SimCloud::new(Arc::clone(&sim), clock.clone());
-        let mut daemon = Daemon::new(cloud, Ledger::new(store), config.clone(), false);
-        daemon.signals.source = Source::Known(Arc::clone(&sim) as _);
-        daemon.detail = Detail::Decisions;
-        daemon
+        let signals = SignalSettings { source: Source::Known(Arc::clone(&sim) as _), ..SignalSettings::default() };
+        Daemon::new(cloud, Ledger::new(store), config.clone(), false)
+            .with_signals(signals)
+            .with_detail(Detail::Decisions)
     });
     let interval = config.map_or(Duration::seconds(30), |c| c.settings.interval).max(Duration::seconds(1));
     let mut people: Vec<Person> = trace
@@ -238,7 +238,7 @@ pub async fn replay_in<S: Store>(
         {
             let activity = std::mem::take(&mut active_changed).into_iter().map(|i| people[i].name.clone());
             let report = match stepping {
-                Stepping::Told => match daemon.cloud.told(activity) {
+                Stepping::Told => match daemon.cloud().told(activity) {
                     Ok(told) => daemon.step_told(now, told).await,
                     Err(e) => return Err(ReplayError(format!("the simulator could not say what changed: {e}"))),
                 },
@@ -288,7 +288,7 @@ pub async fn replay_in<S: Store>(
     };
     let actions = match &daemon {
         Some(daemon) => daemon
-            .ledger
+            .ledger()
             .store()
             .actions_between(trace.start, trace.end + Duration::days(1))
             .await

@@ -93,7 +93,7 @@ async fn an_idle_notebook_stops_on_time_with_a_snapshot_and_a_busy_one_never() {
     );
     // The snapshot was saved, and the ledger knows the power_off finished.
     assert!(cloud.server.sim().images().iter().any(|i| i.instance == bob && i.succeeded));
-    let actions = daemon.ledger.store().actions_between(start_time(), now(&cloud)).await.unwrap();
+    let actions = daemon.ledger().store().actions_between(start_time(), now(&cloud)).await.unwrap();
     let recorded = actions.iter().find(|a| a.instance == bob).unwrap();
     assert_eq!((recorded.outcome, recorded.kind.as_str()), (Some(Outcome::Done), "power_off"));
     assert!(recorded.saving_per_hour > Money::ZERO);
@@ -145,9 +145,9 @@ async fn a_crash_between_create_and_record_never_creates_twice() {
     // After the restart.
     let mut daemon = Daemon::new(cloud.client(), Ledger::new(store), config(&cloud, POOL), false);
     assert_eq!(daemon.reconcile_intents(at).await.unwrap(), 1);
-    assert!(daemon.ledger.store().unfinished_actions().await.unwrap().is_empty());
+    assert!(daemon.ledger().store().unfinished_actions().await.unwrap().is_empty());
     let settled =
-        daemon.ledger.store().actions_between(at - Duration::minutes(1), at + Duration::minutes(1)).await.unwrap();
+        daemon.ledger().store().actions_between(at - Duration::minutes(1), at + Duration::minutes(1)).await.unwrap();
     assert_eq!((settled[0].outcome, settled[0].instance.as_str()), (Some(Outcome::Done), created.name.as_str()));
     for _ in 0..4 {
         cloud.advance(Duration::seconds(30));
@@ -187,7 +187,7 @@ async fn with_the_ledger_away_idle_stops_go_on_creates_wait_and_records_catch_up
     assert!(report.ledger_error.is_none(), "{:?}", report.ledger_error);
     assert!(report.executed.iter().any(|e| e.action.kind.label() == "create"), "creates resume");
     let actions =
-        daemon.ledger.store().actions_between(start_time(), now(&cloud) + Duration::seconds(1)).await.unwrap();
+        daemon.ledger().store().actions_between(start_time(), now(&cloud) + Duration::seconds(1)).await.unwrap();
     let bob = actions.iter().find(|a| a.display_name == "nb-bob").expect("the stop made during the outage is recorded");
     assert_eq!(bob.outcome, Some(Outcome::Done));
 }
@@ -242,7 +242,7 @@ async fn metrics_follow_the_fleet_and_the_money() {
     let idle = format!(r#"mdc_autoscaler_idle_seconds{{policy="notebooks",instance="{bob}",display_name="nb-bob"}}"#);
 
     let report = daemon.step(now(&cloud)).await;
-    metrics.cycle(&report, daemon.observed(), &daemon.config, std::time::Duration::from_millis(5));
+    metrics.cycle(&report, daemon.observed(), daemon.config(), std::time::Duration::from_millis(5));
     let text = metrics.render();
     assert_eq!(sample(&text, &idle), 1200.0, "idle since its last activity");
     assert!(sample(&text, r#"mdc_autoscaler_idle_cost_yuan_per_hour{policy="notebooks"}"#) > 0.0);
@@ -254,7 +254,7 @@ async fn metrics_follow_the_fleet_and_the_money() {
     for _ in 0..30 {
         cloud.advance(Duration::seconds(30));
         let report = daemon.step(now(&cloud)).await;
-        metrics.cycle(&report, daemon.observed(), &daemon.config, std::time::Duration::from_millis(5));
+        metrics.cycle(&report, daemon.observed(), daemon.config(), std::time::Duration::from_millis(5));
     }
     let text = metrics.render();
     assert_eq!(

@@ -10,6 +10,7 @@ mod fake_cloud_process;
 mod harness;
 mod ledger_contract;
 mod ledger_exactness;
+mod ledger_journal;
 mod plan_properties;
 mod processes;
 mod prometheus_signal;

@@ -1,0 +1,311 @@
+//! The daemon's cycle: observe → plan → execute → record, as one `step` that
+//! takes `now` and answers what happened. Level-triggered: every step
+//! observes the whole cloud, so a missed step is caught up by the next.
+//!
+//! The picture (`picture`) is kept between steps. `simulate`, which knows
+//! exactly which instances changed, uses `step_told` instead: only those
+//! are re-read and re-recorded, then the same planner plans the whole
+//! picture. Acting on the plan, and following what was sent, is `execution`.
+
+mod execution;
+mod picture;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+
+use crate::cloud::{Cloud, Told};
+use crate::config::policy::Config;
+use crate::ledger::facts::{add_facts, recent_action_times};
+use crate::ledger::{Ledger, Outcome, Store};
+use crate::observe::{Catalog, observe, observe_with};
+use crate::plan::{self, Changed, Observed, Plan};
+use crate::signals::{SignalCache, SignalSettings, read_signals, read_signals_of};
+use execution::Execution;
+pub use execution::{Executed, STUCK_AFTER};
+use picture::Picture;
+
+/// What one step did.
+#[derive(Debug, Default)]
+pub struct StepReport {
+    pub at: DateTime<Utc>,
+    /// Why nothing was planned, when the cloud could not be observed whole.
+    pub observe_error: Option<crate::cloud::CloudError>,
+    pub ledger_error: Option<crate::ledger::LedgerError>,
+    pub plan: Option<Plan>,
+    pub executed: Vec<Executed>,
+    /// Display name → platform name of every instance seen anew (all of
+    /// them on a whole observation, those told of on a told step).
+    pub names: Vec<(String, String)>,
+    /// Instances in a transitional state for over [`STUCK_AFTER`].
+    pub stuck: Vec<String>,
+}
+
+/// Why unfinished actions could not be settled after a restart (the next start tries again).
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("the ledger: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
+    #[error("the cloud: {0}")]
+    Cloud(#[from] crate::cloud::CloudError),
+}
+
+/// The daemon between steps: what it acts on, what it saw, what it is doing.
+pub struct Daemon<C, S> {
+    cloud: C,
+    ledger: Ledger<S>,
+    config: Config,
+    signals: SignalSettings,
+    /// How much of each plan to write out (`simulate` needs no notes).
+    detail: plan::Detail,
+    signal_cache: SignalCache,
+    catalog: Catalog,
+    /// The picture, whose schedule marks are the daemon's own record (read
+    /// from the ledger once, then kept), so a ledger outage never re-fires an edge.
+    picture: Picture,
+    /// Whether the marks and the actions of an earlier run have been read.
+    history_read: bool,
+    execution: Execution,
+}
+
+impl<C: Cloud, S: Store> Daemon<C, S> {
+    pub fn new(cloud: C, ledger: Ledger<S>, config: Config, dry_run: bool) -> Self {
+        Daemon {
+            cloud,
+            ledger,
+            config,
+            signals: SignalSettings::default(),
+            detail: plan::Detail::Full,
+            signal_cache: SignalCache::default(),
+            catalog: Catalog::default(),
+            picture: Picture::default(),
+            history_read: false,
+            execution: Execution::new(dry_run),
+        }
+    }
+
+    /// Reads signals as these settings say.
+    pub fn with_signals(self, signals: SignalSettings) -> Self {
+        Daemon { signals, ..self }
+    }
+
+    /// Writes out this much of each plan.
+    pub fn with_detail(self, detail: plan::Detail) -> Self {
+        Daemon { detail, ..self }
+    }
+
+    pub fn cloud(&self) -> &C {
+        &self.cloud
+    }
+
+    pub fn ledger(&self) -> &Ledger<S> {
+        &self.ledger
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A reloaded policy: the next step plans by it.
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+    }
+
+    pub fn dry_run(&self) -> bool {
+        self.execution.dry_run()
+    }
+
+    /// After a crash: intents without an outcome are settled against what the
+    /// cloud shows, so a create whose record was lost is never made twice.
+    pub async fn reconcile_intents(&mut self, now: DateTime<Utc>) -> Result<usize, SettleError> {
+        let unfinished = self.ledger.store().unfinished_actions().await?;
+        if unfinished.is_empty() {
+            return Ok(0);
+        }
+        let observed = observe(&self.cloud, &self.config).await?;
+        for intent in &unfinished {
+            let found = observed
+                .instances
+                .iter()
+                .find(|o| o.instance.display_name == intent.display_name && o.instance.cluster == intent.cluster);
+            let (outcome, name, note) = match (intent.kind.as_str(), found) {
+                ("create", Some(o)) => {
+                    (Outcome::Done, Some(o.instance.name.as_str()), "settled after a restart: the instance exists")
+                }
+                ("create", None) => (Outcome::Failed, None, "settled after a restart: no such instance"),
+                (_, _) => (Outcome::Unknown, None, "settled after a restart: the next cycles see its state"),
+            };
+            self.ledger.store().record_outcome(intent.id, outcome, Some(note), name, now).await?;
+        }
+        Ok(unfinished.len())
+    }
+
+    /// What the last step saw, when it saw the cloud whole.
+    pub fn observed(&self) -> Option<&Observed> {
+        self.picture.whole.then_some(&self.picture.observed)
+    }
+
+    /// Lets go of the instances seen, for a daemon whose next step observes
+    /// the whole cloud again anyway (`run`): fewer resident pages between
+    /// cycles. The schedule marks stay.
+    pub fn release_picture(&mut self) {
+        self.picture.release();
+    }
+
+    /// One cycle on a whole observation of the cloud.
+    pub async fn step(&mut self, now: DateTime<Utc>) -> StepReport {
+        let mut report = StepReport { at: now, ..StepReport::default() };
+        let observed = match self.catalog.refresh(&self.cloud, now, self.config.settings.sku_interval).await {
+            Ok(_) => observe_with(&self.cloud, &self.config, &self.catalog).await,
+            Err(e) => Err(e),
+        };
+        match observed {
+            Ok(observed) => self.picture.replace(observed),
+            Err(e) => {
+                // Never act on a partial picture.
+                report.observe_error = Some(e);
+                self.picture.whole = false;
+                return report;
+            }
+        }
+        read_signals(
+            &mut self.picture.observed.instances,
+            &self.config,
+            &self.signals,
+            Some(&mut self.signal_cache),
+            now,
+        )
+        .await;
+        let listed = crate::observe::clusters(&self.config, &self.picture.observed.regions);
+        self.decide(Changed::All, &[], &listed, now, report).await
+    }
+
+    /// One cycle told what changed since the last: only those instances are
+    /// read and recorded again. Without a whole picture to build on, or
+    /// when an instance appeared or went, it is a whole step.
+    pub async fn step_told(&mut self, now: DateTime<Utc>, told: Told) -> StepReport {
+        if !self.picture.whole || self.picture.facts_missing {
+            return self.step(now).await;
+        }
+        let mut report = StepReport { at: now, ..StepReport::default() };
+        match self.catalog.refresh(&self.cloud, now, self.config.settings.sku_interval).await {
+            Ok(true) => {
+                self.picture.observed.regions = self.catalog.regions().to_vec();
+                self.picture.observed.skus = self.catalog.skus().to_vec();
+            }
+            Ok(false) => {}
+            Err(e) => {
+                report.observe_error = Some(e);
+                self.picture.whole = false;
+                return report;
+            }
+        }
+        let listed = crate::observe::clusters(&self.config, &self.picture.observed.regions);
+        let Some((changed, active)) = self.picture.apply(told, &listed) else { return self.step(now).await };
+        let instances = &mut self.picture.observed.instances;
+        let read: Vec<usize> = changed.iter().chain(&active).copied().collect();
+        read_signals_of(instances, &read, &self.config, &self.signals, &mut self.signal_cache, now).await;
+        self.decide(Changed::These(&changed), &active, &listed, now, report).await
+    }
+
+    /// Records, plans and acts on the picture; `changed` are the instances
+    /// re-read since the last step, `active` those whose signals only were,
+    /// `listed` the clusters observed.
+    async fn decide(
+        &mut self,
+        changed: Changed<'_>,
+        active: &[usize],
+        listed: &BTreeSet<String>,
+        now: DateTime<Utc>,
+        mut report: StepReport,
+    ) -> StepReport {
+        let instances = &self.picture.observed.instances;
+        report.names = match changed {
+            Changed::All => {
+                instances.iter().map(|o| (o.instance.display_name.clone(), o.instance.name.clone())).collect()
+            }
+            Changed::These(changed) => changed
+                .iter()
+                .map(|i| (instances[*i].instance.display_name.clone(), instances[*i].instance.name.clone()))
+                .collect(),
+        };
+        self.execution.follow(&self.picture, &mut self.ledger, now).await;
+        report.stuck = self.execution.stuck(&self.picture, changed, now);
+
+        let instances = &self.picture.observed.instances;
+        let looks = match changed {
+            Changed::All => crate::ledger::uses::looks(instances.iter(), &self.config),
+            Changed::These(changed) => {
+                crate::ledger::uses::looks(changed.iter().chain(active).map(|i| &instances[*i]), &self.config)
+            }
+        };
+        self.ledger.record_use(&looks, matches!(changed, Changed::All), now).await;
+        if let Err(e) = self.ledger.record(&self.picture.observed, changed, &self.config, listed, now).await {
+            report.ledger_error = Some(e);
+        }
+        if !self.history_read {
+            match self.read_history(now).await {
+                Ok(()) => self.history_read = true,
+                Err(e) => {
+                    report.ledger_error.get_or_insert(e);
+                }
+            }
+        }
+        // Facts just answered, and signals just read, make an instance changed for the plan.
+        let mut changed = match changed {
+            Changed::All => None,
+            Changed::These(changed) => Some(changed.to_vec()),
+        };
+        let facts_for = changed.as_deref().map_or(Changed::All, Changed::These);
+        match add_facts(&mut self.ledger, &mut self.picture.observed, facts_for, &self.config, now).await {
+            Ok(extra) => {
+                changed.iter_mut().for_each(|c| c.extend(&extra));
+                self.picture.facts_missing = false;
+            }
+            Err(e) => {
+                report.ledger_error.get_or_insert(e);
+                self.picture.observed.spend = None;
+                self.picture.facts_missing = true;
+            }
+        }
+        changed.iter_mut().for_each(|c| c.extend(active));
+        self.execution.tell(&mut self.picture, now);
+
+        let plan = match self.detail {
+            plan::Detail::Full => plan::plan_with(&self.picture.observed, &self.config, now, self.detail),
+            plan::Detail::Decisions => {
+                let picture = &mut self.picture;
+                let changed = changed.as_deref().map_or(Changed::All, Changed::These);
+                plan::plan_memo(&picture.observed, &self.config, now, &mut picture.memo, changed)
+            }
+        };
+        self.signal_cache.watch(&plan.watch);
+        for mark in &plan.schedule_marks {
+            self.picture.mark(&mark.instance, mark.edge);
+        }
+        self.ledger.mark(plan.schedule_marks.iter().map(|m| (m.instance.clone(), m.edge)).collect()).await;
+        let ledger_readable = self.picture.observed.spend.is_some();
+        for action in &plan.actions {
+            let executed = self.execution.execute(&self.cloud, &mut self.ledger, action, ledger_readable, now).await;
+            if executed.outcome == Outcome::Done
+                && let Some(edge) = action.schedule_edge
+            {
+                self.picture.mark(&action.instance.name, edge);
+                self.ledger.mark(vec![(action.instance.name.clone(), edge)]).await;
+            }
+            report.executed.push(executed);
+        }
+        report.plan = Some(plan);
+        report
+    }
+
+    /// What an earlier run left: its schedule marks (this run's own win) and
+    /// the actions of its last hour.
+    async fn read_history(&mut self, now: DateTime<Utc>) -> Result<(), crate::ledger::LedgerError> {
+        let stored = self.ledger.store().schedule_marks().await?;
+        self.execution.set_earlier(recent_action_times(self.ledger.store(), now).await?);
+        let own = std::mem::replace(&mut self.picture.observed.schedule_marks, stored);
+        self.picture.observed.schedule_marks.extend(own);
+        Ok(())
+    }
+}
