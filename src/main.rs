@@ -485,7 +485,7 @@ async fn ledger_trace(
             return Ok(now - chrono::Duration::from_std(back)?);
         }
         let moment: mdc_autoscaler::sim::fleet::Moment =
-            text.parse().map_err(|e: String| anyhow::anyhow!("--since/--until: {e}, or a duration such as 30d"))?;
+            text.parse().map_err(|e| anyhow::anyhow!("--since/--until: {e}, or a duration such as 30d"))?;
         Ok(moment.resolve(zone))
     };
     let (from, to) = (moment(since)?, until.map(moment).transpose()?.unwrap_or(now));

@@ -20,7 +20,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::cloud::{BillingType, Endpoint, InstanceStatus};
-use crate::config::policy::{Budget, Config};
+use crate::config::policy::{Budget, Config, GLOBAL, UNMANAGED};
 use crate::ledger::Outcome;
 use crate::plan::{self, ActionKind, Observed};
 use crate::pricing;
@@ -28,10 +28,6 @@ use crate::reconcile::StepReport;
 
 /// Instances named on `idle_seconds` at most: the most idle first.
 pub const IDLE_SERIES_MAX: usize = 100;
-
-/// The `policy` label of instances no policy owns, and of the global budget.
-pub const UNMANAGED: &str = "unmanaged";
-pub const GLOBAL: &str = "global";
 
 type Yuan = Gauge<f64, AtomicU64>;
 type Seconds = Gauge<f64, AtomicU64>;
@@ -419,14 +415,14 @@ impl Metrics {
         let budgets = config
             .policies
             .iter()
-            .filter_map(|p| p.budget.as_ref().map(|b| (p.name.as_str(), p.name.as_str(), b)))
-            .chain(config.settings.budget.as_ref().map(|b| (GLOBAL, Observed::GLOBAL, b)));
-        for (label, key, budget) in budgets {
+            .filter_map(|p| p.budget.as_ref().map(|b| (p.name.as_str(), b)))
+            .chain(config.settings.budget.as_ref().map(|b| (GLOBAL, b)));
+        for (key, budget) in budgets {
             let spent = spend.get(key).copied().unwrap_or_default();
             let Budget { daily, monthly, .. } = budget;
             for (period, limit, spent) in [("day", daily, spent.today), ("month", monthly, spent.this_month)] {
                 let Some(limit) = limit else { continue };
-                let labels = BudgetLabels { policy: label.to_owned(), period };
+                let labels = BudgetLabels { policy: key.to_owned(), period };
                 self.budget.get_or_create(&labels).set(limit.as_yuan_f64());
                 self.budget_spent.get_or_create(&labels).set(spent.as_yuan_f64());
                 self.budget_remaining.get_or_create(&labels).set((*limit - spent).as_yuan_f64());

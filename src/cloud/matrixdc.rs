@@ -278,8 +278,9 @@ impl MatrixDcClient {
     }
 
     fn instance(&self, endpoint: Endpoint, raw: wire::Instance) -> Result<Instance, CloudError> {
-        raw.into_domain(&self.statuses)
-            .map_err(|reason| CloudError::new(endpoint, CloudErrorKind::Malformed { reason, excerpt: String::new() }))
+        raw.into_domain(&self.statuses).map_err(|e| {
+            CloudError::new(endpoint, CloudErrorKind::Malformed { reason: e.to_string(), excerpt: String::new() })
+        })
     }
 
     async fn list_page(&self, cluster: &str, page: u32) -> Result<wire::InstanceList, CloudError> {
@@ -313,7 +314,7 @@ impl Cloud for MatrixDcClient {
         url.query_pairs_mut().append_pair("region_id", region_id);
         let body = self.send(&Call { endpoint, method: Method::GET, url, body: None }).await?;
         let skus: Vec<wire::Sku> = self.decode(endpoint, &body)?;
-        skus.into_iter().map(|sku| sku.into_domain().map_err(|reason| self.malformed(endpoint, reason, ""))).collect()
+        skus.into_iter().map(|sku| sku.into_domain().map_err(|e| self.malformed(endpoint, e.to_string(), ""))).collect()
     }
 
     async fn list_instances(&self, cluster: &str) -> Result<Vec<Instance>, CloudError> {

@@ -323,19 +323,34 @@ impl From<Region> for model::Region {
     }
 }
 
+/// What makes an answer's record unusable, however well-formed its JSON.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Malformed {
+    #[error("SKU {name:?} has no skusID")]
+    NoSkuId { name: String },
+    #[error("SKU {sku}: bad price {price}")]
+    Price { sku: String, price: f64 },
+    #[error("SKU {sku}: bad ratio {ratio}")]
+    Ratio { sku: String, ratio: f64 },
+    #[error("an instance ({display_name:?}) has no name")]
+    NoName { display_name: String },
+    #[error("instance {instance}: GPUNum {value:?} is not a count")]
+    GpuCount { instance: String, value: String },
+}
+
 impl Sku {
-    pub fn into_domain(self) -> Result<model::Sku, String> {
+    pub fn into_domain(self) -> Result<model::Sku, Malformed> {
         if self.skus_id.is_empty() {
-            return Err(format!("SKU {:?} has no skusID", self.name));
+            return Err(Malformed::NoSkuId { name: self.name });
         }
         let price = Money::from_yuan_f64(self.price)
             .filter(|p| *p >= Money::ZERO)
-            .ok_or_else(|| format!("SKU {}: bad price {}", self.skus_id, self.price))?;
+            .ok_or_else(|| Malformed::Price { sku: self.skus_id.clone(), price: self.price })?;
         let discount = match (self.discount_start_time, self.discount_end_time) {
             (Some(start), Some(end)) if self.ratio > 0.0 && start < end => Some(model::Discount {
                 id: self.discount_id,
                 ratio: Ratio::from_f64(self.ratio)
-                    .ok_or_else(|| format!("SKU {}: bad ratio {}", self.skus_id, self.ratio))?,
+                    .ok_or_else(|| Malformed::Ratio { sku: self.skus_id.clone(), ratio: self.ratio })?,
                 start,
                 end,
             }),
@@ -368,13 +383,13 @@ impl Sku {
 }
 
 impl Instance {
-    pub fn into_domain(self, statuses: &StatusMap) -> Result<model::Instance, String> {
+    pub fn into_domain(self, statuses: &StatusMap) -> Result<model::Instance, Malformed> {
         if self.name.is_empty() {
-            return Err(format!("an instance ({:?}) has no name", self.display_name));
+            return Err(Malformed::NoName { display_name: self.display_name });
         }
         let gpu_count = match self.resources.gpu_num.trim() {
             "" => 0,
-            n => n.parse().map_err(|_| format!("instance {}: GPUNum {n:?} is not a count", self.name))?,
+            n => n.parse().map_err(|_| Malformed::GpuCount { instance: self.name.clone(), value: n.to_owned() })?,
         };
         let servers = self.servers.map(|s| model::Servers {
             jupyter: s.jupyterlab.map(|url| model::JupyterEndpoint::from_url(url.expose())),

@@ -209,6 +209,9 @@ impl Checker {
             && !name.starts_with('-');
         if !valid_name {
             self.error(raw.name.pos, format!("policy name `{name}` must be 1-40 lowercase letters, digits or `-`"));
+        } else if [policy::GLOBAL, policy::UNMANAGED].contains(&name.as_str()) {
+            let meaning = if name == policy::GLOBAL { "the global budget" } else { "instances no policy owns" };
+            self.error(raw.name.pos, format!("policy name `{name}` is taken: it names {meaning}"));
         }
         if raw.select.is_none() && raw.pool.is_none() {
             self.error(

@@ -13,6 +13,13 @@ use crate::secret::Secret;
 
 pub use super::raw::{ScaleDown, WhenExceeded};
 
+/// What the global budget goes by wherever budgets are named: spend,
+/// metrics, notes. No policy may take the name.
+pub const GLOBAL: &str = "global";
+/// What instances no policy owns go by wherever policies are named. No
+/// policy may take the name.
+pub const UNMANAGED: &str = "unmanaged";
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub settings: Settings,

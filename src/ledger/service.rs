@@ -14,7 +14,7 @@ use super::records::{
 };
 use super::store::{LedgerError, Store};
 use crate::cloud::Sku;
-use crate::config::policy::Config;
+use crate::config::policy::{Config, GLOBAL};
 use crate::money::Money;
 use crate::plan::{Changed, Observed, SnapshotState, SpendSoFar};
 
@@ -83,7 +83,7 @@ struct State {
 }
 
 /// Sums over the open segments of one budget (a policy's, or all of them
-/// under [`Observed::GLOBAL`]) from the start of one period, kept as
+/// under [`GLOBAL`]) from the start of one period, kept as
 /// segments open and close, so their cost up to any moment is one product:
 /// Σ price × (now − start) = now × Σ price − Σ price × start, each start
 /// taken no earlier than the period's.
@@ -99,7 +99,7 @@ struct OpenSum {
 
 impl OpenSum {
     fn covers(&self, segment: &Segment) -> bool {
-        self.key.is_empty() || segment.policy.as_deref() == Some(self.key.as_str())
+        self.key == GLOBAL || segment.policy.as_deref() == Some(self.key.as_str())
     }
 
     fn add(&mut self, segment: &Segment, sign: i128) {
@@ -416,7 +416,7 @@ impl<S: Store> Ledger<S> {
             .policies
             .iter()
             .filter_map(|p| p.budget.as_ref().map(|b| (p.name.as_str(), Some(p.name.as_str()), b.timezone)))
-            .chain(config.settings.budget.as_ref().map(|b| (Observed::GLOBAL, None, b.timezone)))
+            .chain(config.settings.budget.as_ref().map(|b| (GLOBAL, None, b.timezone)))
         {
             let period = self.days.period(tz, now);
             budgets.push((key.to_owned(), policy, period.day, period.month));
@@ -509,7 +509,7 @@ impl Closed {
     fn add(&mut self, segment: Segment) {
         let end = segment.ended_at.expect("closed");
         for (key, sums) in &mut self.sums {
-            if key.is_empty() || segment.policy.as_deref() == Some(key.as_str()) {
+            if key == GLOBAL || segment.policy.as_deref() == Some(key.as_str()) {
                 sums.today += segment.cost_within(sums.day_start, end);
                 sums.this_month += segment.cost_within(sums.month_start, end);
             }

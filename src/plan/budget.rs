@@ -6,16 +6,16 @@ use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use super::candidate::Reason;
-use super::observed::{Observed, ObservedInstance, spend_of, yuan};
+use super::observed::{ObservedInstance, spend_of, yuan};
 use super::{Cause, Planner};
 use crate::cloud::{BillingType, InstanceStatus};
-use crate::config::policy::{Budget, HardStop, Policy, WhenExceeded};
+use crate::config::policy::{Budget, GLOBAL, HardStop, Policy, WhenExceeded};
 use crate::money::Money;
 
 /// One budget with what has been spent against it.
 struct Account<'b> {
     budget: &'b Budget,
-    /// The policy's name, or [`Observed::GLOBAL`].
+    /// The policy's name, or [`GLOBAL`].
     key: &'b str,
 }
 
@@ -28,7 +28,7 @@ pub(super) enum Refusal<'b> {
 
 impl std::fmt::Display for Refusal<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let label = |key: &str| if key == Observed::GLOBAL { "global".to_owned() } else { format!("`{key}`") };
+        let label = |key: &str| if key == GLOBAL { GLOBAL.to_owned() } else { format!("`{key}`") };
         match self {
             Refusal::SpendUnknown => write!(f, "spend unknown (the ledger could not be read): nothing is created"),
             Refusal::BudgetUnknown { key } => {
@@ -56,7 +56,7 @@ impl<'a> Planner<'a> {
         'a: 'b,
     {
         let own = policy.budget.as_ref().map(|b| Account { budget: b, key: &policy.name });
-        let global = self.config.settings.budget.as_ref().map(|b| Account { budget: b, key: Observed::GLOBAL });
+        let global = self.config.settings.budget.as_ref().map(|b| Account { budget: b, key: GLOBAL });
         [own, global]
     }
 
@@ -109,7 +109,7 @@ impl<'a> Planner<'a> {
             let Some(spent) = spend_of(&self.observed.spend, account.key) else {
                 return Err(Refusal::BudgetUnknown { key: account.key });
             };
-            let rate = if account.key == Observed::GLOBAL {
+            let rate = if account.key == GLOBAL {
                 self.global_rate + self.global_committed
             } else {
                 self.policy_rate + self.policy_committed
@@ -159,8 +159,8 @@ impl<'a> Planner<'a> {
 
     pub(super) fn global_budget(&mut self, members: &[Vec<usize>]) {
         let Some(budget) = &self.config.settings.budget else { return };
-        let Some(spent) = spend_of(&self.observed.spend, Observed::GLOBAL).copied() else { return };
-        let Some(text) = exceeded(budget, spent, "global") else { return };
+        let Some(spent) = spend_of(&self.observed.spend, GLOBAL).copied() else { return };
+        let Some(text) = exceeded(budget, spent, GLOBAL) else { return };
         if budget.when_exceeded == WhenExceeded::Alert {
             if self.detail == super::Detail::Full {
                 self.draft.notes.push(super::Note {

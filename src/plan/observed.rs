@@ -77,7 +77,7 @@ pub struct Observed {
     /// Every region's SKUs.
     pub skus: Vec<Sku>,
     pub instances: Vec<ObservedInstance>,
-    /// Per policy name, and under [`Observed::GLOBAL`] for the global budget.
+    /// Per policy name, and under [`GLOBAL`](crate::config::policy::GLOBAL) for the global budget.
     /// `None` when the ledger could not be read: then nothing is created.
     pub spend: Option<BTreeMap<String, SpendSoFar>>,
     /// When the actions of the last hour were taken (for the hourly limit).
@@ -93,8 +93,6 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub const GLOBAL: &str = "";
-
     pub fn sku(&self, id: &str) -> Option<&Sku> {
         self.skus.iter().find(|s| s.id == id)
     }

@@ -44,9 +44,14 @@ impl Moment {
     }
 }
 
+/// Text that is no time a fleet file takes.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a time (2026-11-02T09:00:00+08:00, or 2026-11-02 09:00 in the file's time zone)")]
+pub struct BadMoment(String);
+
 impl std::str::FromStr for Moment {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Moment, String> {
+    type Err = BadMoment;
+    fn from_str(text: &str) -> Result<Moment, BadMoment> {
         if let Ok(t) = DateTime::parse_from_rfc3339(text) {
             return Ok(Moment::Fixed(t));
         }
@@ -58,7 +63,7 @@ impl std::str::FromStr for Moment {
         if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
             return Ok(Moment::Local(day.and_time(NaiveTime::MIN)));
         }
-        Err(format!("{text:?} is not a time (2026-11-02T09:00:00+08:00, or 2026-11-02 09:00 in the file's time zone)"))
+        Err(BadMoment(text.to_owned()))
     }
 }
 

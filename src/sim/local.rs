@@ -62,10 +62,13 @@ impl SimCloud {
     }
 
     fn domain(&self, endpoint: Endpoint, raw: wire::Instance) -> Result<Instance, CloudError> {
-        raw.into_domain(&self.statuses).map_err(|reason| {
-            CloudError::new(endpoint, crate::cloud::CloudErrorKind::Malformed { reason, excerpt: String::new() })
-        })
+        raw.into_domain(&self.statuses).map_err(|e| malformed(endpoint, e))
     }
+}
+
+/// A record the simulator answered that the client would refuse.
+fn malformed(endpoint: Endpoint, e: crate::cloud::wire::Malformed) -> CloudError {
+    CloudError::new(endpoint, crate::cloud::CloudErrorKind::Malformed { reason: e.to_string(), excerpt: String::new() })
 }
 
 impl Cloud for SimCloud {
@@ -78,16 +81,7 @@ impl Cloud for SimCloud {
     async fn list_skus(&self, region_id: &str) -> Result<Vec<Sku>, CloudError> {
         let now = self.clock.now();
         let skus = self.with(Endpoint::ListSkus, |sim| Ok(sim.list_skus(now, region_id)))?;
-        skus.into_iter()
-            .map(|s| {
-                s.into_domain().map_err(|reason| {
-                    CloudError::new(
-                        Endpoint::ListSkus,
-                        crate::cloud::CloudErrorKind::Malformed { reason, excerpt: String::new() },
-                    )
-                })
-            })
-            .collect()
+        skus.into_iter().map(|s| s.into_domain().map_err(|e| malformed(Endpoint::ListSkus, e))).collect()
     }
 
     async fn list_instances(&self, cluster: &str) -> Result<Vec<Instance>, CloudError> {

@@ -72,10 +72,7 @@ pub async fn simulate_with_timers(config: &Config, trace: &Trace, timers: &[i64]
         .collect();
     for cluster in crate::observe::clusters(config, &regions) {
         if !clusters.contains(&cluster.as_str()) {
-            return Err(ReplayError(format!(
-                "the policy names cluster {cluster}, which the trace does not have (its clusters: {})",
-                clusters.join(", ")
-            )));
+            return Err(ReplayError::UnknownCluster { cluster, known: clusters.join(", ") });
         }
     }
     // The 0-minute timer stops at the first look that sees an instance idle: a
@@ -101,17 +98,14 @@ pub async fn simulate_with_timers(config: &Config, trace: &Trace, timers: &[i64]
     });
     let (policy, always_on, timers) = (policy?, always_on?, timers?);
     // The platform at the start, once: who owns what, and what each SKU costs.
-    let (mut start, names) = trace.build().map_err(|e| ReplayError(e.to_string()))?;
+    let (mut start, names) = trace.build()?;
     let members = members(config, trace, &mut start, &policy)?;
     let bound = active_only(trace, &start, &names, &members, &always_on);
     Ok(report::build(trace, &members, &policy, &always_on, &timers, &bound))
 }
 
 fn on_own_runtime(trace: &Trace, config: Option<&Config>) -> Result<Replay, ReplayError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ReplayError(format!("no runtime for a replay: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ReplayError::Runtime)?;
     runtime.block_on(replay(trace, config))
 }
 
@@ -172,9 +166,9 @@ fn members(
     for cluster in trace.file.regions.iter().map(|r| r.cluster.clone()) {
         let list = sim
             .list_instances(trace.start, &cluster, 1, u32::MAX)
-            .map_err(|e| ReplayError(format!("the trace's instances: {e}")))?;
+            .map_err(|error| ReplayError::Simulator { what: "listing the trace's instances", error })?;
         for raw in list.nodes {
-            let instance = raw.into_domain(&Default::default()).map_err(ReplayError)?;
+            let instance = raw.into_domain(&Default::default())?;
             let owner = config.owner(&instance);
             let fixed = match owner {
                 None => Some(Fixed::Unmanaged),
@@ -187,7 +181,7 @@ fn members(
                 }
                 Some(_) => None,
             };
-            let policy = owner.map_or(crate::metrics::UNMANAGED, |p| p.name.as_str()).to_owned();
+            let policy = owner.map_or(crate::config::policy::UNMANAGED, |p| p.name.as_str()).to_owned();
             members.insert(instance.display_name.clone(), Member { policy, fixed });
         }
     }

@@ -80,9 +80,24 @@ pub struct Replay {
     pub steps: u64,
 }
 
+/// Why a trace could not be replayed.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ReplayError(pub String);
+pub enum ReplayError {
+    #[error("{0}")]
+    Trace(#[from] super::trace::TraceError),
+    #[error("the policy names cluster {cluster}, which the trace does not have (its clusters: {known})")]
+    UnknownCluster { cluster: String, known: String },
+    #[error("the simulator refused {what}: {error}")]
+    Simulator { what: &'static str, error: crate::sim::SimError },
+    #[error("the simulator could not say what changed: {0}")]
+    Told(crate::cloud::CloudError),
+    #[error("the trace's instance {0}")]
+    Instance(#[from] crate::cloud::wire::Malformed),
+    #[error("the replay's ledger: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
+    #[error("no runtime for a replay: {0}")]
+    Runtime(std::io::Error),
+}
 
 /// How the daemon observes at each step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,7 +137,7 @@ pub async fn replay_in<S: Store>(
     stepping: Stepping,
     store: S,
 ) -> Result<Replay, ReplayError> {
-    let (mut sim, names) = trace.build().map_err(|e| ReplayError(e.to_string()))?;
+    let (mut sim, names) = trace.build()?;
     sim.follow_changes();
     let sim = Arc::new(Mutex::new(sim));
     let clock = Clock::manual(trace.start);
@@ -184,7 +199,8 @@ pub async fn replay_in<S: Store>(
             sim.advance(now);
             while let Some((at, change)) = capacity.get(capacity_next).filter(|(at, _)| *at <= now) {
                 for (key, gpus) in &change.gpus {
-                    sim.set_gpus(*at, &change.region, key, *gpus).map_err(|e| ReplayError(e.to_string()))?;
+                    sim.set_gpus(*at, &change.region, key, *gpus)
+                        .map_err(|error| ReplayError::Simulator { what: "a capacity change", error })?;
                 }
                 capacity_next += 1;
                 outside_change = true;
@@ -217,7 +233,7 @@ pub async fn replay_in<S: Store>(
                 person.waiting.is_some()
             });
             if let Some(e) = failed {
-                return Err(ReplayError(format!("the simulator refused a session: {e}")));
+                return Err(ReplayError::Simulator { what: "a session", error: e });
             }
             outside_change |= next_transition.is_some_and(|t| t <= now);
         }
@@ -240,7 +256,7 @@ pub async fn replay_in<S: Store>(
             let report = match stepping {
                 Stepping::Told => match daemon.cloud().told(activity) {
                     Ok(told) => daemon.step_told(now, told).await,
-                    Err(e) => return Err(ReplayError(format!("the simulator could not say what changed: {e}"))),
+                    Err(e) => return Err(ReplayError::Told(e)),
                 },
                 Stepping::Whole => {
                     sim.lock().expect("simulator lock").take_changed();
@@ -287,12 +303,7 @@ pub async fn replay_in<S: Store>(
         sim.bill()
     };
     let actions = match &daemon {
-        Some(daemon) => daemon
-            .ledger()
-            .store()
-            .actions_between(trace.start, trace.end + Duration::days(1))
-            .await
-            .map_err(|e| ReplayError(e.to_string()))?,
+        Some(daemon) => daemon.ledger().store().actions_between(trace.start, trace.end + Duration::days(1)).await?,
         None => Vec::new(),
     };
     Ok(Replay { bill, experience, actions, display_names, steps })

@@ -205,7 +205,7 @@ pub(super) fn build(
         run.billed.keys().chain(always.billed.keys()).chain(trace.sessions.keys()).chain(members.keys()).collect();
     names.sort();
     names.dedup();
-    let policy_of = |name: &str| members.get(name).map_or(crate::metrics::UNMANAGED, |m| m.policy.as_str());
+    let policy_of = |name: &str| members.get(name).map_or(crate::config::policy::UNMANAGED, |m| m.policy.as_str());
     for name in &names {
         by_policy.entry(policy_of(name)).or_default().push(name);
     }

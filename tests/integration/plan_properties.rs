@@ -201,7 +201,7 @@ fn observed(specs: &[InstanceSpec], now: DateTime<Utc>, spend: Option<(u32, u32)
                 })
                 .collect();
             map.insert(
-                Observed::GLOBAL.into(),
+                mdc_autoscaler::config::policy::GLOBAL.into(),
                 SpendSoFar { today: Money::from_yuan(global as i64), this_month: Money::ZERO },
             );
             map

@@ -289,10 +289,7 @@ pub fn observed(s: &Scenario) -> Observed {
         spend: (!s.spend_unknown).then(|| {
             s.spend
                 .iter()
-                .map(|(k, v)| {
-                    let key = if k == "global" { Observed::GLOBAL.to_owned() } else { k.clone() };
-                    (key, SpendSoFar { today: money(v.today), this_month: money(v.this_month) })
-                })
+                .map(|(k, v)| (k.clone(), SpendSoFar { today: money(v.today), this_month: money(v.this_month) }))
                 .collect()
         }),
         recent_actions: s.recent_actions.iter().map(|t| t.to_utc()).collect(),
