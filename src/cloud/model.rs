@@ -20,7 +20,9 @@ pub struct Region {
     pub updated_at: Option<DateTime<FixedOffset>>,
 }
 
-/// How an instance or SKU is paid for (`sellingType` / `CostType`).
+/// How an instance or SKU is paid for (`sellingType` / `CostType`): one
+/// type for the API's codes, the policy file, fleets and traces, and the
+/// ledger, each spelling it by [`BillingType::name`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BillingType {
     PayAsYouGo,
@@ -53,6 +55,17 @@ impl BillingType {
         }
     }
 
+    /// As files, JSON and the ledger write it; an unknown type by its code.
+    pub fn name(&self) -> &str {
+        match self {
+            BillingType::PayAsYouGo => "pay_as_you_go",
+            BillingType::Monthly => "monthly",
+            BillingType::Weekly => "weekly",
+            BillingType::Daily => "daily",
+            BillingType::Unknown(code) => code,
+        }
+    }
+
     pub fn is_prepaid(&self) -> bool {
         !matches!(self, BillingType::PayAsYouGo)
     }
@@ -60,7 +73,17 @@ impl BillingType {
 
 impl Serialize for BillingType {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        s.serialize_str(self.name())
+    }
+}
+
+/// Only the known types by name: a file cannot ask for an unknown one.
+impl<'de> Deserialize<'de> for BillingType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const NAMES: &[&str] = &["pay_as_you_go", "monthly", "weekly", "daily"];
+        let name = String::deserialize(d)?;
+        let known = [BillingType::PayAsYouGo, BillingType::Monthly, BillingType::Weekly, BillingType::Daily];
+        known.into_iter().find(|b| b.name() == name).ok_or_else(|| serde::de::Error::unknown_variant(&name, NAMES))
     }
 }
 

@@ -9,8 +9,9 @@ use chrono_tz::Tz;
 use super::policy::{self, Cron, Glob, Signal, SnapshotTemplate, StopAfter};
 use super::raw;
 use super::yaml::{Loc, Pos};
-use crate::cloud::{BillingType, VolumeSpec};
+use crate::cloud::VolumeSpec;
 use crate::money::Money;
+use crate::secret::SecretSource;
 
 /// The platform clears a stopped instance's data 15 days after shutdown.
 pub const PLATFORM_PURGE_DAYS: i64 = 15;
@@ -108,13 +109,9 @@ impl Checker {
     pub fn settings(
         &mut self,
         raw: raw::Settings,
-        token: Option<raw::TokenSource>,
-        admin_token: Option<raw::TokenSource>,
+        token: Option<SecretSource>,
+        admin_token: Option<SecretSource>,
     ) -> policy::Settings {
-        let source = |t: raw::TokenSource| match t {
-            raw::TokenSource::Env(var) => policy::SecretSource::Env(var),
-            raw::TokenSource::File(path) => policy::SecretSource::File(path),
-        };
         let interval = match &raw.interval {
             Some(i) => self.duration(i, "interval").unwrap_or(Duration::seconds(30)),
             None => Duration::seconds(30),
@@ -144,18 +141,14 @@ impl Checker {
         let budget = raw.budget.as_ref().and_then(|b| self.budget(b, timezone, None, Pos::default()));
         policy::Settings {
             api: raw.api,
-            token: token.map(source),
-            admin_token: admin_token.map(source),
+            token,
+            admin_token,
             interval,
             sku_interval,
             listen,
             timezone,
             ledger: policy::LedgerSettings {
-                url: raw.ledger.url.map(|u| match u {
-                    raw::Url::Env(var) => policy::SecretSource::Env(var),
-                    raw::Url::File(path) => policy::SecretSource::File(path),
-                    raw::Url::Value(text) => policy::SecretSource::Value(crate::secret::Secret::new(text)),
-                }),
+                url: raw.ledger.url,
                 migrate_on_start: raw.ledger.migrate_on_start.unwrap_or(true),
                 keep_price_samples: keep(raw.ledger.retention.price_samples, 90),
                 keep_usage_segments: keep(raw.ledger.retention.usage_segments, 400),
@@ -227,7 +220,7 @@ impl Checker {
             clusters: s.cluster.map(|c| c.0).unwrap_or_default(),
             display_names: s.display_name.map(|d| d.0.iter().map(|g| Glob::new(g)).collect()).unwrap_or_default(),
             gpu_products: s.gpu_product.map(|p| p.0).unwrap_or_default(),
-            billing: s.billing.map(|b| b.0.into_iter().map(billing).collect()).unwrap_or_default(),
+            billing: s.billing.map(|b| b.0).unwrap_or_default(),
         });
         let protect = raw.protect.map(|p| p.display_name.0.iter().map(|g| Glob::new(g)).collect()).unwrap_or_default();
         if let (Some(_), Some(delete)) = (&raw.pool, raw.idle.as_ref().and_then(|i| i.delete_after_stopped.as_ref())) {
@@ -537,7 +530,7 @@ impl Checker {
         }
         let max_price_per_hour = p.max_price_per_hour.as_ref().and_then(|m| self.money(m, "max_price_per_hour"));
         let wait_for_discount = p.wait_for_discount.as_ref().and_then(|w| self.duration(w, "wait_for_discount"));
-        let billing = billing(p.billing);
+        let billing = p.billing;
         if billing.is_prepaid() && p.term.trim().is_empty() {
             self.warning(p.image.pos, "a prepaid pool without `term` buys one unit of its billing type");
         }
@@ -597,15 +590,6 @@ impl Checker {
 
 fn keep(value: Option<raw::Human>, default_days: i64) -> Duration {
     value.and_then(|h| Duration::from_std(h.0).ok()).unwrap_or(Duration::days(default_days))
-}
-
-fn billing(b: raw::Billing) -> BillingType {
-    match b {
-        raw::Billing::PayAsYouGo => BillingType::PayAsYouGo,
-        raw::Billing::Monthly => BillingType::Monthly,
-        raw::Billing::Weekly => BillingType::Weekly,
-        raw::Billing::Daily => BillingType::Daily,
-    }
 }
 
 /// Whether two selectors could both match one instance. Conservative on

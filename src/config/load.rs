@@ -10,6 +10,7 @@ use super::check::{Checker, Diagnostic, Severity};
 use super::policy::Config;
 use super::raw;
 use super::yaml::{self, Loc, Located, Node, Pos, Problem};
+use crate::secret::SecretSource;
 
 /// Every problem found in one file, errors and warnings, in file order.
 #[derive(Clone, Debug, Default)]
@@ -91,9 +92,9 @@ fn build(root: &Located, checker: &mut Checker) -> Option<Config> {
     // Secrets decode apart, so that no error message can repeat one pasted inline.
     let mut secret = |key: &str| {
         let node = settings_node.and_then(|s| s.get(key))?;
-        match yaml::decode::<raw::TokenSource>(node, &mut Vec::new()) {
-            Ok(source) => Some(source),
-            Err(_) => {
+        match yaml::decode::<SecretSource>(node, &mut Vec::new()) {
+            Ok(source @ (SecretSource::Env(_) | SecretSource::File(_))) => Some(source),
+            Ok(SecretSource::Value(_)) | Err(_) => {
                 checker.error(
                     node.pos,
                     format!("{key} must be `{{env: VARIABLE}}` or `{{file: /path}}`, never the secret itself"),

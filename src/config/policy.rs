@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use crate::cloud::matrixdc::ClientSettings;
 use crate::cloud::{BillingType, Instance, VolumeSpec};
 use crate::money::Money;
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretError, SecretSource};
 
 pub use super::raw::{ScaleDown, WhenExceeded};
 
@@ -66,51 +66,6 @@ impl Settings {
     pub fn zone(&self) -> Tz {
         self.timezone.unwrap_or(crate::config::check::DEFAULT_TIMEZONE)
     }
-}
-
-/// Where a secret comes from: an environment variable, a file (systemd
-/// `LoadCredential=`), or, for a database URL only, the file itself.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SecretSource {
-    Env(String),
-    File(PathBuf),
-    Value(Secret),
-}
-
-impl SecretSource {
-    /// Reads the secret; the error names the source, never the value.
-    pub fn read(&self) -> Result<Secret, SecretError> {
-        let value = match self {
-            SecretSource::Env(var) => std::env::var(var).map_err(|_| SecretError::Unset(var.clone()))?,
-            SecretSource::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| SecretError::Unreadable { path: path.clone(), why: e.to_string() })?,
-            SecretSource::Value(secret) => secret.expose().to_owned(),
-        };
-        let value = value.trim();
-        if value.is_empty() {
-            return Err(match self {
-                SecretSource::Env(var) => SecretError::EmptyVariable(var.clone()),
-                SecretSource::File(path) => SecretError::EmptyFile(path.clone()),
-                SecretSource::Value(_) => SecretError::EmptyValue,
-            });
-        }
-        Ok(Secret::new(value))
-    }
-}
-
-/// Why a secret could not be read: names its source, never a value.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum SecretError {
-    #[error("environment variable {0} is not set")]
-    Unset(String),
-    #[error("environment variable {0} is empty")]
-    EmptyVariable(String),
-    #[error("cannot read {}: {why}", path.display())]
-    Unreadable { path: PathBuf, why: String },
-    #[error("{} is empty", .0.display())]
-    EmptyFile(PathBuf),
-    #[error("the value is empty")]
-    EmptyValue,
 }
 
 /// Where spend is recorded, and for how long.

@@ -2,13 +2,14 @@
 //! a check of meaning must point at the line. `check.rs` turns this into the
 //! resolved types of `policy.rs`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::yaml::{List, Loc};
+use crate::cloud::BillingType;
 use crate::cloud::matrixdc::ClientSettings;
+use crate::secret::SecretSource;
 
 /// A duration written like `30m`, `2h`, `7d`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,43 +56,9 @@ pub struct Ledger {
     /// The database URL: `postgres://…` or `sqlite://PATH`; best from `{env: VAR}`
     /// or `{file: PATH}` when it holds a password. Any text is accepted, so no
     /// error message ever repeats it.
-    pub url: Option<Url>,
+    pub url: Option<SecretSource>,
     pub migrate_on_start: Option<bool>,
     pub retention: Retention,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Url {
-    Env(String),
-    File(PathBuf),
-    Value(String),
-}
-
-impl<'de> Deserialize<'de> for Url {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct UrlVisitor;
-        impl<'de> serde::de::Visitor<'de> for UrlVisitor {
-            type Value = Url;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a database URL, {env: VARIABLE} or {file: PATH}")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Url, E> {
-                Ok(Url::Value(v.to_owned()))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Url, A::Error> {
-                let Some(key) = map.next_key::<String>()? else {
-                    return Err(serde::de::Error::custom("expected env or file"));
-                };
-                let value: String = map.next_value()?;
-                match key.as_str() {
-                    "env" => Ok(Url::Env(value)),
-                    "file" => Ok(Url::File(value.into())),
-                    _ => Err(serde::de::Error::custom("expected env or file")),
-                }
-            }
-        }
-        d.deserialize_any(UrlVisitor)
-    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -99,17 +66,6 @@ impl<'de> Deserialize<'de> for Url {
 pub struct Retention {
     pub price_samples: Option<Human>,
     pub usage_segments: Option<Human>,
-}
-
-/// Where the API token comes from; never the token itself. Decoded apart
-/// from the rest of `settings`, so no error message can echo a pasted token.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenSource {
-    /// An environment variable holding the token.
-    Env(String),
-    /// A file holding the token (systemd `LoadCredential=`).
-    File(PathBuf),
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -182,16 +138,7 @@ pub struct Select {
     pub cluster: Option<List<String>>,
     pub display_name: Option<List<Loc<String>>>,
     pub gpu_product: Option<List<String>>,
-    pub billing: Option<List<Billing>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Billing {
-    PayAsYouGo,
-    Monthly,
-    Weekly,
-    Daily,
+    pub billing: Option<List<BillingType>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -357,7 +304,7 @@ pub struct Pool {
     pub max: Option<Loc<u32>>,
     pub gpu: Gpu,
     #[serde(default = "default_billing")]
-    pub billing: Billing,
+    pub billing: BillingType,
     /// `CostTime` for prepaid pools, e.g. `7D`.
     #[serde(default)]
     pub term: String,
@@ -381,8 +328,8 @@ pub struct Pool {
     pub disk_sku_id: Option<String>,
 }
 
-fn default_billing() -> Billing {
-    Billing::PayAsYouGo
+fn default_billing() -> BillingType {
+    BillingType::PayAsYouGo
 }
 
 #[derive(Clone, Debug, Deserialize)]

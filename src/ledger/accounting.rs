@@ -90,7 +90,7 @@ pub fn account(
                 cluster: instance.cluster.clone(),
                 policy: instance.policy.clone(),
                 sku_id: instance.sku_id.clone(),
-                billing_type: instance.billing_type.to_string(),
+                billing_type: instance.billing_type.name().to_owned(),
                 gpu_product: instance.gpu_product.clone(),
                 status: status.to_owned(),
                 first_seen: known_now.map_or(now, |k| k.first_seen),

@@ -88,7 +88,7 @@ impl Simulator {
                     name: name.clone(),
                     display_name: accrual.display_name.clone(),
                     sku_id: accrual.sku_id.clone(),
-                    billing_type: accrual.billing_type.as_ref().unwrap_or(&BillingType::PayAsYouGo).to_string(),
+                    billing_type: accrual.billing_type.as_ref().unwrap_or(&BillingType::PayAsYouGo).name().to_owned(),
                     running_seconds: running_ms / 1000,
                     compute,
                     storage,

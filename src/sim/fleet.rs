@@ -110,26 +110,6 @@ pub struct FleetRegion {
     pub gpus: BTreeMap<String, u32>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum FleetBilling {
-    PayAsYouGo,
-    Monthly,
-    Weekly,
-    Daily,
-}
-
-impl From<FleetBilling> for BillingType {
-    fn from(b: FleetBilling) -> Self {
-        match b {
-            FleetBilling::PayAsYouGo => BillingType::PayAsYouGo,
-            FleetBilling::Monthly => BillingType::Monthly,
-            FleetBilling::Weekly => BillingType::Weekly,
-            FleetBilling::Daily => BillingType::Daily,
-        }
-    }
-}
-
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetSku {
@@ -155,7 +135,7 @@ pub struct FleetSku {
     #[serde(default = "default_data_gb")]
     pub data_storage_gb: u32,
     #[serde(default = "default_billing")]
-    pub billing: FleetBilling,
+    pub billing: BillingType,
     /// CNY per hour.
     pub price: f64,
     /// The list price from a moment on (a price change).
@@ -182,8 +162,8 @@ fn default_system_gb() -> u32 {
 fn default_data_gb() -> u32 {
     50
 }
-fn default_billing() -> FleetBilling {
-    FleetBilling::PayAsYouGo
+fn default_billing() -> BillingType {
+    BillingType::PayAsYouGo
 }
 
 /// One fixed window (`start`, `end`), a daily one (`daily`), or dated
@@ -238,7 +218,7 @@ pub struct FleetInstance {
     pub image: String,
     pub status: FleetStatus,
     #[serde(default = "default_billing")]
-    pub billing: FleetBilling,
+    pub billing: BillingType,
     /// `CostTime` for prepaid instances, e.g. `30D`.
     #[serde(default)]
     pub term: String,
@@ -306,7 +286,7 @@ impl FleetSku {
             memory_gb: self.memory_gb,
             system_storage_gb: self.system_storage_gb,
             data_storage_gb: self.data_storage_gb,
-            billing_type: self.billing.into(),
+            billing_type: self.billing.clone(),
             price_per_hour: price(self.price)?,
             price_changes,
             discount: self.discount.as_ref().map(|d| discount(&self.id, d, zone)).transpose()?,
@@ -370,7 +350,7 @@ impl FleetFile {
                     .map(|s| Ok(Session { start: since(s.from)?, end: since(s.to)? }))
                     .collect::<Result<_, FleetError>>()?,
             };
-            let billing: BillingType = f.billing.into();
+            let billing = f.billing.clone();
             let prepaid_until = match billing {
                 BillingType::PayAsYouGo => None,
                 ref prepaid => Some(

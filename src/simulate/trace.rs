@@ -15,9 +15,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
+use crate::cloud::BillingType;
 use crate::config::raw::Volume;
 use crate::config::yaml::{self, Loc, Pos};
-use crate::sim::fleet::{FleetBilling, FleetFile, FleetInstance, FleetRegion, FleetSku, FleetStatus, Moment};
+use crate::sim::fleet::{FleetFile, FleetInstance, FleetRegion, FleetSku, FleetStatus, Moment};
 use crate::sim::{Activity, PlatformSettings, Session, Simulator};
 
 /// Every error found in a trace, each with its place when it has one.
@@ -90,7 +91,7 @@ pub struct TraceInstance {
     /// At the start of the trace.
     pub status: FleetStatus,
     #[serde(default = "default_billing")]
-    pub billing: FleetBilling,
+    pub billing: BillingType,
     #[serde(default)]
     pub term: String,
     #[serde(default)]
@@ -123,8 +124,8 @@ fn one() -> u32 {
 fn default_image() -> String {
     "images.neolink-ai.com/matrixdc/pytorch:2.4.0-python3.10-cuda12.1.0-cudnn8-devel-ubuntu22.04".into()
 }
-fn default_billing() -> FleetBilling {
-    FleetBilling::PayAsYouGo
+fn default_billing() -> BillingType {
+    BillingType::PayAsYouGo
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -336,7 +337,7 @@ impl Trace {
                     sku: i.sku.clone(),
                     image: i.image.clone(),
                     status: i.status,
-                    billing: i.billing,
+                    billing: i.billing.clone(),
                     term: i.term.clone(),
                     volumes: i.volumes.clone(),
                     age: StdDuration::from_secs(3600),

@@ -92,7 +92,7 @@ fn record(name: &str, status: &str, at: DateTime<Utc>) -> InstanceRecord {
         cluster: "host-cluster".into(),
         policy: Some("notebooks".into()),
         sku_id: "66".into(),
-        billing_type: "pay-as-you-go".into(),
+        billing_type: "pay_as_you_go".into(),
         gpu_product: "4090".into(),
         status: status.into(),
         first_seen: t(0),
@@ -357,4 +357,35 @@ async fn sqlite_migration_respells_causes() {
     }
     sqlx::raw_sql(include_str!("../../migrations/sqlite/0003_cause_spelling.sql")).execute(&store.pool).await.unwrap();
     assert_eq!(causes(&store).await, ["idle", "scale_down", "scale_up"]);
+}
+
+/// Billing types stored before they were spelled as the policy file spells them.
+async fn respelt_billing<S: Store>(store: &S, migration: &str, run: impl AsyncFnOnce(&S, &str)) {
+    store.migrate().await.unwrap();
+    let spelt =
+        |billing: &str, name: &str| InstanceRecord { billing_type: billing.into(), ..record(name, "running", t(1)) };
+    let old = [spelt("pay-as-you-go", "i-1"), spelt("monthly", "i-2"), spelt("billing type \"7\"", "i-3")];
+    store.write_instances(&old, &[]).await.unwrap();
+    run(store, migration).await;
+    let mut billing: Vec<String> = store.instances().await.unwrap().into_iter().map(|i| i.billing_type).collect();
+    billing.sort();
+    assert_eq!(billing, ["7", "monthly", "pay_as_you_go"]);
+}
+
+#[tokio::test]
+async fn postgres_migration_respells_billing_types() {
+    let migration = include_str!("../../migrations/postgres/0004_billing_spelling.sql");
+    respelt_billing(&postgres().await, migration, async |store: &PgStore, sql: &str| {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&store.pool).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_migration_respells_billing_types() {
+    let migration = include_str!("../../migrations/sqlite/0004_billing_spelling.sql");
+    respelt_billing(&sqlite().await, migration, async |store: &SqliteStore, sql: &str| {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&store.pool).await.unwrap();
+    })
+    .await;
 }

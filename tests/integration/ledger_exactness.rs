@@ -183,7 +183,7 @@ async fn a_simulated_day_is_billed_within_half_a_percent() {
     let billed = sim.bill();
     let mut total_ledger = Money::ZERO;
     let mut total_cloud = Money::ZERO;
-    for line in billed.instances.iter().filter(|l| l.billing_type == "pay-as-you-go") {
+    for line in billed.instances.iter().filter(|l| l.billing_type == "pay_as_you_go") {
         let ledger_spend: Money =
             segments.iter().filter(|s| s.instance == line.name).map(|s| s.cost_within(start(), now)).sum();
         let (l, c) = (ledger_spend.as_yuan_f64(), line.compute.as_yuan_f64());
