@@ -8,10 +8,9 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 
 use crate::clock::Clock;
-use crate::cloud::matrixdc::MatrixDcClient;
 use crate::config::load::load_str;
 use crate::http::{self, Shared};
-use crate::ledger::{Ledger, Store, connect, report};
+use crate::ledger::{Ledger, Store, open, report};
 use crate::metrics::Metrics;
 use crate::money::Money;
 use crate::reconcile::Daemon;
@@ -47,16 +46,19 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
     let fake = FakeCloud::new(sim, clock.clone(), Secret::new(DEMO_TOKEN), Faults::default(), &cloud_url);
     tokio::spawn(Arc::clone(&fake).serve(cloud_listener, std::future::pending()));
 
+    // The demo's one token: for its API, and for its admin API (snoozes).
+    let token = state_dir.join("token");
+    std::fs::write(&token, DEMO_TOKEN).map_err(|e| format!("cannot write {}: {e}", token.display()))?;
     let text = DEMO_POLICY
         .replace("@API@", &format!("{cloud_url}{API_PREFIX}"))
+        .replace("@TOKEN@", &token.display().to_string())
         .replace("@DB@", &format!("sqlite://{}", db.display()));
     let (config, report) = load_str("config/demo.yaml", &text);
     let config = config.ok_or_else(|| format!("the demo policy is invalid:\n{report}"))?;
     let metrics = Arc::new(Metrics::new());
     metrics.leader(true);
-    let cloud = MatrixDcClient::new(config.settings.api.clone(), Secret::new(DEMO_TOKEN))?
-        .with_observer(Arc::clone(&metrics) as _);
-    let store = connect(&config.settings.ledger.database_url()?)?;
+    let cloud = config.settings.client()?.with_observer(Arc::clone(&metrics) as _);
+    let store = open(&config.settings.ledger)?;
     store.migrate().await?;
     let status_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let status_url = format!("http://{}", status_listener.local_addr()?);
@@ -65,7 +67,7 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
         status: Default::default(),
         metrics,
         store: store.clone(),
-        admin_token: Some(Secret::new(DEMO_TOKEN)),
+        admin_token: config.settings.read_admin_token()?,
         interval: config.settings.interval,
         now: Box::new(move || demo_clock.now()),
     });
@@ -76,13 +78,7 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
     println!("  daemon status       {status_url}/api/v1/status   plan: {status_url}/api/v1/plan");
     println!("  ledger              {}", db.display());
     println!("Each decision is printed as it is made. Ctrl-C for the spend and savings summary.\n");
-    let options = crate::run::Options {
-        config_path: None,
-        clock: clock.clone(),
-        narrate: true,
-        timezone: shanghai,
-        migrate: false,
-    };
+    let options = crate::run::Options { config_path: None, clock: clock.clone(), narrate: true, migrate: false };
     let daemon = Daemon::new(cloud, Ledger::new(store.clone()), config, false);
     crate::run::run(daemon, shared, options).await;
 

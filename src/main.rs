@@ -11,19 +11,17 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use mdc_autoscaler::clock::Clock;
-use mdc_autoscaler::cloud::matrixdc::MatrixDcClient;
 use mdc_autoscaler::config::load::load_file;
 use mdc_autoscaler::config::policy::Config;
 use mdc_autoscaler::http::{self, Shared};
 use mdc_autoscaler::ledger::facts::{add_facts, recent_action_times};
 use mdc_autoscaler::ledger::report::{self, By};
-use mdc_autoscaler::ledger::{AnyStore, Ledger, Store, connect};
+use mdc_autoscaler::ledger::{Ledger, Store, connect, open};
 use mdc_autoscaler::metrics::Metrics;
 use mdc_autoscaler::observe::observe;
 use mdc_autoscaler::reconcile::Daemon;
 use mdc_autoscaler::run;
 use mdc_autoscaler::secret::Secret;
-use mdc_autoscaler::secret::SecretSource;
 use mdc_autoscaler::signals::{SignalSettings, read_signals};
 use mdc_autoscaler::sim::faults::Faults;
 use mdc_autoscaler::sim::fleet::{DEFAULT_FLEET, FleetFile};
@@ -282,7 +280,7 @@ async fn validate(path: &std::path::Path, online: bool) -> anyhow::Result<()> {
     };
     let (mut errors, mut warnings) = (0, report.warnings());
     if online {
-        let client = client(&config)?;
+        let client = config.settings.client()?;
         let observed = observe(&client, &config).await.map_err(|e| anyhow::anyhow!("cannot check online: {e}"))?;
         let instances: Vec<_> = observed.instances.into_iter().map(|o| o.instance).collect();
         let findings = mdc_autoscaler::config::online::check(&config, &observed.skus, &instances, Utc::now());
@@ -302,13 +300,6 @@ async fn validate(path: &std::path::Path, online: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The MatrixDC client the settings describe, with the token from its source.
-fn client(config: &Config) -> anyhow::Result<MatrixDcClient> {
-    let source = config.settings.token.clone().unwrap_or(SecretSource::Env("MDC_TOKEN".into()));
-    let token = source.read().map_err(|why| anyhow::anyhow!("cannot read the API token: {why}"))?;
-    Ok(MatrixDcClient::new(config.settings.api.clone(), token)?)
-}
-
 /// Loads a valid policy file or exits with its report.
 fn load_config(path: &std::path::Path) -> Config {
     let (config, report) = load_file(path);
@@ -321,12 +312,12 @@ fn load_config(path: &std::path::Path) -> Config {
 
 async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
     let config = load_config(path);
-    let client = client(&config)?;
+    let client = config.settings.client()?;
     let mut observed =
         observe(&client, &config).await.map_err(|e| anyhow::anyhow!("cannot observe the cloud, so no plan: {e}"))?;
     let now = Utc::now();
     read_signals(&mut observed.instances, &config, &SignalSettings::default(), None, now).await;
-    let store = ledger_store(&config)?;
+    let store = open(&config.settings.ledger)?;
     if config.settings.ledger.migrate_on_start {
         // As the daemon would on start; an unreachable ledger shows below.
         let _ = store.migrate().await;
@@ -364,15 +355,9 @@ async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()>
     let metrics = Arc::new(Metrics::new());
     // One replica, no election yet: this one acts.
     metrics.leader(true);
-    let cloud = client(&config)?.with_observer(Arc::clone(&metrics) as _);
-    let store = ledger_store(&config)?;
-    let admin_token = config
-        .settings
-        .admin_token
-        .as_ref()
-        .map(SecretSource::read)
-        .transpose()
-        .map_err(|why| anyhow::anyhow!("admin token: {why}"))?;
+    let cloud = config.settings.client()?.with_observer(Arc::clone(&metrics) as _);
+    let store = open(&config.settings.ledger)?;
+    let admin_token = config.settings.read_admin_token().map_err(|why| anyhow::anyhow!("admin token: {why}"))?;
     let shared = Arc::new(Shared {
         status: Default::default(),
         metrics,
@@ -390,19 +375,11 @@ async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()>
         config_path: Some(path.to_owned()),
         clock: Clock::real(Utc::now(), 1.0),
         narrate: false,
-        timezone: config.settings.zone(),
         migrate: config.settings.ledger.migrate_on_start,
     };
     let daemon = Daemon::new(cloud, Ledger::new(store), config, dry_run);
     run::run(daemon, shared, options).await;
     Ok(())
-}
-
-/// The ledger the settings name; errors never show the URL.
-fn ledger_store(config: &Config) -> anyhow::Result<AnyStore> {
-    let url =
-        config.settings.ledger.database_url().map_err(|why| anyhow::anyhow!("cannot read the database URL: {why}"))?;
-    Ok(connect(&url)?)
 }
 
 async fn simulate(path: &std::path::Path, trace: &std::path::Path, output: Output) -> anyhow::Result<()> {
@@ -516,7 +493,7 @@ fn ledger_place(url: &str) -> String {
 
 async fn migrate(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load_config(path);
-    let store = ledger_store(&config)?;
+    let store = open(&config.settings.ledger)?;
     store.migrate().await?;
     println!("ledger migrated ({})", store.backend());
     Ok(())
@@ -524,7 +501,7 @@ async fn migrate(path: &std::path::Path) -> anyhow::Result<()> {
 
 async fn spend(path: &std::path::Path, since: Duration, by: By, output: SpendOutput) -> anyhow::Result<()> {
     let config = load_config(path);
-    let store = ledger_store(&config)?;
+    let store = open(&config.settings.ledger)?;
     let now = Utc::now();
     let tz = config.settings.zone();
     let from = now - chrono::Duration::from_std(since)?;

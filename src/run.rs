@@ -24,7 +24,6 @@ pub struct Options {
     pub clock: Clock,
     /// Print each decision for people (the demo), besides the log.
     pub narrate: bool,
-    pub timezone: Tz,
     /// Apply the ledger's migrations before the first write (retried each cycle until done).
     pub migrate: bool,
 }
@@ -36,7 +35,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
     // One stream for the whole run: a Ctrl-C that lands during a cycle is kept, not lost.
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt());
     let watchdog = sd_notify::watchdog_enabled();
-    let mut narrator = Narrator { seen_notes: BTreeSet::new(), timezone: options.timezone };
+    let mut narrator = Narrator { seen_notes: BTreeSet::new(), timezone: daemon.config().settings.zone() };
     {
         let mut status = shared.status.write().expect("status lock");
         status.started_at = Some(options.clock.now());

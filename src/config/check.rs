@@ -141,7 +141,7 @@ impl Checker {
         let budget = raw.budget.as_ref().and_then(|b| self.budget(b, timezone, None, Pos::default()));
         policy::Settings {
             api: raw.api,
-            token,
+            token: token.unwrap_or_else(|| SecretSource::Env("MDC_TOKEN".into())),
             admin_token,
             interval,
             sku_interval,

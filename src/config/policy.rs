@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use crate::cloud::matrixdc::ClientSettings;
+use crate::cloud::matrixdc::{ClientSettings, ClientSetupError, MatrixDcClient};
 use crate::cloud::{BillingType, Instance, VolumeSpec};
 use crate::money::Money;
 use crate::secret::{Secret, SecretError, SecretSource};
@@ -45,7 +45,8 @@ impl Config {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub api: ClientSettings,
-    pub token: Option<SecretSource>,
+    /// Where the API token is read from (default: `MDC_TOKEN`).
+    pub token: SecretSource,
     /// The bearer token of the admin API's write endpoints; none: they refuse.
     pub admin_token: Option<SecretSource>,
     pub interval: Duration,
@@ -61,10 +62,29 @@ pub struct Settings {
     pub prometheus_url: Option<String>,
 }
 
+/// Why the client the settings describe cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read the API token: {0}")]
+    Token(#[from] SecretError),
+    #[error(transparent)]
+    Setup(#[from] ClientSetupError),
+}
+
 impl Settings {
     /// The zone reports are read in and habits learned by: `timezone`, else Asia/Shanghai.
     pub fn zone(&self) -> Tz {
         self.timezone.unwrap_or(crate::config::check::DEFAULT_TIMEZONE)
+    }
+
+    /// The MatrixDC client these settings describe, its token read.
+    pub fn client(&self) -> Result<MatrixDcClient, ClientError> {
+        Ok(MatrixDcClient::new(self.api.clone(), self.token.read()?)?)
+    }
+
+    /// The admin API's token, read, when one is set.
+    pub fn read_admin_token(&self) -> Result<Option<Secret>, SecretError> {
+        self.admin_token.as_ref().map(SecretSource::read).transpose()
     }
 }
 

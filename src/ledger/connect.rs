@@ -9,7 +9,8 @@ use super::records::{
     ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, Transition, UseSpan,
 };
 use super::store::{LedgerError, PgStore, SqliteStore, Store};
-use crate::secret::Secret;
+use crate::config::policy::LedgerSettings;
+use crate::secret::{Secret, SecretError};
 
 /// Either backend, chosen by the URL.
 #[derive(Clone)]
@@ -25,6 +26,20 @@ impl AnyStore {
             AnyStore::Sqlite(_) => "sqlite",
         }
     }
+}
+
+/// Why the ledger the settings name cannot be opened; never shows the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot read the database URL: {0}")]
+    Url(#[from] SecretError),
+    #[error(transparent)]
+    Connect(#[from] LedgerError),
+}
+
+/// The ledger these settings name, opened as [`connect`] does.
+pub fn open(settings: &LedgerSettings) -> Result<AnyStore, OpenError> {
+    Ok(connect(&settings.database_url()?)?)
 }
 
 /// Opens a pool without waiting for the server: the daemon must run (and

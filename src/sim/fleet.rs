@@ -308,7 +308,7 @@ impl FleetFile {
         let fail = |what: String| FleetError(what);
         let zone: Tz = match &self.timezone {
             Some(name) => name.parse().map_err(|_| fail(format!("unknown time zone {name:?}")))?,
-            None => chrono_tz::Asia::Shanghai,
+            None => crate::config::check::DEFAULT_TIMEZONE,
         };
         for r in &self.regions {
             sim.add_region(SimRegion {

@@ -341,7 +341,7 @@ impl Report {
     /// Tables for people: each policy against the frontier, what people went
     /// through, the fixed timers, and what the bill is made of.
     pub fn table(&self) -> String {
-        let zone: chrono_tz::Tz = self.trace.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai);
+        let zone: chrono_tz::Tz = self.trace.timezone.parse().unwrap_or(crate::config::check::DEFAULT_TIMEZONE);
         let local = |t: DateTime<Utc>| t.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z").to_string();
         let mut out = format!(
             "{} to {} ({}): {} instances, {} sessions, {:.0} hours in use\n\n",

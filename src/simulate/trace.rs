@@ -226,7 +226,7 @@ impl Trace {
 
     fn check(file: TraceFile, found: &mut Found) -> Option<Trace> {
         let zone: Tz = match &file.timezone {
-            None => chrono_tz::Asia::Shanghai,
+            None => crate::config::check::DEFAULT_TIMEZONE,
             Some(name) => match name.value.parse() {
                 Ok(zone) => zone,
                 Err(_) => {
