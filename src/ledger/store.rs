@@ -240,6 +240,17 @@ macro_rules! sql_store {
                 let rows = sqlx::query(sql).fetch_all(&self.pool).await?;
                 rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
             }
+
+            /// Sets one time per instance in a table of them (`upsert`: its
+            /// INSERT … ON CONFLICT), all in one transaction.
+            async fn set_times(&self, upsert: &'static str, times: &[(String, DateTime<Utc>)]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for (instance, at) in times {
+                    sqlx::query(upsert).bind(instance).bind(*at).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
         }
 
         impl Store for $store {
@@ -550,19 +561,9 @@ macro_rules! sql_store {
             }
 
             async fn set_schedule_marks(&self, marks: &[(String, DateTime<Utc>)]) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
-                for (instance, edge) in marks {
-                    sqlx::query(
-                        "INSERT INTO schedule_marks (instance, edge) VALUES ($1, $2)
-                         ON CONFLICT (instance) DO UPDATE SET edge = excluded.edge",
-                    )
-                    .bind(instance)
-                    .bind(*edge)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                let upsert = "INSERT INTO schedule_marks (instance, edge) VALUES ($1, $2)
+                              ON CONFLICT (instance) DO UPDATE SET edge = excluded.edge";
+                self.set_times(upsert, marks).await
             }
 
             async fn heartbeats(&self) -> Result<BTreeMap<String, DateTime<Utc>>> {
@@ -570,15 +571,9 @@ macro_rules! sql_store {
             }
 
             async fn record_heartbeat(&self, instance: &str, at: DateTime<Utc>) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO heartbeats (instance, at) VALUES ($1, $2)
-                     ON CONFLICT (instance) DO UPDATE SET at = excluded.at",
-                )
-                .bind(instance)
-                .bind(at)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let upsert = "INSERT INTO heartbeats (instance, at) VALUES ($1, $2)
+                              ON CONFLICT (instance) DO UPDATE SET at = excluded.at";
+                self.set_times(upsert, &[(instance.to_owned(), at)]).await
             }
 
             async fn snoozes(&self) -> Result<BTreeMap<String, DateTime<Utc>>> {
@@ -586,15 +581,9 @@ macro_rules! sql_store {
             }
 
             async fn set_snooze(&self, instance: &str, until: DateTime<Utc>) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO snoozes (instance, until) VALUES ($1, $2)
-                     ON CONFLICT (instance) DO UPDATE SET until = excluded.until",
-                )
-                .bind(instance)
-                .bind(until)
-                .execute(&self.pool)
-                .await?;
-                Ok(())
+                let upsert = "INSERT INTO snoozes (instance, until) VALUES ($1, $2)
+                              ON CONFLICT (instance) DO UPDATE SET until = excluded.until";
+                self.set_times(upsert, &[(instance.to_owned(), until)]).await
             }
 
             async fn prune(&self, prices_before: DateTime<Utc>, segments_before: DateTime<Utc>) -> Result<u64> {
