@@ -37,8 +37,11 @@ pub struct PlatformSettings {
     /// Storage price of shared-filesystem volumes and saved images.
     pub storage_yuan_per_gb_day: f64,
     pub free_image_gb: u32,
-    /// Instances in one list page.
+    /// Instances in one list page, when the call asks for no size.
     pub page_size: u32,
+    /// Answers every instance in one page whatever the paging parameters
+    /// ask, as a server that does not page would (the vendor page documents none).
+    pub ignores_paging: bool,
     /// The status strings the API answers, per state. Only `Creating` and
     /// `Running` are confirmed; the rest follow the UI's names.
     pub statuses: StatusNames,
@@ -58,6 +61,7 @@ impl Default for PlatformSettings {
             storage_yuan_per_gb_day: 0.01,
             free_image_gb: 30,
             page_size: 50,
+            ignores_paging: false,
             statuses: StatusNames::default(),
         }
     }

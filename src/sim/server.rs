@@ -239,7 +239,10 @@ async fn list_instances(
         (page, size) => (page.and_then(Result::ok).unwrap_or(1).max(1), size.and_then(Result::ok)),
     };
     s.api(&headers, Endpoint::ListInstances, Some(page), |sim, now| {
-        let size = size.unwrap_or(sim.settings.page_size).clamp(1, 500);
+        let (page, size) = match sim.settings.ignores_paging {
+            true => (1, u32::MAX),
+            false => (page, size.unwrap_or(sim.settings.page_size).clamp(1, 500)),
+        };
         sim.list_instances(now, &cluster, page, size).map(to_value)
     })
     .await

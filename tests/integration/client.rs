@@ -426,3 +426,12 @@ async fn the_client_refuses_bad_settings() {
     let client = MatrixDcClient::new(cloud.settings(), Secret::new("super-secret-token")).unwrap();
     assert!(!format!("{client:?}").contains("super-secret-token"));
 }
+
+#[tokio::test]
+async fn a_server_that_does_not_page_is_read_in_one_call() {
+    let cloud = TestCloud::start().await;
+    cloud.server.sim().settings.ignores_paging = true;
+    let settings = ClientSettings { paging: Paging { page_size: 2, ..Paging::default() }, ..cloud.settings() };
+    let instances = cloud.client_with(settings).list_instances(CLUSTER).await.unwrap();
+    assert_eq!(instances.len(), 6, "every instance, from the one page");
+}
