@@ -30,6 +30,7 @@ pub struct Options {
 
 /// Runs cycles until SIGTERM or Ctrl-C.
 pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>, options: Options) {
+    one_arena();
     let mut hangup = signal(tokio::signal::unix::SignalKind::hangup());
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
     // One stream for the whole run: a Ctrl-C that lands during a cycle is kept, not lost.
@@ -112,6 +113,18 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopped after finishing the cycle in flight");
+}
+
+/// One malloc arena for every thread: the ledger's connection threads
+/// otherwise each keep an arena of their own, and the memory they free stays
+/// with it. The daemon is one loop; it gains nothing from more.
+fn one_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable of the allocator; threads that
+    // start after it share the arenas there are.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
 
 /// Hands the memory freed after a cycle back to the system: glibc's malloc

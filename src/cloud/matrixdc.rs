@@ -9,7 +9,7 @@ use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::{Method, Url};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::wire;
 use super::{
@@ -184,7 +184,7 @@ impl MatrixDcClient {
     }
 
     /// Sends a call, retrying transient failures when the endpoint is idempotent.
-    async fn send(&self, call: &Call<'_>) -> Result<String, CloudError> {
+    async fn send(&self, call: &Call<'_>) -> Result<Vec<u8>, CloudError> {
         let attempt = || self.attempt(call);
         if !call.endpoint.is_idempotent() || self.settings.retries == 0 {
             return attempt().await;
@@ -210,7 +210,7 @@ impl MatrixDcClient {
             .await
     }
 
-    async fn attempt(&self, call: &Call<'_>) -> Result<String, CloudError> {
+    async fn attempt(&self, call: &Call<'_>) -> Result<Vec<u8>, CloudError> {
         let fail = |kind| CloudError::new(call.endpoint, kind);
         self.limiter.until_ready().await;
         let started = Instant::now();
@@ -227,7 +227,7 @@ impl MatrixDcClient {
             let response = request.send().await?;
             let status = response.status();
             let retry_after = retry_after(response.headers());
-            let body = response.text().await?;
+            let body = read_body(response).await?;
             Ok::<_, reqwest::Error>((status, retry_after, body))
         }
         .await;
@@ -250,7 +250,8 @@ impl MatrixDcClient {
         if status.is_success() {
             return Ok(body);
         }
-        let excerpt = self.excerpt(&error_message(&body).unwrap_or(body));
+        let body = String::from_utf8_lossy(&body);
+        let excerpt = self.excerpt(&error_message(&body).unwrap_or_else(|| body.into_owned()));
         Err(fail(classify(status.as_u16(), excerpt, retry_after, &self.settings.capacity_patterns)))
     }
 
@@ -258,19 +259,22 @@ impl MatrixDcClient {
         redact::excerpt(body, &[self.token.expose()])
     }
 
-    fn decode<T: DeserializeOwned>(&self, endpoint: Endpoint, body: &str) -> Result<T, CloudError> {
-        serde_json::from_str(body).map_err(|e| self.malformed(endpoint, e.to_string(), body))
+    fn decode<T: DeserializeOwned>(&self, endpoint: Endpoint, body: &[u8]) -> Result<T, CloudError> {
+        serde_json::from_slice(body).map_err(|e| self.malformed(endpoint, e.to_string(), body))
     }
 
-    fn malformed(&self, endpoint: Endpoint, reason: String, body: &str) -> CloudError {
-        CloudError::new(endpoint, CloudErrorKind::Malformed { reason, excerpt: self.excerpt(body) })
+    fn malformed(&self, endpoint: Endpoint, reason: String, body: &[u8]) -> CloudError {
+        CloudError::new(
+            endpoint,
+            CloudErrorKind::Malformed { reason, excerpt: self.excerpt(&String::from_utf8_lossy(body)) },
+        )
     }
 
     /// power_off, power_on and delete answer the JSON string `"ok"`; power_on's
     /// answer is undocumented, so an empty body passes too.
-    fn expect_ok(&self, endpoint: Endpoint, body: &str) -> Result<(), CloudError> {
-        let trimmed = body.trim();
-        match serde_json::from_str::<String>(trimmed) {
+    fn expect_ok(&self, endpoint: Endpoint, body: &[u8]) -> Result<(), CloudError> {
+        let trimmed = body.trim_ascii();
+        match serde_json::from_slice::<String>(trimmed) {
             Ok(word) if word.eq_ignore_ascii_case("ok") => Ok(()),
             _ if trimmed.is_empty() => Ok(()),
             _ => Err(self.malformed(endpoint, "expected \"ok\"".into(), body)),
@@ -283,7 +287,7 @@ impl MatrixDcClient {
         })
     }
 
-    async fn list_page(&self, cluster: &str, page: u32) -> Result<wire::InstanceList, CloudError> {
+    async fn list_page(&self, cluster: &str, page: u32) -> Result<Page, CloudError> {
         let endpoint = Endpoint::ListInstances;
         let paging = &self.settings.paging;
         let mut url = self.url(&["clusters", cluster, "instances"]);
@@ -295,7 +299,11 @@ impl MatrixDcClient {
             }
         }
         let body = self.send(&Call { endpoint, method: Method::GET, url, body: None }).await?;
-        self.decode(endpoint, &body)
+        let mut json = serde_json::Deserializer::from_slice(&body);
+        PageSeed { statuses: &self.statuses }
+            .deserialize(&mut json)
+            .and_then(|page| json.end().map(|()| page))
+            .map_err(|e| self.malformed(endpoint, e.to_string(), &body))
     }
 }
 
@@ -314,7 +322,9 @@ impl Cloud for MatrixDcClient {
         url.query_pairs_mut().append_pair("region_id", region_id);
         let body = self.send(&Call { endpoint, method: Method::GET, url, body: None }).await?;
         let skus: Vec<wire::Sku> = self.decode(endpoint, &body)?;
-        skus.into_iter().map(|sku| sku.into_domain().map_err(|e| self.malformed(endpoint, e.to_string(), ""))).collect()
+        skus.into_iter()
+            .map(|sku| sku.into_domain().map_err(|e| self.malformed(endpoint, e.to_string(), b"")))
+            .collect()
     }
 
     async fn list_instances(&self, cluster: &str) -> Result<Vec<Instance>, CloudError> {
@@ -329,8 +339,7 @@ impl Cloud for MatrixDcClient {
         let total = loop {
             let list = self.list_page(cluster, page).await.map_err(|e| e.on_page(page))?;
             pages += 1;
-            for raw in list.nodes {
-                let instance = self.instance(endpoint, raw).map_err(|e| e.on_page(page))?;
+            for instance in list.instances {
                 if !names.insert(instance.name.clone()) {
                     return Err(incomplete(
                         page,
@@ -400,6 +409,106 @@ impl Cloud for MatrixDcClient {
 
 /// The message of a JSON error body (`{"message": ...}` and its usual
 /// spellings); the format is undocumented, so anything else is quoted as is.
+/// One page of the instance list, read straight into domain instances: one
+/// wire record at a time, never the whole page of them.
+struct Page {
+    has_next_page: bool,
+    total_count: u32,
+    instances: Vec<Instance>,
+}
+
+struct PageSeed<'a> {
+    statuses: &'a StatusMap,
+}
+
+impl<'de> DeserializeSeed<'de> for PageSeed<'_> {
+    type Value = Page;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Page, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PageSeed<'_> {
+    type Value = Page;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an instance list")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Page, A::Error> {
+        #[derive(Deserialize)]
+        struct Flag(#[serde(deserialize_with = "super::lenient::bool")] bool);
+        #[derive(Deserialize)]
+        struct Count(#[serde(deserialize_with = "super::lenient::u32")] u32);
+        let mut page = Page { has_next_page: false, total_count: 0, instances: Vec::new() };
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "hasNextPage" => page.has_next_page = map.next_value::<Flag>()?.0,
+                "totalCount" => page.total_count = map.next_value::<Count>()?.0,
+                "nodes" => page.instances = map.next_value_seed(NodesSeed { statuses: self.statuses })?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(page)
+    }
+}
+
+/// `nodes`: `null` reads as none, each record becomes an instance as it is read.
+struct NodesSeed<'a> {
+    statuses: &'a StatusMap,
+}
+
+impl<'de> DeserializeSeed<'de> for NodesSeed<'_> {
+    type Value = Vec<Instance>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Instance>, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NodesSeed<'_> {
+    type Value = Vec<Instance>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of instances")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Vec<Instance>, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<Instance>, E> {
+        Ok(Vec::new())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Instance>, D::Error> {
+        d.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Instance>, A::Error> {
+        let mut instances = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(raw) = seq.next_element::<wire::Instance>()? {
+            instances.push(raw.into_domain(self.statuses).map_err(serde::de::Error::custom)?);
+        }
+        Ok(instances)
+    }
+}
+
+/// A response body in one buffer, sized by its length when it says one: a
+/// large list page is held once, not as chunks and then a copy.
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    // A length is a hint, not a promise: never reserve more than a page could sensibly be.
+    const RESERVE_MAX: u64 = 16 << 20;
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(RESERVE_MAX) as usize);
+    while let Some(chunk) = response.chunk().await? {
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 fn error_message(body: &str) -> Option<String> {
     #[derive(Deserialize)]
     struct ErrorBody {
