@@ -155,6 +155,9 @@ impl MatrixDcClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("mdc-autoscaler/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(settings.timeout)
+            // No idle connections: a few calls a cycle, 30 s apart, gain little
+            // from one, and it holds its buffers (a list page's) in between.
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| ClientSetupError::Http(e.to_string()))?;
         let statuses = settings

@@ -140,7 +140,7 @@ pub async fn read_signals(
         .collect();
     cache.looks.retain(|(name, _), _| running.contains(name.as_str()));
 
-    let http = cache.http.get_or_insert_with(reqwest::Client::new).clone();
+    let http = cache.http.get_or_insert_with(signal_client).clone();
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, o) in observed.iter().enumerate() {
@@ -201,6 +201,15 @@ pub async fn read_signals(
 }
 
 /// Every Jupyter and Prometheus signal from a source that knows the activity.
+/// One client for every signal read, keeping no idle connections: they
+/// would hold their buffers from one cycle to the next.
+fn signal_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("an HTTP client with default TLS builds, as reqwest::Client::new() does")
+}
+
 fn read_known(o: &mut ObservedInstance, config: &Config, known: &dyn KnownActivity, now: DateTime<Utc>) {
     if o.instance.status != InstanceStatus::Running {
         return;
