@@ -322,6 +322,8 @@ pub struct Instance {
 
 impl Instance {
     pub const UNIT_PRICE_ANNOTATION: &str = "neolink.ai/unit-price";
+    /// The annotations kept from the wire; any other is dropped on reading.
+    pub const READ_ANNOTATIONS: &[&str] = &[Self::UNIT_PRICE_ANNOTATION];
 
     /// The `neolink.ai/unit-price` annotation: fen per hour (inferred).
     pub fn unit_price_per_hour(&self) -> Option<Money> {

@@ -404,7 +404,13 @@ impl Instance {
             cluster: self.region,
             uid: self.uid,
             description: self.description,
-            annotations: self.annotations,
+            // Only those the daemon reads: the rest, a few hundred bytes an
+            // instance, would be most of a thousand-instance picture.
+            annotations: self
+                .annotations
+                .into_iter()
+                .filter(|(k, _)| model::Instance::READ_ANNOTATIONS.contains(&k.as_str()))
+                .collect(),
             image: self.image,
             replicas: self.replicas,
             resources: model::Resources {

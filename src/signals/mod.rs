@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use tokio::sync::Semaphore;
 
 use crate::cloud::InstanceStatus;
 use crate::config::policy::{Config, Signal};
@@ -141,8 +140,7 @@ pub async fn read_signals(
     cache.looks.retain(|(name, _), _| running.contains(name.as_str()));
 
     let http = cache.http.get_or_insert_with(signal_client).clone();
-    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut due = Vec::new();
     for (index, o) in observed.iter().enumerate() {
         if o.instance.status != InstanceStatus::Running {
             continue;
@@ -172,19 +170,28 @@ pub async fn read_signals(
             {
                 continue;
             }
-            let (http, permits, timeout) = (http.clone(), Arc::clone(&permits), settings.timeout);
+            due.push((index, key.1, probe));
+        }
+    }
+    // At most `concurrency` reads in flight, and no more spawned: a first
+    // cycle over a thousand instances holds sixteen of them, not a thousand.
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut due = due.into_iter();
+    loop {
+        while tasks.len() < settings.concurrency.max(1)
+            && let Some((index, label, probe)) = due.next()
+        {
+            let (http, timeout) = (http.clone(), settings.timeout);
             tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await.expect("semaphore open");
                 let look = match probe {
                     Probe::Jupyter(Some(endpoint)) => jupyter::look(&http, &endpoint, timeout).await,
                     Probe::Jupyter(None) => Look::unreadable("no Jupyter URL"),
                     Probe::Prometheus(query) => query.look(&http, now, timeout).await,
                 };
-                (index, key.1, look)
+                (index, label, look)
             });
         }
-    }
-    while let Some(done) = tasks.join_next().await {
+        let Some(done) = tasks.join_next().await else { break };
         if let Ok((index, label, look)) = done {
             cache.looks.insert((observed[index].instance.name.clone(), label), (look, now));
         }
@@ -200,7 +207,6 @@ pub async fn read_signals(
     }
 }
 
-/// Every Jupyter and Prometheus signal from a source that knows the activity.
 /// One client for every signal read, keeping no idle connections: they
 /// would hold their buffers from one cycle to the next.
 fn signal_client() -> reqwest::Client {
@@ -210,6 +216,7 @@ fn signal_client() -> reqwest::Client {
         .expect("an HTTP client with default TLS builds, as reqwest::Client::new() does")
 }
 
+/// Every Jupyter and Prometheus signal from a source that knows the activity.
 fn read_known(o: &mut ObservedInstance, config: &Config, known: &dyn KnownActivity, now: DateTime<Utc>) {
     if o.instance.status != InstanceStatus::Running {
         return;
