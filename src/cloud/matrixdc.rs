@@ -11,6 +11,7 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::body::{BodyError, read_body};
 use super::wire;
 use super::{
     Cloud, CloudError, CloudErrorKind, CreateRequest, DEFAULT_CAPACITY_PATTERNS, Endpoint, Instance, InstanceStatus,
@@ -92,6 +93,10 @@ impl Default for Paging {
         }
     }
 }
+
+/// The largest answer read: a list page of 10,000 instances in one page is
+/// under 20 MB; anything larger is refused as malformed, never held.
+pub const BODY_MAX: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientSetupError {
@@ -230,23 +235,26 @@ impl MatrixDcClient {
             let response = request.send().await?;
             let status = response.status();
             let retry_after = retry_after(response.headers());
-            let body = read_body(response).await?;
-            Ok::<_, reqwest::Error>((status, retry_after, body))
+            let body = read_body(response, BODY_MAX).await?;
+            Ok::<_, BodyError>((status, retry_after, body))
         }
         .await;
         if let Some(observer) = &self.observer {
             let code = match &result {
                 Ok((status, _, _)) => status.as_u16().to_string(),
-                Err(e) if e.is_timeout() => "timeout".to_owned(),
-                Err(_) => "transport".to_owned(),
+                Err(BodyError::Transport(e)) if e.is_timeout() => "timeout".to_owned(),
+                Err(BodyError::Transport(_)) => "transport".to_owned(),
+                Err(BodyError::TooLarge { .. }) => "too_large".to_owned(),
             };
             observer.call_ended(call.endpoint, &code, started.elapsed());
         }
         let (status, retry_after, body) = result.map_err(|e| {
-            fail(if e.is_timeout() {
-                CloudErrorKind::Timeout
-            } else {
-                CloudErrorKind::Transport(transport_message(&e))
+            fail(match e {
+                BodyError::Transport(e) if e.is_timeout() => CloudErrorKind::Timeout,
+                BodyError::Transport(e) => CloudErrorKind::Transport(transport_message(&e)),
+                too_large @ BodyError::TooLarge { .. } => {
+                    CloudErrorKind::Malformed { reason: too_large.to_string(), excerpt: String::new() }
+                }
             })
         })?;
         tracing::debug!(endpoint = %call.endpoint, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "MatrixDC call");
@@ -498,18 +506,6 @@ impl<'de> Visitor<'de> for NodesSeed<'_> {
         }
         Ok(instances)
     }
-}
-
-/// A response body in one buffer, sized by its length when it says one: a
-/// large list page is held once, not as chunks and then a copy.
-async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
-    // A length is a hint, not a promise: never reserve more than a page could sensibly be.
-    const RESERVE_MAX: u64 = 16 << 20;
-    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(RESERVE_MAX) as usize);
-    while let Some(chunk) = response.chunk().await? {
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 fn error_message(body: &str) -> Option<String> {

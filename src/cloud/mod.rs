@@ -2,6 +2,7 @@
 //! the real MatrixDC API ([`matrixdc`]) and the simulated platform (`sim`)
 //! behind it.
 
+pub mod body;
 mod error;
 pub mod lenient;
 pub mod matrixdc;

@@ -7,8 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{Look, SignalError};
+use super::{BODY_MAX, Look, SignalError};
 use crate::cloud::JupyterEndpoint;
+use crate::cloud::body::read_body;
 use crate::plan::Reading;
 
 #[derive(Deserialize)]
@@ -54,7 +55,10 @@ async fn answer<T: serde::de::DeserializeOwned>(
 ) -> Result<T, SignalError> {
     let response = response.map_err(|e| SignalError::of_transport(&e))?;
     match response.status().as_u16() {
-        200 => response.json().await.map_err(|_| SignalError::Malformed(200)),
+        200 => {
+            let body = read_body(response, BODY_MAX).await.map_err(|e| SignalError::of_body(&e, 200))?;
+            serde_json::from_slice(&body).map_err(|_| SignalError::Malformed(200))
+        }
         403 => Err(SignalError::TokenRefused),
         status => Err(SignalError::Status(status)),
     }

@@ -29,6 +29,10 @@ pub struct SignalSettings {
     pub source: Source,
 }
 
+/// The largest answer a signal read takes: a notebook's user controls its
+/// Jupyter server, and a kernel list or a one-instance vector is a few kB.
+pub const BODY_MAX: usize = 1 << 20;
+
 /// Where signals come from.
 #[derive(Clone)]
 pub enum Source {

@@ -12,6 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
 use super::{Look, SignalError};
+use crate::cloud::body::read_body;
 use crate::plan::Reading;
 
 /// One instance's query, ready to send.
@@ -71,7 +72,8 @@ impl Query {
             .await
             .map_err(|e| SignalError::of_transport(&e))?;
         let status = response.status().as_u16();
-        let answer: Answer = response.json().await.map_err(|_| SignalError::Malformed(status))?;
+        let body = read_body(response, super::BODY_MAX).await.map_err(|e| SignalError::of_body(&e, status))?;
+        let answer: Answer = serde_json::from_slice(&body).map_err(|_| SignalError::Malformed(status))?;
         if answer.status != "success" {
             return Err(SignalError::Refused { status, message: answer.error.unwrap_or_default() });
         }

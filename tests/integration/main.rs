@@ -8,6 +8,7 @@ mod daemon_scenarios;
 mod daylight_saving;
 mod fake_cloud_process;
 mod harness;
+mod hostile;
 mod ledger_contract;
 mod ledger_exactness;
 mod ledger_journal;

@@ -1,0 +1,74 @@
+//! Answers no honest server gives, from a real local server over TCP: the
+//! daemon's readers refuse them without holding them.
+
+use std::time::Duration;
+
+use mdc_autoscaler::cloud::matrixdc::{ClientSettings, MatrixDcClient};
+use mdc_autoscaler::cloud::{Cloud, CloudErrorKind, JupyterEndpoint};
+use mdc_autoscaler::plan::Reading;
+use mdc_autoscaler::secret::Secret;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A server whose every answer is `200 OK` with a chunked body that never
+/// ends (or, with `length`, one that says it is that long); its URL.
+async fn endless(length: Option<u64>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let head = match length {
+                    Some(n) => {
+                        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {n}\r\n\r\n")
+                    }
+                    None => {
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".into()
+                    }
+                };
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("10000\r\n{}\r\n", "[".repeat(0x10000));
+                while socket.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    url
+}
+
+fn client(url: &str) -> MatrixDcClient {
+    let settings = ClientSettings {
+        base_url: format!("{url}/mdc/api/v1"),
+        namespace: "demo".into(),
+        timeout: Duration::from_secs(20),
+        retries: 0,
+        ..ClientSettings::default()
+    };
+    MatrixDcClient::new(settings, Secret::new("demo-token")).unwrap()
+}
+
+#[tokio::test]
+async fn an_endless_api_answer_is_refused_at_the_ceiling() {
+    let url = endless(None).await;
+    let err = client(&url).list_regions().await.unwrap_err();
+    assert!(matches!(&err.kind, CloudErrorKind::Malformed { reason, .. } if reason.contains("over")), "{err}");
+}
+
+#[tokio::test]
+async fn an_answer_that_says_it_is_huge_is_refused_before_it_is_read() {
+    let url = endless(Some(1 << 40)).await;
+    let err = client(&url).list_instances("host-cluster").await.unwrap_err();
+    assert!(matches!(&err.kind, CloudErrorKind::Malformed { reason, .. } if reason.contains("over")), "{err}");
+}
+
+#[tokio::test]
+async fn an_endless_jupyter_answer_reads_as_unreadable_in_use() {
+    let url = endless(None).await;
+    let endpoint = JupyterEndpoint::from_url(&format!("{url}/jupyter?token=t0k3n"));
+    let http = reqwest::Client::new();
+    let look = mdc_autoscaler::signals::jupyter::look(&http, &endpoint, Duration::from_secs(20)).await;
+    assert!(matches!(&look.reading, Reading::Unreadable(why) if why.contains("over")), "{look:?}");
+}
