@@ -16,7 +16,7 @@ pub use error::{CloudError, CloudErrorKind, DEFAULT_CAPACITY_PATTERNS, Endpoint,
 pub use model::*;
 
 /// Told of every call a client makes, as it ends: the endpoint, how it
-/// ended (an HTTP status, `timeout` or `transport`) and how long it took.
+/// ended (an HTTP status, `timeout`, `transport` or `too_large`) and how long it took.
 /// The metrics listen; the cloud layer knows nothing of them.
 pub trait CallObserver: Send + Sync {
     fn call_ended(&self, endpoint: Endpoint, outcome: &str, elapsed: std::time::Duration);
