@@ -127,6 +127,10 @@ struct SnoozeFor {
     span: String,
 }
 
+/// The longest lease one snooze gives: longer keeps, such as a month of
+/// leave, belong in the policy (`protect`), where they are seen.
+const SNOOZE_MAX: Duration = Duration::days(30);
+
 async fn snooze(
     State(s): AppState,
     Path(name): Path<String>,
@@ -136,8 +140,9 @@ async fn snooze(
     if let Some(refusal) = refused(&s, &headers) {
         return refusal;
     }
-    let Some(span) = humantime::parse_duration(&q.span).ok().and_then(|d| Duration::from_std(d).ok()) else {
-        return (StatusCode::BAD_REQUEST, "for= must be a duration like 2h").into_response();
+    let span = humantime::parse_duration(&q.span).ok().and_then(|d| Duration::from_std(d).ok());
+    let Some(span) = span.filter(|d| *d > Duration::zero() && *d <= SNOOZE_MAX) else {
+        return (StatusCode::BAD_REQUEST, "for= must be a duration like 2h, at most 30 days").into_response();
     };
     let instance = resolve(&s, &name);
     let until = (s.now)() + span;

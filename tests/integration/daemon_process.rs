@@ -57,6 +57,11 @@ async fn run_stops_idle_work_answers_http_survives_a_bad_reload_and_stops_cleanl
         .await
         .unwrap();
     assert_eq!(snooze.status(), 200);
+    for unbounded in ["300000y", "31d", "0s", "soon"] {
+        let url = format!("{base}/api/v1/instances/nb-alice/snooze?for={unbounded}");
+        let refused = http.post(url).bearer_auth("admin-secret").send().await.unwrap();
+        assert_eq!(refused.status(), 400, "for={unbounded}");
+    }
 
     // A broken policy on SIGHUP: refused, the old one stays, the daemon lives on.
     std::fs::write(work.policy(), "policies:\n  - name: x\n    idle: { stop_afer: 1m }\n").unwrap();
