@@ -338,18 +338,25 @@ pub enum Malformed {
     GpuCount { instance: String, value: String },
 }
 
+/// The highest list price believed, per hour: eight of the largest GPUs cost
+/// a few hundred yuan; a price past this is a broken answer, refused before
+/// any sum could overflow on it.
+pub const PRICE_MAX: Money = Money::from_yuan(100_000);
+
 impl Sku {
     pub fn into_domain(self) -> Result<model::Sku, Malformed> {
         if self.skus_id.is_empty() {
             return Err(Malformed::NoSkuId { name: self.name });
         }
         let price = Money::from_yuan_f64(self.price)
-            .filter(|p| *p >= Money::ZERO)
+            .filter(|p| *p >= Money::ZERO && *p <= PRICE_MAX)
             .ok_or_else(|| Malformed::Price { sku: self.skus_id.clone(), price: self.price })?;
         let discount = match (self.discount_start_time, self.discount_end_time) {
             (Some(start), Some(end)) if self.ratio > 0.0 && start < end => Some(model::Discount {
                 id: self.discount_id,
+                // A discount takes off, never adds: a ratio above 1 is no discount the page knows.
                 ratio: Ratio::from_f64(self.ratio)
+                    .filter(|r| r.as_f64() <= 1.0)
                     .ok_or_else(|| Malformed::Ratio { sku: self.skus_id.clone(), ratio: self.ratio })?,
                 start,
                 end,

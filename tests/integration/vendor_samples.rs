@@ -42,6 +42,20 @@ fn skus_sample() {
     assert_eq!(discount.end.to_rfc3339(), "2024-10-01T00:05:00+08:00");
 }
 
+/// The sample SKU with a price and a ratio no honest answer has: refused
+/// before anything is summed on them (¥9e12/h at ratio 1000 once came out
+/// as a negative price and a create "saving" ¥2e12/h).
+#[test]
+fn an_absurd_price_or_ratio_is_refused() {
+    let sample = || serde_json::from_str::<Vec<wire::Sku>>(&fixture("skus.json")).unwrap().remove(0);
+    for (price, ratio) in [(9e12, 0.48), (f64::INFINITY, 0.48), (-1.0, 0.48), (10.0, 1000.0), (10.0, 1.5)] {
+        let sku = wire::Sku { price, ratio, ..sample() };
+        assert!(sku.into_domain().is_err(), "price {price}, ratio {ratio} accepted");
+    }
+    let fair = wire::Sku { price: 100_000.0, ratio: 1.0, ..sample() };
+    assert!(fair.into_domain().is_ok(), "the bounds themselves are accepted");
+}
+
 #[test]
 fn create_answer_sample() {
     let raw: wire::Instance = serde_json::from_str(&fixture("create.json")).unwrap();
