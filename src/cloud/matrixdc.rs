@@ -163,6 +163,9 @@ impl MatrixDcClient {
             // No idle connections: a few calls a cycle, 30 s apart, gain little
             // from one, and it holds its buffers (a list page's) in between.
             .pool_max_idle_per_host(0)
+            // A redirect would carry the namespace header elsewhere and have
+            // another server's answers planned on: a 3xx is an error instead.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientSetupError::Http(e.to_string()))?;
         let statuses = settings

@@ -216,6 +216,8 @@ pub async fn read_signals(
 fn signal_client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
+        // A notebook's user controls its server: it may not send the token elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("an HTTP client with default TLS builds, as reqwest::Client::new() does")
 }

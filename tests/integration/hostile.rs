@@ -39,6 +39,22 @@ async fn endless(length: Option<u64>) -> String {
     url
 }
 
+/// A server that answers every request with a redirect to `to`; its URL.
+async fn redirecting(to: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let answer =
+                format!("HTTP/1.1 302 Found\r\nlocation: {to}/mdc/api/v1/regions\r\ncontent-length: 0\r\n\r\n");
+            let _ = socket.write_all(answer.as_bytes()).await;
+        }
+    });
+    url
+}
+
 fn client(url: &str) -> MatrixDcClient {
     let settings = ClientSettings {
         base_url: format!("{url}/mdc/api/v1"),
@@ -71,4 +87,16 @@ async fn an_endless_jupyter_answer_reads_as_unreadable_in_use() {
     let http = reqwest::Client::new();
     let look = mdc_autoscaler::signals::jupyter::look(&http, &endpoint, Duration::from_secs(20)).await;
     assert!(matches!(&look.reading, Reading::Unreadable(why) if why.contains("over")), "{look:?}");
+}
+
+#[tokio::test]
+async fn a_redirect_elsewhere_is_not_followed() {
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = format!("http://{}", elsewhere.local_addr().unwrap());
+    let url = redirecting(target).await;
+    let err = client(&url).list_regions().await.unwrap_err();
+    assert!(matches!(err.kind, CloudErrorKind::Rejected { status: 302, .. }), "{err}");
+    // The call has ended: a followed redirect would be in the backlog now (timeout polls once first).
+    let reached = tokio::time::timeout(Duration::ZERO, elsewhere.accept()).await;
+    assert!(reached.is_err(), "the other server was called");
 }
