@@ -10,6 +10,7 @@ use super::policy::{self, Cron, Glob, Signal, SnapshotTemplate, StopAfter};
 use super::raw;
 use super::yaml::{Loc, Pos};
 use crate::cloud::VolumeSpec;
+use crate::cloud::matrixdc::ClientSettings;
 use crate::money::Money;
 use crate::secret::SecretSource;
 
@@ -96,6 +97,47 @@ impl Checker {
         }
     }
 
+    /// The API client's settings, each within the range it works in; out
+    /// of range is an error here, never a client that cannot be built later.
+    fn api(&mut self, api: Loc<ClientSettings>) -> ClientSettings {
+        let pos = api.pos;
+        let a = api.value;
+        let url = reqwest::Url::parse(a.base_url.trim()).ok().filter(|u| matches!(u.scheme(), "http" | "https"));
+        if url.is_none_or(|u| u.cannot_be_a_base() || u.host().is_none()) {
+            self.error(pos, format!("api.base_url `{}` must be an http(s) URL", a.base_url));
+        }
+        let checks: [(bool, &str); 7] = [
+            ((1..=10_000).contains(&a.requests_per_second), "api.requests_per_second must be 1 to 10000"),
+            ((1..=10_000).contains(&a.burst), "api.burst must be 1 to 10000"),
+            (a.retries <= 10, "api.retries must be at most 10"),
+            ((1..=300).contains(&a.timeout.as_secs()), "api.timeout must be 1s to 5m"),
+            (a.retry_max_delay <= std::time::Duration::from_secs(300), "api.retry_max_delay must be at most 5m"),
+            ((1..=1000).contains(&a.paging.page_size), "api.paging.page_size must be 1 to 1000"),
+            ((1..=10_000).contains(&a.paging.max_pages), "api.paging.max_pages must be 1 to 10000"),
+        ];
+        for (ok, message) in checks {
+            if !ok {
+                self.error(pos, message);
+            }
+        }
+        a
+    }
+
+    /// How long the ledger keeps a kind of row: at least `floor_days`, as
+    /// spend of the longest budget period (a month) and what is learned from
+    /// use (weeks) must stay readable; `--dry-run` prunes too.
+    fn keep(&mut self, value: Option<Loc<raw::Human>>, what: &str, default_days: i64, floor_days: i64) -> Duration {
+        let Some(value) = value else { return Duration::days(default_days) };
+        match self.duration(&value, what) {
+            Some(d) if d >= Duration::days(floor_days) => d,
+            Some(_) => {
+                self.error(value.pos, format!("retention {what} must be at least {floor_days} days"));
+                Duration::days(default_days)
+            }
+            None => Duration::days(default_days),
+        }
+    }
+
     fn money(&mut self, value: &Loc<f64>, what: &str) -> Option<Money> {
         match Money::from_yuan_f64(value.value).filter(|m| *m > Money::ZERO) {
             Some(money) => Some(money),
@@ -140,7 +182,7 @@ impl Checker {
         }
         let budget = raw.budget.as_ref().and_then(|b| self.budget(b, timezone, None, Pos::default()));
         policy::Settings {
-            api: raw.api,
+            api: self.api(raw.api),
             token: token.unwrap_or_else(|| SecretSource::Env("MDC_TOKEN".into())),
             admin_token,
             interval,
@@ -150,8 +192,8 @@ impl Checker {
             ledger: policy::LedgerSettings {
                 url: raw.ledger.url,
                 migrate_on_start: raw.ledger.migrate_on_start.unwrap_or(true),
-                keep_price_samples: keep(raw.ledger.retention.price_samples, 90),
-                keep_usage_segments: keep(raw.ledger.retention.usage_segments, 400),
+                keep_price_samples: self.keep(raw.ledger.retention.price_samples, "price_samples", 90, 1),
+                keep_usage_segments: self.keep(raw.ledger.retention.usage_segments, "usage_segments", 400, 62),
             },
             limits,
             budget,
@@ -586,10 +628,6 @@ impl Checker {
             }
         }
     }
-}
-
-fn keep(value: Option<raw::Human>, default_days: i64) -> Duration {
-    value.and_then(|h| Duration::from_std(h.0).ok()).unwrap_or(Duration::days(default_days))
 }
 
 /// Whether two selectors could both match one instance. Conservative on

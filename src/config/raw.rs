@@ -27,7 +27,7 @@ impl<'de> Deserialize<'de> for Human {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Settings {
-    pub api: ClientSettings,
+    pub api: Loc<ClientSettings>,
     /// The default zone for schedules and budgets.
     pub timezone: Option<Loc<String>>,
     pub limits: Limits,
@@ -64,8 +64,8 @@ pub struct Ledger {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Retention {
-    pub price_samples: Option<Human>,
-    pub usage_segments: Option<Human>,
+    pub price_samples: Option<Loc<Human>>,
+    pub usage_segments: Option<Loc<Human>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -475,6 +475,12 @@ impl<T> Loc<T> {
     }
 }
 
+impl<T: Default> Default for Loc<T> {
+    fn default() -> Self {
+        Loc::new(T::default())
+    }
+}
+
 impl<T> std::ops::Deref for Loc<T> {
     type Target = T;
     fn deref(&self) -> &T {
