@@ -101,7 +101,7 @@ fn record(name: &str, status: &str, at: DateTime<Utc>) -> InstanceRecord {
     }
 }
 
-fn intent(at: DateTime<Utc>, instance: &str) -> ActionRecord {
+pub fn intent(at: DateTime<Utc>, instance: &str) -> ActionRecord {
     ActionRecord {
         id: 0,
         planned_at: at,

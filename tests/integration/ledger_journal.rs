@@ -4,33 +4,16 @@
 
 use chrono::{TimeZone, Utc};
 use mdc_autoscaler::ledger::{ActionRecord, Ended, Entry, Ledger, Outcome, Store};
-use mdc_autoscaler::money::Money;
 
-use super::ledger_contract::sqlite;
+use super::ledger_contract::{intent, sqlite};
 
 async fn sql(store: &mdc_autoscaler::ledger::SqliteStore, statement: &str) {
     sqlx::query(sqlx::AssertSqlSafe(statement.to_owned())).execute(&store.pool).await.unwrap();
 }
 
 fn stop(instance: &str) -> ActionRecord {
-    ActionRecord {
-        id: 0,
-        planned_at: Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0).unwrap(),
-        policy: "notebooks".into(),
-        kind: "power_off".into(),
-        instance: instance.into(),
-        display_name: format!("nb-{instance}"),
-        cluster: "host-cluster".into(),
-        cause: "idle".into(),
-        reason: "idle for 30m".into(),
-        saving_per_hour: Money::from_yuan(2),
-        dry_run: false,
-        snapshot: None,
-        schedule_edge: None,
-        outcome: None,
-        error: None,
-        finished_at: None,
-    }
+    let planned = Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0).unwrap();
+    ActionRecord { snapshot: None, ..intent(planned, instance) }
 }
 
 #[tokio::test]
