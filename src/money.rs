@@ -1,4 +1,6 @@
-//! Money as integer millionths of a yuan: no floating point once a value is inside.
+//! Money as integer millionths of a yuan: no floating point once a value is
+//! inside, and arithmetic that saturates: an absurd amount stays absurd (and
+//! huge), never wraps into a negative price or a saving out of nothing.
 
 use std::fmt;
 use std::ops::{Add, AddAssign, Mul, Sub};
@@ -58,34 +60,35 @@ impl Money {
     }
 
     pub fn from_hourly_scaled(scaled: i128) -> Money {
-        Money((scaled / MILLIS_PER_HOUR) as i64)
+        let micros = scaled / MILLIS_PER_HOUR;
+        Money(micros.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
     }
 }
 
 impl Add for Money {
     type Output = Money;
     fn add(self, rhs: Money) -> Money {
-        Money(self.0 + rhs.0)
+        Money(self.0.saturating_add(rhs.0))
     }
 }
 
 impl AddAssign for Money {
     fn add_assign(&mut self, rhs: Money) {
-        self.0 += rhs.0;
+        *self = *self + rhs;
     }
 }
 
 impl Sub for Money {
     type Output = Money;
     fn sub(self, rhs: Money) -> Money {
-        Money(self.0 - rhs.0)
+        Money(self.0.saturating_sub(rhs.0))
     }
 }
 
 impl Mul<i64> for Money {
     type Output = Money;
     fn mul(self, rhs: i64) -> Money {
-        Money(self.0 * rhs)
+        Money(self.0.saturating_mul(rhs))
     }
 }
 
@@ -141,6 +144,16 @@ impl Ratio {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arithmetic_saturates_instead_of_wrapping() {
+        let most = Money::from_micros(i64::MAX);
+        assert_eq!(most + Money::from_yuan(1), most);
+        assert_eq!(Money::from_micros(i64::MIN) - Money::from_yuan(1), Money::from_micros(i64::MIN));
+        assert_eq!(Money::from_yuan(9_000_000_000_000) * 1000, most);
+        assert_eq!(most.hourly_for_millis(i64::MAX), most, "a long sum of a huge price stays positive");
+        assert!([most, most].into_iter().sum::<Money>() > Money::ZERO);
+    }
 
     #[test]
     fn displays_yuan_with_two_to_six_decimals() {

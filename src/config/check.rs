@@ -139,8 +139,14 @@ impl Checker {
     }
 
     fn money(&mut self, value: &Loc<f64>, what: &str) -> Option<Money> {
+        // A billion yuan is past any budget or price, and far from where sums could saturate.
+        const MONEY_MAX: Money = Money::from_yuan(1_000_000_000);
         match Money::from_yuan_f64(value.value).filter(|m| *m > Money::ZERO) {
-            Some(money) => Some(money),
+            Some(money) if money <= MONEY_MAX => Some(money),
+            Some(_) => {
+                self.error(value.pos, format!("{what} must be at most 1000000000 CNY, not {}", value.value));
+                None
+            }
             None => {
                 self.error(value.pos, format!("{what} must be a positive amount in CNY, not {}", value.value));
                 None

@@ -295,7 +295,7 @@ fn cost_at(gaps: &[i64], sums: &[i64], t: i64, price: Money, cold_start: Money) 
 pub fn scarcity(cold_start: Money, free: u32, needs: u32) -> ColdStart {
     match scarcity_level(free, needs) {
         2 => ColdStart { cost: cold_start * 3, scarce: true },
-        1 => ColdStart { cost: Money::from_micros(cold_start.micros() * 3 / 2), scarce: true },
+        1 => ColdStart { cost: Money::from_micros(cold_start.micros().saturating_mul(3) / 2), scarce: true },
         _ => ColdStart { cost: cold_start, scarce: false },
     }
 }
