@@ -5,7 +5,7 @@
 //! Each line uses only the lines above it, and `scripts/check-layers`
 //! (run by `.ci/run`) keeps it so:
 //!
-//! 1. `money`, `secret`, `clock`: amounts in CNY, secrets that never print, time.
+//! 1. `money`, `secret`, `clock`, `text`: amounts in CNY, secrets that never print, time, outside text made safe to print.
 //! 2. `cloud`: the eight calls of the compute API, its model and errors, the HTTP client.
 //! 3. `pricing`: prices in force, discount windows, the cheapest fitting SKU.
 //! 4. `config`: the policy file, read, checked and resolved.
@@ -37,3 +37,4 @@ pub mod secret;
 pub mod signals;
 pub mod sim;
 pub mod simulate;
+pub mod text;

@@ -17,6 +17,7 @@ use crate::ledger::{AnyStore, Outcome};
 use crate::metrics::Metrics;
 use crate::plan::observed::yuan;
 use crate::reconcile::{Daemon, StepReport};
+use crate::text::Shown;
 
 pub struct Options {
     /// Re-read on SIGHUP; a file that fails validation leaves the old policy.
@@ -161,7 +162,8 @@ fn reload<C: Cloud>(daemon: &mut Daemon<C, AnyStore>, path: Option<&PathBuf>, me
 
 fn log(report: &StepReport) {
     if let Some(error) = &report.observe_error {
-        tracing::warn!(%error, "cloud not observed whole: no action this cycle");
+        // The error carries an excerpt of what the API said.
+        tracing::warn!(error = %Shown(&error.to_string()), "cloud not observed whole: no action this cycle");
     }
     if let Some(error) = &report.ledger_error {
         tracing::warn!(%error, "ledger unavailable: stopping only, records kept for later");
@@ -170,12 +172,12 @@ fn log(report: &StepReport) {
         let a = &e.action;
         tracing::info!(
             policy = %a.policy,
-            instance = %a.instance.display_name,
+            instance = %Shown(&a.instance.display_name),
             action = a.kind.label(),
             outcome = e.outcome.label(),
             saving_per_hour = %a.saving_per_hour,
-            reason = %a.reason,
-            error = e.error.as_deref().unwrap_or(""),
+            reason = %Shown(&a.reason),
+            error = %Shown(e.error.as_deref().unwrap_or("")),
             "action"
         );
     }
@@ -229,7 +231,8 @@ impl Narrator {
                 (crate::plan::ActionKind::Create { request, .. }, _) => format!("created on SKU {}", request.sku_id),
                 (crate::plan::ActionKind::Delete, _) => "deleted".to_owned(),
             };
-            println!("{at}  {what} {} [{}]: {}; {money}", a.instance.display_name, a.policy, a.reason);
+            let (name, reason) = (Shown(&a.instance.display_name), Shown(&a.reason));
+            println!("{at}  {} {name} [{}]: {reason}; {money}", Shown(&what), a.policy);
         }
         if let Some(plan) = &report.plan {
             for n in &plan.notes {
@@ -238,12 +241,12 @@ impl Narrator {
                 let key = format!("{:?}{:?}{gist}", n.policy, n.instance);
                 if self.seen_notes.insert(key) {
                     let who = n.instance.as_deref().or(n.policy.as_deref()).unwrap_or("all");
-                    println!("{at}  left alone: {who}: {}", n.text);
+                    println!("{at}  left alone: {}: {}", Shown(who), Shown(&n.text));
                 }
             }
         }
         if let Some(error) = &report.observe_error {
-            println!("{at}  no action: {error}");
+            println!("{at}  no action: {}", Shown(&error.to_string()));
         }
     }
 }

@@ -217,7 +217,7 @@ impl Execution {
             }
             if !*warned {
                 let shown = picture.get(name).map_or(name.as_str(), |o| o.instance.display_name.as_str());
-                tracing::warn!(instance = %shown, status = %status, minutes = (now - *since).num_minutes(), "instance stuck in a transitional state");
+                tracing::warn!(instance = %crate::text::Shown(shown), status = %status, minutes = (now - *since).num_minutes(), "instance stuck in a transitional state");
                 *warned = true;
             }
             stuck.push(name.clone());
