@@ -145,11 +145,10 @@ impl Execution {
             (Entry::Written(record), Some(target_status)) => {
                 self.in_flight.insert(target.name.clone(), InFlight { record, target: target_status, snapshot });
             }
-            // Without a row to settle later, the call's answer is the outcome.
+            // Without a row to settle later, the call's answer is the outcome
+            // (only a power_off carries a snapshot, and a written one is followed).
             (entry, _) => {
-                if !entry.is_written() {
-                    snapshot_ended(ledger, &target.name, snapshot, Outcome::Done, now);
-                }
+                snapshot_ended(ledger, &target.name, snapshot, Outcome::Done, now);
                 ledger.finish(entry, Ended { instance: created, ..ended(Outcome::Done, None) }).await;
             }
         }
