@@ -11,6 +11,7 @@ use crate::clock::Clock;
 use crate::config::load::load_str;
 use crate::http::{self, Shared};
 use crate::ledger::{Ledger, Store, open, report};
+use crate::listener::Bounded;
 use crate::metrics::Metrics;
 use crate::money::Money;
 use crate::reconcile::Daemon;
@@ -71,7 +72,7 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
         interval: config.settings.interval,
         now: Box::new(move || demo_clock.now()),
     });
-    tokio::spawn(axum::serve(status_listener, http::router(Arc::clone(&shared))).into_future());
+    tokio::spawn(axum::serve(Bounded::new(status_listener), http::router(Arc::clone(&shared))).into_future());
     println!("mdc-autoscaler demo: a simulated MatrixDC account, {speed}x real time, from 21:30 Beijing time.");
     println!("  fake MatrixDC API   {cloud_url}{API_PREFIX}  (namespace {DEMO_NAMESPACE}, token {DEMO_TOKEN})");
     println!("  metrics             {status_url}/metrics");

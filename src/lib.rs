@@ -5,7 +5,8 @@
 //! Each line uses only the lines above it, and `scripts/check-layers`
 //! (run by `.ci/run`) keeps it so:
 //!
-//! 1. `money`, `secret`, `clock`, `text`: amounts in CNY, secrets that never print, time, outside text made safe to print.
+//! 1. `money`, `secret`, `clock`, `text`, `listener`: amounts in CNY, secrets that never print, time,
+//!    outside text made safe to print, connections served within bounds.
 //! 2. `cloud`: the eight calls of the compute API, its model and errors, the HTTP client.
 //! 3. `pricing`: prices in force, discount windows, the cheapest fitting SKU.
 //! 4. `config`: the policy file, read, checked and resolved.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod ledger;
+pub mod listener;
 pub mod metrics;
 pub mod money;
 pub mod observe;

@@ -17,6 +17,7 @@ use mdc_autoscaler::http::{self, Shared};
 use mdc_autoscaler::ledger::facts::{add_facts, recent_action_times};
 use mdc_autoscaler::ledger::report::{self, By};
 use mdc_autoscaler::ledger::{Ledger, Store, connect, open};
+use mdc_autoscaler::listener::Bounded;
 use mdc_autoscaler::metrics::Metrics;
 use mdc_autoscaler::observe::observe;
 use mdc_autoscaler::reconcile::Daemon;
@@ -370,7 +371,7 @@ async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()>
         .await
         .with_context(|| format!("cannot listen on {}", config.settings.listen))?;
     tracing::info!(listen = %config.settings.listen, dry_run, policies = config.policies.len(), backend = store.backend(), "mdc-autoscaler running");
-    tokio::spawn(axum::serve(listener, http::router(Arc::clone(&shared))).into_future());
+    tokio::spawn(axum::serve(Bounded::new(listener), http::router(Arc::clone(&shared))).into_future());
     let options = run::Options {
         config_path: Some(path.to_owned()),
         clock: Clock::real(Utc::now(), 1.0),

@@ -21,6 +21,7 @@ use super::faults::{Fault, Faults, Injector, ScriptedFault};
 use super::{Activity, JupyterError, SimError, Simulator};
 use crate::clock::Clock;
 use crate::cloud::{Endpoint, wire};
+use crate::listener::Bounded;
 use crate::secret::Secret;
 
 pub const API_PREFIX: &str = "/mdc/api/v1";
@@ -108,7 +109,7 @@ impl FakeCloud {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+        axum::serve(Bounded::new(listener), self.router()).with_graceful_shutdown(shutdown).await
     }
 
     /// 401 without the right bearer token; 403 when the namespace is not ours.

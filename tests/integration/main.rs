@@ -12,6 +12,7 @@ mod hostile;
 mod ledger_contract;
 mod ledger_exactness;
 mod ledger_journal;
+mod listener;
 mod plan_properties;
 mod processes;
 mod prometheus_signal;

@@ -136,20 +136,23 @@ impl Workspace {
 
     /// Starts `run` on the policy, appending to the log.
     pub fn start(&self, ledger_url: &str) -> Daemon {
+        Daemon(self.command(ledger_url).spawn().unwrap())
+    }
+
+    /// The command [`Workspace::start`] runs, to adjust before spawning.
+    pub fn command(&self, ledger_url: &str) -> Command {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log()).unwrap();
-        Daemon(
-            Command::new(env!("CARGO_BIN_EXE_mdc-autoscaler"))
-                .args(["run", "--config"])
-                .arg(self.policy())
-                .env("TEST_MDC_TOKEN", TOKEN)
-                .env("TEST_ADMIN_TOKEN", "admin-secret")
-                .env("TEST_LEDGER_URL", ledger_url)
-                .env("NO_COLOR", "1")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        )
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mdc-autoscaler"));
+        command
+            .args(["run", "--config"])
+            .arg(self.policy())
+            .env("TEST_MDC_TOKEN", TOKEN)
+            .env("TEST_ADMIN_TOKEN", "admin-secret")
+            .env("TEST_LEDGER_URL", ledger_url)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log);
+        command
     }
 
     pub fn base(&self) -> String {

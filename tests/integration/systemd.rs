@@ -10,6 +10,9 @@ fn unit() -> std::path::PathBuf {
         "ExecReload=/bin/kill -HUP $MAINPID",
         "LoadCredential=mdc-token:",
         "StateDirectory=mdc-autoscaler",
+        "LimitNOFILE=",
+        "MemoryMax=",
+        "TasksMax=",
     ] {
         assert!(text.contains(needed), "the unit lacks {needed}");
     }
