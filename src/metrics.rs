@@ -289,7 +289,11 @@ impl Metrics {
     /// Everything a cycle tells: the fleet, prices, money, actions, health;
     /// `observed` is what it saw, when it saw the cloud whole.
     pub fn cycle(&self, report: &StepReport, observed: Option<&Observed>, config: &Config, took: StdDuration) {
-        let result = if report.observe_error.is_some() { "observe_failed" } else { "ok" };
+        let result = match (&report.observe_error, report.cut) {
+            (Some(_), _) => "observe_failed",
+            (None, Some(cut)) => cut.metric_label(),
+            (None, None) => "ok",
+        };
         self.cycles.get_or_create(&ResultLabels { result }).inc();
         self.cycle_duration.observe(took.as_secs_f64());
         self.ledger_up.set(report.ledger_error.is_none().into());

@@ -1,6 +1,8 @@
 //! The daemon's loop: the thin shell around [`Daemon::step`] that reads the
 //! clock, sleeps until the next decision is due, reloads the policy on
-//! SIGHUP, finishes the cycle in flight on SIGTERM, and tells systemd.
+//! SIGHUP, stops on SIGTERM, and tells systemd. A signal that lands during a
+//! step halts it at its next safe point, so either is honoured within
+//! seconds; a step also ends at its deadline.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use crate::http::Shared;
 use crate::ledger::{AnyStore, Outcome};
 use crate::metrics::Metrics;
 use crate::plan::observed::yuan;
-use crate::reconcile::{Daemon, StepReport};
+use crate::reconcile::{Cut, Daemon, Halt, StepReport};
 use crate::text::Shown;
 
 pub struct Options {
@@ -32,11 +34,17 @@ pub struct Options {
 /// Runs cycles until SIGTERM or Ctrl-C.
 pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>, options: Options) {
     one_arena();
-    let mut hangup = signal(tokio::signal::unix::SignalKind::hangup());
-    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate());
-    // One stream for the whole run: a Ctrl-C that lands during a cycle is kept, not lost.
-    let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt());
+    let mut asked = listen(daemon.halt().clone());
     let watchdog = sd_notify::watchdog_enabled();
+    let settings = &daemon.config().settings;
+    let slowest = settings.cycle_deadline.to_std().unwrap_or_default() + settings.api.call_timeout();
+    if let Some(watchdog) = watchdog.filter(|w| slowest >= *w) {
+        tracing::warn!(
+            slowest_cycle_seconds = slowest.as_secs(),
+            watchdog_seconds = watchdog.as_secs(),
+            "cycle_deadline plus api.call_timeout is not under systemd's watchdog: a slow cycle would be killed"
+        );
+    }
     let mut narrator = Narrator { seen_notes: BTreeSet::new(), timezone: daemon.config().settings.zone() };
     {
         let mut status = shared.status.write().expect("status lock");
@@ -56,7 +64,9 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         Ok(n) => tracing::info!(settled = n, "settled actions left unfinished by the last run"),
         Err(error) => tracing::warn!(%error, "could not settle unfinished actions yet; the next start tries again"),
     }
-    let mut ready = false;
+    // Started: listening, and what the last run left is settled. Whether cycles
+    // succeed is `/readyz`'s to say; the watchdog is fed as they end.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let mut pruned: Option<DateTime<Utc>> = None;
     loop {
         if !migrated {
@@ -79,6 +89,23 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         drop(report);
         daemon.release_picture();
         release_memory();
+        if watchdog.is_some() {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+        // What was asked while the step ran; the halt it raised is lowered for the next.
+        let (mut stop, mut reload_asked) = (false, false);
+        while let Ok(one) = asked.try_recv() {
+            stop |= one == Asked::Stop;
+            reload_asked |= one == Asked::Reload;
+        }
+        daemon.halt().lower();
+        if stop {
+            break;
+        }
+        if reload_asked {
+            reload(&mut daemon, options.config_path.as_ref(), &shared.metrics);
+            continue;
+        }
         // Retention: once an hour, old price samples and finished segments go.
         if pruned.is_none_or(|at| now - at >= chrono::Duration::hours(1)) {
             let ledger = &daemon.config().settings.ledger;
@@ -92,13 +119,6 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
                 Err(error) => tracing::warn!(%error, "ledger prune failed; trying again next cycle"),
             }
         }
-        if !ready {
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-            ready = true;
-        }
-        if watchdog.is_some() {
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-        }
         // Sleep until the next decision is due, at most one interval.
         let interval = daemon.config().settings.interval;
         let due = next_check.map_or(interval, |next| (next - now).min(interval));
@@ -107,13 +127,48 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         let real = watchdog.map_or(real, |w| real.min(w / 2));
         tokio::select! {
             () = tokio::time::sleep(real) => {}
-            _ = hangup.recv() => reload(&mut daemon, options.config_path.as_ref(), &shared.metrics),
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+            one = asked.recv() => {
+                daemon.halt().lower();
+                match one {
+                    Some(Asked::Reload) => reload(&mut daemon, options.config_path.as_ref(), &shared.metrics),
+                    Some(Asked::Stop) | None => break,
+                }
+            }
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    tracing::info!("stopped after finishing the cycle in flight");
+    tracing::info!("stopped, the cycle in flight ended at a safe point");
+}
+
+/// What a signal asks of the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Asked {
+    Reload,
+    Stop,
+}
+
+/// SIGHUP, SIGTERM and Ctrl-C as requests to the loop; each also raises
+/// the halt, so a step in progress ends at its next safe point.
+fn listen(halt: Halt) -> tokio::sync::mpsc::UnboundedReceiver<Asked> {
+    use tokio::signal::unix::SignalKind;
+    let (tell, asked) = tokio::sync::mpsc::unbounded_channel();
+    let mut hangup = signal(SignalKind::hangup());
+    let mut terminate = signal(SignalKind::terminate());
+    let mut interrupt = signal(SignalKind::interrupt());
+    tokio::spawn(async move {
+        loop {
+            let one = tokio::select! {
+                _ = hangup.recv() => Asked::Reload,
+                _ = terminate.recv() => Asked::Stop,
+                _ = interrupt.recv() => Asked::Stop,
+            };
+            halt.raise();
+            if tell.send(one).is_err() {
+                return;
+            }
+        }
+    });
+    asked
 }
 
 /// One malloc arena for every thread: the ledger's connection threads
@@ -161,6 +216,16 @@ fn reload<C: Cloud>(daemon: &mut Daemon<C, AnyStore>, path: Option<&PathBuf>, me
 }
 
 fn log(report: &StepReport) {
+    match report.cut {
+        Some(cut @ Cut::Deadline(_)) if report.plan.is_none() => {
+            tracing::warn!(%cut, "the cloud was not observed in time: no action this cycle")
+        }
+        Some(cut @ Cut::Deadline(_)) => {
+            tracing::warn!(%cut, unsent = report.unsent, "actions left for the next cycle")
+        }
+        Some(Cut::Halted) => tracing::info!(unsent = report.unsent, "cycle ended early for a signal"),
+        None => {}
+    }
     if let Some(error) = &report.observe_error {
         // The error carries an excerpt of what the API said.
         tracing::warn!(error = %Shown(&error.to_string()), "cloud not observed whole: no action this cycle");
@@ -187,10 +252,14 @@ fn update(shared: &Shared, report: &StepReport, instances: Option<usize>) {
     let mut status = shared.status.write().expect("status lock");
     status.cycles += 1;
     status.last_cycle_at = Some(report.at);
-    status.observe_error = report.observe_error.as_ref().map(ToString::to_string);
+    status.observe_error = match (&report.observe_error, report.cut) {
+        (Some(error), _) => Some(error.to_string()),
+        (None, Some(cut)) if report.plan.is_none() => Some(cut.to_string()),
+        (None, _) => None,
+    };
     status.ledger_error = report.ledger_error.as_ref().map(ToString::to_string);
     status.actions_taken += report.executed.iter().filter(|e| e.outcome != Outcome::Skipped).count() as u64;
-    if report.observe_error.is_none() {
+    if report.observe_error.is_none() && report.plan.is_some() {
         status.last_success_at = Some(report.at);
     }
     if let Some(plan) = &report.plan {
@@ -247,6 +316,9 @@ impl Narrator {
         }
         if let Some(error) = &report.observe_error {
             println!("{at}  no action: {}", Shown(&error.to_string()));
+        }
+        if let Some(cut) = report.cut {
+            println!("{at}  cut short: {cut}; {} actions left for the next cycle", report.unsent);
         }
     }
 }

@@ -35,6 +35,10 @@ pub struct ClientSettings {
     pub burst: u32,
     /// Retries after the first attempt, for reads, power_off, power_on and delete.
     pub retries: u32,
+    /// A call with its retries: no retry starts that could end past this
+    /// (default: four attempts' `timeout`, at least a minute).
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub retry_min_delay: Duration,
     #[serde(with = "humantime_serde")]
@@ -49,6 +53,12 @@ pub struct ClientSettings {
     pub capacity_patterns: Vec<String>,
 }
 
+impl ClientSettings {
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout.unwrap_or((self.timeout * 4).max(Duration::from_secs(60)))
+    }
+}
+
 impl Default for ClientSettings {
     fn default() -> Self {
         ClientSettings {
@@ -58,6 +68,7 @@ impl Default for ClientSettings {
             requests_per_second: 5,
             burst: 10,
             retries: 4,
+            call_timeout: None,
             retry_min_delay: Duration::from_millis(500),
             retry_max_delay: Duration::from_secs(20),
             retry_after_max: Duration::from_secs(60),
@@ -206,14 +217,19 @@ impl MatrixDcClient {
             .with_max_times(self.settings.retries as usize)
             .with_jitter();
         let retry_after_max = self.settings.retry_after_max;
+        let (started, total, timeout) = (Instant::now(), self.settings.call_timeout(), self.settings.timeout);
         attempt
             .retry(backoff)
             .when(CloudError::is_transient)
-            .adjust(move |error, delay| match (error.retry_after(), delay) {
-                (Some(asked), Some(_)) if asked > retry_after_max => None,
-                (Some(asked), Some(_)) => Some(asked),
-                (None, delay) => delay,
-                (Some(_), None) => None,
+            .adjust(move |error, delay| {
+                let delay = match (error.retry_after(), delay) {
+                    (Some(asked), Some(_)) if asked > retry_after_max => None,
+                    (Some(asked), Some(_)) => Some(asked),
+                    (None, delay) => delay,
+                    (Some(_), None) => None,
+                };
+                // A retry that could only end past the call's time is not started.
+                delay.filter(|delay| started.elapsed() + *delay + timeout <= total)
             })
             .notify(|error, delay| {
                 tracing::warn!(endpoint = %call.endpoint, %error, retry_in_ms = delay.as_millis() as u64, "retrying MatrixDC call");

@@ -97,6 +97,25 @@ impl Checker {
         }
     }
 
+    /// A duration within `range` (both ends included), or `default` when absent.
+    fn within(
+        &mut self,
+        value: &Option<Loc<raw::Human>>,
+        what: &str,
+        default: Duration,
+        (low, high): (Duration, Duration),
+    ) -> Duration {
+        let Some(value) = value else { return default };
+        match Duration::from_std(value.value.0) {
+            Ok(d) if (low..=high).contains(&d) => d,
+            _ => {
+                let shown = |d: Duration| humantime::format_duration(d.to_std().unwrap_or_default()).to_string();
+                self.error(value.pos, format!("{what} must be from {} to {}", shown(low), shown(high)));
+                default
+            }
+        }
+    }
+
     /// The API client's settings, each within the range it works in; out
     /// of range is an error here, never a client that cannot be built later.
     fn api(&mut self, api: Loc<ClientSettings>) -> ClientSettings {
@@ -106,11 +125,15 @@ impl Checker {
         if url.is_none_or(|u| u.cannot_be_a_base() || u.host().is_none()) {
             self.error(pos, format!("api.base_url `{}` must be an http(s) URL", a.base_url));
         }
-        let checks: [(bool, &str); 7] = [
+        let checks: [(bool, &str); 8] = [
             ((1..=10_000).contains(&a.requests_per_second), "api.requests_per_second must be 1 to 10000"),
             ((1..=10_000).contains(&a.burst), "api.burst must be 1 to 10000"),
             (a.retries <= 10, "api.retries must be at most 10"),
             ((1..=300).contains(&a.timeout.as_secs()), "api.timeout must be 1s to 5m"),
+            (
+                a.call_timeout() >= a.timeout && a.call_timeout() <= std::time::Duration::from_secs(1200),
+                "api.call_timeout must be from api.timeout to 20m",
+            ),
             (a.retry_max_delay <= std::time::Duration::from_secs(300), "api.retry_max_delay must be at most 5m"),
             ((1..=1000).contains(&a.paging.page_size), "api.paging.page_size must be 1 to 1000"),
             ((1..=10_000).contains(&a.paging.max_pages), "api.paging.max_pages must be 1 to 10000"),
@@ -160,14 +183,21 @@ impl Checker {
         token: Option<SecretSource>,
         admin_token: Option<SecretSource>,
     ) -> policy::Settings {
-        let interval = match &raw.interval {
-            Some(i) => self.duration(i, "interval").unwrap_or(Duration::seconds(30)),
-            None => Duration::seconds(30),
-        };
-        let sku_interval = match &raw.sku_interval {
-            Some(i) => self.duration(i, "sku_interval").unwrap_or(Duration::minutes(2)),
-            None => Duration::minutes(2),
-        };
+        let interval =
+            self.within(&raw.interval, "interval", Duration::seconds(30), (Duration::seconds(1), Duration::hours(1)));
+        let sku_interval = self.within(
+            &raw.sku_interval,
+            "sku_interval",
+            Duration::minutes(2),
+            (Duration::seconds(1), Duration::days(1)),
+        );
+        // Well under systemd's watchdog (5 minutes in the unit), which is fed as cycles end.
+        let cycle_deadline = self.within(
+            &raw.cycle_deadline,
+            "cycle_deadline",
+            Duration::minutes(2),
+            (Duration::seconds(5), Duration::minutes(4)),
+        );
         let listen = match &raw.listen {
             Some(l) => l.value.parse().unwrap_or_else(|_| {
                 self.error(l.pos, format!("listen `{}` is not an address like 127.0.0.1:9187", l.value));
@@ -193,6 +223,7 @@ impl Checker {
             admin_token,
             interval,
             sku_interval,
+            cycle_deadline,
             listen,
             timezone,
             ledger: policy::LedgerSettings {

@@ -51,6 +51,8 @@ pub struct Settings {
     pub admin_token: Option<SecretSource>,
     pub interval: Duration,
     pub sku_interval: Duration,
+    /// The longest one cycle runs: observing stops there, and no further action is sent.
+    pub cycle_deadline: Duration,
     pub listen: std::net::SocketAddr,
     /// The zone for reports; budgets and schedules carry their own.
     pub timezone: Option<Tz>,

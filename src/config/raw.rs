@@ -41,6 +41,8 @@ pub struct Settings {
     pub interval: Option<Loc<Human>>,
     /// How often regions, SKUs and prices are read again.
     pub sku_interval: Option<Loc<Human>>,
+    /// The longest one cycle runs; past it, no further action until the next.
+    pub cycle_deadline: Option<Loc<Human>>,
     /// Where `/metrics`, the health checks and the admin API listen.
     pub listen: Option<Loc<String>>,
     /// Settings keys decoded on their own (secrets), skipped here.

@@ -7,6 +7,7 @@
 //! are re-read and re-recorded, then the same planner plans the whole
 //! picture. Acting on the plan, and following what was sent, is `execution`.
 
+mod cutoff;
 mod execution;
 mod picture;
 
@@ -21,6 +22,8 @@ use crate::ledger::{Ledger, Outcome, Store};
 use crate::observe::{Catalog, observe, observe_with};
 use crate::plan::{self, Changed, Observed, Plan};
 use crate::signals::{SignalCache, SignalSettings, read_signals, read_signals_of};
+use cutoff::Cutoff;
+pub use cutoff::{Cut, Halt};
 use execution::Execution;
 pub use execution::{Executed, STUCK_AFTER};
 use picture::Picture;
@@ -39,6 +42,10 @@ pub struct StepReport {
     pub names: Vec<(String, String)>,
     /// Instances in a transitional state for over [`STUCK_AFTER`].
     pub stuck: Vec<String>,
+    /// Why the step ended early: while observing (nothing planned), or
+    /// before `unsent` of the plan's actions (planned again next cycle).
+    pub cut: Option<Cut>,
+    pub unsent: usize,
 }
 
 /// Why unfinished actions could not be settled after a restart (the next start tries again).
@@ -48,6 +55,8 @@ pub enum SettleError {
     Ledger(#[from] crate::ledger::LedgerError),
     #[error("the cloud: {0}")]
     Cloud(#[from] crate::cloud::CloudError),
+    #[error("{0}")]
+    Cut(#[from] Cut),
 }
 
 /// The daemon between steps: what it acts on, what it saw, what it is doing.
@@ -66,6 +75,7 @@ pub struct Daemon<C, S> {
     /// Whether the marks and the actions of an earlier run have been read.
     history_read: bool,
     execution: Execution,
+    halt: Halt,
 }
 
 impl<C: Cloud, S: Store> Daemon<C, S> {
@@ -81,12 +91,18 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             picture: Picture::default(),
             history_read: false,
             execution: Execution::new(dry_run),
+            halt: Halt::default(),
         }
     }
 
     /// Reads signals as these settings say.
     pub fn with_signals(self, signals: SignalSettings) -> Self {
         Daemon { signals, ..self }
+    }
+
+    /// Heeds this halt (its raiser's copy) instead of one of its own.
+    pub fn with_halt(self, halt: Halt) -> Self {
+        Daemon { halt, ..self }
     }
 
     /// Writes out this much of each plan.
@@ -115,6 +131,16 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         self.execution.dry_run()
     }
 
+    /// Raised, it ends a step in progress at its next safe point (and every
+    /// step after, until lowered).
+    pub fn halt(&self) -> &Halt {
+        &self.halt
+    }
+
+    fn cutoff(&self) -> Cutoff {
+        Cutoff::starting_now(self.config.settings.cycle_deadline.to_std().unwrap_or_default(), &self.halt)
+    }
+
     /// After a crash: intents without an outcome are settled against what the
     /// cloud shows, so a create whose record was lost is never made twice.
     pub async fn reconcile_intents(&mut self, now: DateTime<Utc>) -> Result<usize, SettleError> {
@@ -122,7 +148,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         if unfinished.is_empty() {
             return Ok(0);
         }
-        let observed = observe(&self.cloud, &self.config).await?;
+        let observed = self.cutoff().bound(observe(&self.cloud, &self.config)).await??;
         for intent in &unfinished {
             let found = observed
                 .instances
@@ -155,29 +181,30 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
     /// One cycle on a whole observation of the cloud.
     pub async fn step(&mut self, now: DateTime<Utc>) -> StepReport {
         let mut report = StepReport { at: now, ..StepReport::default() };
-        let observed = match self.catalog.refresh(&self.cloud, now, self.config.settings.sku_interval).await {
-            Ok(_) => observe_with(&self.cloud, &self.config, &self.catalog).await,
-            Err(e) => Err(e),
+        let cutoff = self.cutoff();
+        let Daemon { cloud, config, catalog, picture, signals, signal_cache, .. } = self;
+        let looking = async {
+            catalog.refresh(cloud, now, config.settings.sku_interval).await?;
+            let mut observed = observe_with(cloud, config, catalog).await?;
+            read_signals(&mut observed.instances, config, signals, Some(signal_cache), now).await;
+            Ok(observed)
         };
-        match observed {
-            Ok(observed) => self.picture.replace(observed),
-            Err(e) => {
-                // Never act on a partial picture.
+        match cutoff.bound(looking).await {
+            Ok(Ok(observed)) => picture.replace(observed),
+            // Never act on a partial picture.
+            Ok(Err(e)) => {
                 report.observe_error = Some(e);
-                self.picture.whole = false;
+                picture.whole = false;
+                return report;
+            }
+            Err(cut) => {
+                report.cut = Some(cut);
+                picture.whole = false;
                 return report;
             }
         }
-        read_signals(
-            &mut self.picture.observed.instances,
-            &self.config,
-            &self.signals,
-            Some(&mut self.signal_cache),
-            now,
-        )
-        .await;
         let listed = crate::observe::clusters(&self.config, &self.picture.observed.regions);
-        self.decide(Changed::All, &[], &listed, now, report).await
+        self.decide(Changed::All, &[], &listed, now, cutoff, report).await
     }
 
     /// One cycle told what changed since the last: only those instances are
@@ -205,7 +232,8 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         let instances = &mut self.picture.observed.instances;
         let read: Vec<usize> = changed.iter().chain(&active).copied().collect();
         read_signals_of(instances, &read, &self.config, &self.signals, &mut self.signal_cache, now).await;
-        self.decide(Changed::These(&changed), &active, &listed, now, report).await
+        let cutoff = self.cutoff();
+        self.decide(Changed::These(&changed), &active, &listed, now, cutoff, report).await
     }
 
     /// Records, plans and acts on the picture; `changed` are the instances
@@ -217,6 +245,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         active: &[usize],
         listed: &BTreeSet<String>,
         now: DateTime<Utc>,
+        cutoff: Cutoff,
         mut report: StepReport,
     ) -> StepReport {
         let instances = &self.picture.observed.instances;
@@ -285,7 +314,12 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         }
         self.ledger.mark(plan.schedule_marks.iter().map(|m| (m.instance.clone(), m.edge)).collect()).await;
         let ledger_readable = self.picture.observed.spend.is_some();
-        for action in &plan.actions {
+        for (sent, action) in plan.actions.iter().enumerate() {
+            if let Some(cut) = cutoff.reached() {
+                report.cut = Some(cut);
+                report.unsent = plan.actions.len() - sent;
+                break;
+            }
             let executed = self.execution.execute(&self.cloud, &mut self.ledger, action, ledger_readable, now).await;
             if executed.outcome == Outcome::Done
                 && let Some(edge) = action.schedule_edge

@@ -10,7 +10,7 @@ use mdc_autoscaler::config::policy::Config;
 use mdc_autoscaler::ledger::{ActionRecord, Ledger, Outcome, PgStore, Store};
 use mdc_autoscaler::money::Money;
 use mdc_autoscaler::plan::ActionKind;
-use mdc_autoscaler::reconcile::Daemon;
+use mdc_autoscaler::reconcile::{Cut, Daemon};
 use mdc_autoscaler::sim::Activity;
 
 use crate::harness::{TestCloud, start_time};
@@ -268,4 +268,61 @@ async fn metrics_follow_the_fleet_and_the_money() {
     assert!(spent > 0.0 && spent <= rate * 0.25 + 1e-9, "{spent} for 15 minutes at {rate}/h");
     assert_eq!(sample(&text, r#"mdc_autoscaler_cycles_total{result="ok"}"#), 31.0);
     assert_eq!(sample(&text, "mdc_autoscaler_stuck_instances"), 0.0);
+}
+
+/// Raises the daemon's halt as soon as a power_off has been answered, as a
+/// SIGTERM landing then would.
+struct HaltOnPowerOff(mdc_autoscaler::reconcile::Halt);
+
+impl mdc_autoscaler::cloud::CallObserver for HaltOnPowerOff {
+    fn call_ended(&self, endpoint: mdc_autoscaler::cloud::Endpoint, _: &str, _: std::time::Duration) {
+        if endpoint == mdc_autoscaler::cloud::Endpoint::PowerOff {
+            self.0.raise();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_halt_mid_step_sends_nothing_more_and_leaves_no_intent_without_its_call() {
+    let cloud = TestCloud::start().await;
+    let quiet =
+        Activity { idle_kernels: 1, last_activity: Some(start_time() - Duration::hours(1)), ..Activity::default() };
+    let bob = name_of(&cloud, "nb-bob");
+    cloud.server.sim().set_activity(&bob, quiet).unwrap();
+    // nb-keep-carol, long idle, is not protected here: two stops are due.
+    let policy = "  - name: notebooks\n    select: { cluster: host-cluster, display_name: \"nb-*\" }\n    idle: { signals: [jupyter], stop_after: 30m }\n";
+    let store = sqlite().await;
+    store.migrate().await.unwrap();
+    let halt = mdc_autoscaler::reconcile::Halt::default();
+    let client = cloud.client().with_observer(std::sync::Arc::new(HaltOnPowerOff(halt.clone())));
+    let mut daemon =
+        Daemon::new(client, Ledger::new(store.clone()), config(&cloud, policy), false).with_halt(halt.clone());
+
+    // Raised before a step: nothing is read, nothing planned.
+    halt.raise();
+    let lists = cloud.answered("list_instances", 200);
+    let report = daemon.step(now(&cloud)).await;
+    assert_eq!(report.cut, Some(Cut::Halted));
+    assert!(report.plan.is_none() && report.executed.is_empty());
+    assert_eq!(cloud.answered("list_instances", 200), lists, "a halted step reads nothing");
+    halt.lower();
+
+    // Raised as the first stop is answered: that one is recorded whole, the other waits.
+    let report = daemon.step(now(&cloud)).await;
+    assert_eq!(report.cut, Some(Cut::Halted));
+    assert_eq!((report.executed.len(), report.unsent), (1, 1), "{:?}", report.executed);
+    assert_eq!(report.executed[0].outcome, Outcome::Done);
+    // One intent, its call sent (its outcome waits for the stop to be seen), and no other.
+    let open = store.unfinished_actions().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].display_name, report.executed[0].action.instance.display_name);
+    assert_eq!(cloud.answered("power_off", 200), 1);
+
+    // Lowered: the next step stops the other.
+    halt.lower();
+    let report = daemon.step(now(&cloud)).await;
+    assert_eq!(report.cut, None, "its stop raised the halt again, but nothing was left to send");
+    assert_eq!(report.executed.len(), 1, "{:?}", report.executed);
+    assert_ne!(report.executed[0].action.instance.name, open[0].instance);
+    assert_eq!(cloud.answered("power_off", 200), 2);
 }

@@ -101,7 +101,7 @@ async fn run_stops_idle_work_answers_http_survives_a_bad_reload_and_stops_cleanl
     daemon.signal("TERM");
     let code = daemon.exited().await;
     assert!(code.success(), "{code:?}");
-    assert!(read_log().contains("stopped after finishing the cycle in flight"));
+    assert!(read_log().contains("stopped, the cycle in flight ended at a safe point"));
     // No secret reached the log.
     for secret in ["demo-token", "admin-secret"] {
         assert!(!read_log().contains(secret), "{secret} in the log");

@@ -6,6 +6,7 @@ mod daemon;
 mod daemon_process;
 mod daemon_scenarios;
 mod daylight_saving;
+mod deadline;
 mod fake_cloud_process;
 mod harness;
 mod hostile;
