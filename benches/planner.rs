@@ -135,6 +135,7 @@ fn fleet(n: usize, now: DateTime<Utc>, busy_share: f64) -> Observed {
         instances,
         spend: Some([(String::new(), SpendSoFar::default())].into()),
         recent_actions: vec![],
+        recent_deletes: vec![],
         capacity_failures: Default::default(),
         snoozes: Default::default(),
         schedule_marks,

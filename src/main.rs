@@ -14,7 +14,7 @@ use mdc_autoscaler::clock::Clock;
 use mdc_autoscaler::config::load::load_file;
 use mdc_autoscaler::config::policy::Config;
 use mdc_autoscaler::http::{self, Shared};
-use mdc_autoscaler::ledger::facts::{add_facts, recent_action_times};
+use mdc_autoscaler::ledger::facts::{add_facts, recent_actions, tell_recent};
 use mdc_autoscaler::ledger::report::{self, By};
 use mdc_autoscaler::ledger::{Ledger, Store, connect, open};
 use mdc_autoscaler::listener::Bounded;
@@ -327,7 +327,7 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
     let facts = async {
         add_facts(&mut ledger, &mut observed, mdc_autoscaler::plan::Changed::All, &config, now).await?;
         observed.schedule_marks = ledger.store().schedule_marks().await?;
-        observed.recent_actions = recent_action_times(ledger.store(), now).await?;
+        tell_recent(&mut observed, recent_actions(ledger.store(), now).await?.iter());
         Ok::<(), mdc_autoscaler::ledger::LedgerError>(())
     };
     let ledger_note = match facts.await {

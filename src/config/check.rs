@@ -209,6 +209,7 @@ impl Checker {
         let limits = policy::Limits {
             actions_per_cycle: *raw.limits.actions_per_cycle,
             actions_per_hour: *raw.limits.actions_per_hour,
+            deletes_per_hour: *raw.limits.deletes_per_hour,
         };
         if limits.actions_per_cycle == 0 {
             self.error(raw.limits.actions_per_cycle.pos, "actions_per_cycle must be at least 1");
@@ -322,14 +323,30 @@ impl Checker {
         });
         let pool = raw.pool.and_then(|p| self.pool(p, &name, schedule_zone.unwrap_or(DEFAULT_TIMEZONE)));
         let budget = raw.budget.as_ref().and_then(|b| self.budget(b, settings_zone, schedule_zone, raw.name.pos));
-        let max_disrupted = raw.max_disrupted.and_then(|share| {
-            if share.value.0 > 0.0 && share.value.0 <= 1.0 {
-                Some(share.value.0)
-            } else {
+        let max_disrupted = match raw.max_disrupted {
+            Some(share) if share.value.0 > 0.0 && share.value.0 <= 1.0 => policy::MaxDisrupted::share(share.value.0),
+            Some(share) => {
                 self.error(share.pos, "max_disrupted must be above 0% and at most 100%");
-                None
+                policy::MaxDisrupted::DEFAULT
             }
-        });
+            None => policy::MaxDisrupted::DEFAULT,
+        };
+        if let Some(rule) = &idle
+            && rule.delete_after_stopped.is_some()
+        {
+            if select.as_ref().is_some_and(policy::Selector::is_everything) {
+                self.warning(
+                    raw.name.pos,
+                    format!("policy `{name}` selects every instance and deletes: one mistake deletes the whole fleet; name a cluster, display_name or gpu_product"),
+                );
+            }
+            if rule.delete_without_snapshot {
+                self.warning(
+                    raw.name.pos,
+                    format!("policy `{name}` deletes without a snapshot (delete_without_snapshot: true): what was on a deleted instance is gone for good"),
+                );
+            }
+        }
         let schedule_stops = schedule.as_ref().is_some_and(|s| s.stop.is_some());
         let due_stops =
             self.due_stops(raw.due_stops.unwrap_or_default(), &name, has_idle, schedule_stops, raw.name.pos);

@@ -118,6 +118,31 @@ impl LedgerSettings {
 pub struct Limits {
     pub actions_per_cycle: u32,
     pub actions_per_hour: u32,
+    /// Deletes lose what a snapshot did not keep: they have a limit of their own.
+    pub deletes_per_hour: u32,
+}
+
+/// How many of a policy's instances may be disrupted at once: a share of
+/// them, and never fewer than `floor`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MaxDisrupted {
+    pub share: f64,
+    pub floor: u32,
+}
+
+impl MaxDisrupted {
+    /// When a policy does not say: half, but at least ten, so that only a
+    /// large policy is slowed.
+    pub const DEFAULT: MaxDisrupted = MaxDisrupted { share: 0.5, floor: 10 };
+
+    /// As a policy says it: the share, and at least one.
+    pub fn share(share: f64) -> Self {
+        MaxDisrupted { share, floor: 1 }
+    }
+
+    pub fn allowed(&self, members: usize) -> u32 {
+        ((members as f64 * self.share).floor() as u32).max(self.floor)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -130,8 +155,7 @@ pub struct Policy {
     pub schedule: Option<Schedule>,
     pub pool: Option<Pool>,
     pub budget: Option<Budget>,
-    /// At most this share of the policy's instances disrupted at once.
-    pub max_disrupted: Option<f64>,
+    pub max_disrupted: MaxDisrupted,
     pub due_stops: DueStops,
 }
 
@@ -221,6 +245,13 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// Narrows nothing: every instance of the namespace matches (billing only sorts them).
+    pub fn is_everything(&self) -> bool {
+        self.clusters.is_empty()
+            && self.gpu_products.is_empty()
+            && self.display_names.iter().all(|g| g.as_str().chars().all(|c| c == '*'))
+    }
+
     pub fn matches(&self, instance: &Instance) -> bool {
         (self.clusters.is_empty() || self.clusters.contains(&instance.cluster))
             && (self.display_names.is_empty() || self.display_names.iter().any(|g| g.matches(&instance.display_name)))

@@ -75,11 +75,12 @@ pub struct Retention {
 pub struct Limits {
     pub actions_per_cycle: Loc<u32>,
     pub actions_per_hour: Loc<u32>,
+    pub deletes_per_hour: Loc<u32>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { actions_per_cycle: Loc::new(10), actions_per_hour: Loc::new(60) }
+        Limits { actions_per_cycle: Loc::new(10), actions_per_hour: Loc::new(60), deletes_per_hour: Loc::new(10) }
     }
 }
 

@@ -68,11 +68,34 @@ pub async fn add_facts<S: Store>(
     Ok(extra)
 }
 
-/// When the actions of the last hour were taken (dry runs are not actions),
-/// one entry each: for a planner starting afresh.
-pub async fn recent_action_times<S: Store>(store: &S, now: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>, LedgerError> {
+/// An action of the last hour, for the hourly limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken {
+    pub at: DateTime<Utc>,
+    pub delete: bool,
+}
+
+/// The actions of the last hour (dry runs are not actions), one entry
+/// each: for a planner starting afresh.
+pub async fn recent_actions<S: Store>(store: &S, now: DateTime<Utc>) -> Result<Vec<Taken>, LedgerError> {
     let recent = store.actions_between(now - Duration::hours(1), now + Duration::seconds(1)).await?;
-    Ok(recent.iter().filter(|a| !a.dry_run).map(|a| a.planned_at).collect())
+    Ok(recent
+        .iter()
+        .filter(|a| !a.dry_run)
+        .map(|a| Taken { at: a.planned_at, delete: a.kind == crate::plan::ActionKind::Delete.label() })
+        .collect())
+}
+
+/// Tells the planner of actions taken: all of them, and the deletes.
+pub fn tell_recent<'a>(observed: &mut crate::plan::Observed, taken: impl Iterator<Item = &'a Taken>) {
+    observed.recent_actions.clear();
+    observed.recent_deletes.clear();
+    for t in taken {
+        observed.recent_actions.push(t.at);
+        if t.delete {
+            observed.recent_deletes.push(t.at);
+        }
+    }
 }
 
 /// The latest finished power_off with a snapshot per instance: 30 days

@@ -29,6 +29,10 @@ pub(super) fn apply<'a>(
     let recent = observed.recent_actions.iter().filter(|t| **t > now - Duration::hours(1) && **t <= now).count() as u32;
     let hourly_room = config.settings.limits.actions_per_hour.saturating_sub(recent);
     let room = config.settings.limits.actions_per_cycle.min(hourly_room);
+    let hour = |t: &&DateTime<Utc>| **t > now - Duration::hours(1) && **t <= now;
+    let recent_deletes = observed.recent_deletes.iter().filter(hour).count() as u32;
+    let mut delete_room = config.settings.limits.deletes_per_hour.saturating_sub(recent_deletes);
+    let mut deletes_limited = false;
 
     let mut seen = HashSet::new();
     let mut kept = Vec::new();
@@ -70,6 +74,14 @@ pub(super) fn apply<'a>(
             }
             *left -= 1;
         }
+        let delete = matches!(action.kind, ActionKind::Delete);
+        if delete && delete_room == 0 {
+            deletes_limited = true;
+            let limit = config.settings.limits.deletes_per_hour;
+            defer(&action, &|| format!("{recent_deletes} deletes in the last hour (limit {limit})"), notes);
+            short.insert(policy);
+            continue;
+        }
         if kept.len() as u32 >= room {
             limited = true;
             if detail == Detail::Decisions {
@@ -90,6 +102,9 @@ pub(super) fn apply<'a>(
             }
             continue;
         }
+        if delete {
+            delete_room -= 1;
+        }
         kept.push(action.into_action(now));
     }
     for (policy, count) in deferred_per_policy {
@@ -101,27 +116,40 @@ pub(super) fn apply<'a>(
             });
         }
     }
-    let retry = limited.then(|| retry_at(&observed.recent_actions, kept.len(), config, now));
+    // Nothing deferred goes before the actions' window has room; a delete
+    // deferred alone waits for the deletes' window.
+    let limits = config.settings.limits;
+    let retry = if limited {
+        Some(retry_at(&observed.recent_actions, kept.len(), limits.actions_per_hour, config, now))
+    } else if deletes_limited {
+        let taken_deletes = kept.iter().filter(|a| matches!(a.kind, ActionKind::Delete)).count();
+        Some(retry_at(&observed.recent_deletes, taken_deletes, limits.deletes_per_hour, config, now))
+    } else {
+        None
+    };
     (kept, retry)
 }
 
 /// When actions cut by the limits can be taken: the next cycle, or later
-/// when the hourly limit is full, once enough of the last hour's actions
-/// (this plan's `taken_now` included) have left the window. Actions cut by
-/// `max_disrupted` wait for an instance to settle, which the next
-/// observation shows.
-fn retry_at(recent: &[DateTime<Utc>], taken_now: usize, config: &Config, now: DateTime<Utc>) -> DateTime<Utc> {
+/// when an hourly `limit` is full, once enough of the last hour's actions of
+/// its kind (this plan's `taken_now` included) have left the window.
+/// Actions cut by `max_disrupted` wait for an instance to settle, which the
+/// next observation shows.
+fn retry_at(
+    recent: &[DateTime<Utc>],
+    taken_now: usize,
+    limit: u32,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
     let next_cycle = now + config.settings.interval;
     let mut window: Vec<DateTime<Utc>> =
         recent.iter().copied().filter(|t| *t > now - Duration::hours(1) && *t <= now).collect();
     window.extend(std::iter::repeat_n(now, taken_now));
     window.sort();
-    let limit = config.settings.limits.actions_per_hour as usize;
-    match window.len().checked_sub(limit) {
-        Some(over) => window[over] + Duration::hours(1),
-        None => next_cycle,
-    }
-    .max(next_cycle)
+    // With a limit of zero nothing ever leaves room: look again next cycle.
+    let over = window.len().checked_sub(limit as usize).and_then(|over| window.get(over));
+    over.map_or(next_cycle, |t| *t + Duration::hours(1)).max(next_cycle)
 }
 
 /// Money first (budget stops, runaways, idle), then what serves people;
@@ -149,9 +177,8 @@ fn disruption_room(config: &Config, observed: &Observed, members: &[Vec<usize>])
         .policies
         .iter()
         .zip(members)
-        .filter_map(|(policy, members)| {
-            let share = policy.max_disrupted?;
-            let allowed = ((members.len() as f64 * share).floor() as u32).max(1);
+        .map(|(policy, members)| {
+            let allowed = policy.max_disrupted.allowed(members.len());
             let busy = members
                 .iter()
                 .filter(|i| {
@@ -161,7 +188,7 @@ fn disruption_room(config: &Config, observed: &Observed, members: &[Vec<usize>])
                     )
                 })
                 .count();
-            Some((policy.name.clone(), allowed.saturating_sub(busy as u32)))
+            (policy.name.clone(), allowed.saturating_sub(busy as u32))
         })
         .collect()
 }

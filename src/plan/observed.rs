@@ -82,6 +82,8 @@ pub struct Observed {
     pub spend: Option<BTreeMap<String, SpendSoFar>>,
     /// When the actions of the last hour were taken (for the hourly limit).
     pub recent_actions: Vec<DateTime<Utc>>,
+    /// Those of them that were deletes (for the hourly delete limit).
+    pub recent_deletes: Vec<DateTime<Utc>>,
     /// SKU ids whose last create failed for capacity, and when.
     pub capacity_failures: BTreeMap<String, DateTime<Utc>>,
     /// Snooze leases: instance name → protected until.

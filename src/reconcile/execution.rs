@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::picture::Picture;
 use crate::cloud::{Cloud, CloudErrorKind, InstanceStatus};
+use crate::ledger::facts::{Taken, tell_recent};
 use crate::ledger::{ActionRecord, Ended, Entry, Ledger, Outcome, Store};
 use crate::plan::{Action, ActionKind, Changed, SnapshotState};
 
@@ -35,8 +36,8 @@ pub(super) struct Execution {
     dry_run: bool,
     /// For the hourly limit, kept here as the ledger may be away: the actions
     /// an earlier run took in its last hour, and those this one took.
-    earlier: Vec<DateTime<Utc>>,
-    taken: VecDeque<DateTime<Utc>>,
+    earlier: Vec<Taken>,
+    taken: VecDeque<Taken>,
     /// SKU → when a create on it last found no capacity.
     capacity_failures: BTreeMap<String, DateTime<Utc>>,
     in_flight: BTreeMap<String, InFlight>,
@@ -55,10 +56,10 @@ impl Execution {
     }
 
     /// The actions an earlier run took in its last hour, as the ledger has them.
-    pub(super) fn set_earlier(&mut self, mut earlier: Vec<DateTime<Utc>>) {
+    pub(super) fn set_earlier(&mut self, mut earlier: Vec<Taken>) {
         // Those of this run are counted as taken.
-        earlier.retain(|t| !self.taken.contains(t));
-        earlier.sort();
+        earlier.retain(|t| !self.taken.iter().any(|mine| mine.at == t.at));
+        earlier.sort_by_key(|t| t.at);
         self.earlier = earlier;
     }
 
@@ -66,13 +67,12 @@ impl Execution {
     /// the actions of the last hour and the capacity failures.
     pub(super) fn tell(&mut self, picture: &mut Picture, now: DateTime<Utc>) {
         let hour_ago = now - Duration::hours(1);
-        while self.taken.front().is_some_and(|t| *t <= hour_ago) {
+        while self.taken.front().is_some_and(|t| t.at <= hour_ago) {
             self.taken.pop_front();
         }
-        self.earlier.retain(|t| *t > hour_ago);
+        self.earlier.retain(|t| t.at > hour_ago);
         let observed = &mut picture.observed;
-        observed.recent_actions.clear();
-        observed.recent_actions.extend(self.earlier.iter().chain(&self.taken).copied());
+        tell_recent(observed, self.earlier.iter().chain(&self.taken));
         observed.capacity_failures.clone_from(&self.capacity_failures);
     }
 
@@ -112,7 +112,7 @@ impl Execution {
             ledger.finish(entry, ended(Outcome::Skipped, Some("dry run"))).await;
             return done(Outcome::Skipped, Some("dry run".into()));
         }
-        self.taken.push_back(now);
+        self.taken.push_back(Taken { at: now, delete: matches!(action.kind, ActionKind::Delete) });
         let target = &action.instance;
         let result = match &action.kind {
             ActionKind::Create { request, .. } => cloud.create_instance(request).await.map(|i| Some(i.name)),

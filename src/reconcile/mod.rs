@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use crate::cloud::{Cloud, Told};
 use crate::config::policy::Config;
-use crate::ledger::facts::{add_facts, recent_action_times};
+use crate::ledger::facts::{add_facts, recent_actions};
 use crate::ledger::{Ledger, Outcome, Store};
 use crate::observe::{Catalog, observe, observe_with};
 use crate::plan::{self, Changed, Observed, Plan};
@@ -337,7 +337,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
     /// the actions of its last hour.
     async fn read_history(&mut self, now: DateTime<Utc>) -> Result<(), crate::ledger::LedgerError> {
         let stored = self.ledger.store().schedule_marks().await?;
-        self.execution.set_earlier(recent_action_times(self.ledger.store(), now).await?);
+        self.execution.set_earlier(recent_actions(self.ledger.store(), now).await?);
         let own = std::mem::replace(&mut self.picture.observed.schedule_marks, stored);
         self.picture.observed.schedule_marks.extend(own);
         Ok(())

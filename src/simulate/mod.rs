@@ -19,7 +19,7 @@ use chrono::Duration;
 use serde::Serialize;
 
 use crate::cloud::BillingType;
-use crate::config::policy::{Config, Glob, IdleRule, Limits, Policy, Selector, Signal, StopAfter};
+use crate::config::policy::{Config, Glob, IdleRule, Limits, MaxDisrupted, Policy, Selector, Signal, StopAfter};
 use crate::money::Money;
 use crate::sim::Simulator;
 use replay::{Replay, ReplayError, replay};
@@ -134,7 +134,7 @@ pub fn timer_config(config: &Config, stop_after: Duration) -> Config {
             schedule: None,
             pool: None,
             budget: None,
-            max_disrupted: None,
+            max_disrupted: MaxDisrupted::share(1.0),
             due_stops: Default::default(),
         }
     };
@@ -149,7 +149,7 @@ pub fn timer_config(config: &Config, stop_after: Duration) -> Config {
     });
     let selected = config.policies.iter().filter_map(|p| Some(timer(p, p.select.clone()?)));
     let mut settings = config.settings.clone();
-    settings.limits = Limits { actions_per_cycle: u32::MAX, actions_per_hour: u32::MAX };
+    settings.limits = Limits { actions_per_cycle: u32::MAX, actions_per_hour: u32::MAX, deletes_per_hour: u32::MAX };
     settings.budget = None;
     Config { settings, policies: pools.chain(selected).collect() }
 }

@@ -51,7 +51,8 @@ fn policy_spec() -> impl Strategy<Value = PolicySpec> {
 
 fn policy_file(specs: &[PolicySpec], per_cycle: u32, per_hour: u32, global: Option<u32>) -> String {
     let mut text = format!(
-        "settings:\n  timezone: Asia/Shanghai\n  limits: {{ actions_per_cycle: {per_cycle}, actions_per_hour: {per_hour} }}\n"
+        "settings:\n  timezone: Asia/Shanghai\n  limits: {{ actions_per_cycle: {per_cycle}, actions_per_hour: {per_hour}, deletes_per_hour: {} }}\n",
+        per_hour / 2
     );
     if let Some(daily) = global {
         text += &format!("  budget: {{ daily: {daily}, when_exceeded: stop }}\n");
@@ -207,6 +208,8 @@ fn observed(specs: &[InstanceSpec], now: DateTime<Utc>, spend: Option<(u32, u32)
             map
         }),
         recent_actions: (0..recent).map(|k| now - Duration::minutes(k as i64 + 1)).collect(),
+        // Every third of them a delete.
+        recent_deletes: (0..recent).step_by(3).map(|k| now - Duration::minutes(k as i64 + 1)).collect(),
         capacity_failures: BTreeMap::new(),
         schedule_marks: BTreeMap::new(),
         habits: Default::default(),
@@ -326,12 +329,13 @@ proptest! {
             }
         }
         for policy in &config.policies {
-            if let Some(share) = policy.max_disrupted {
-                let members = observed.instances.iter().filter(|o| owner(&config, &o.instance.display_name, Some(&o.instance)).is_some_and(|p| p.name == policy.name)).count();
-                let allowed = ((members as f64 * share).floor() as u32).max(1);
-                prop_assert!(disrupted.get(&policy.name).copied().unwrap_or(0) <= allowed);
-            }
+            let members = observed.instances.iter().filter(|o| owner(&config, &o.instance.display_name, Some(&o.instance)).is_some_and(|p| p.name == policy.name)).count();
+            let allowed = policy.max_disrupted.allowed(members);
+            prop_assert!(disrupted.get(&policy.name).copied().unwrap_or(0) <= allowed);
         }
+        // Deletes have an hourly limit of their own.
+        let deletes = plan.actions.iter().filter(|a| matches!(a.kind, ActionKind::Delete)).count() as u32;
+        prop_assert!(deletes <= config.settings.limits.deletes_per_hour.saturating_sub(observed.recent_deletes.len() as u32));
 
         // Budgets are never planned past: what a policy starts or creates fits its daily budget.
         for policy in &config.policies {

@@ -33,6 +33,9 @@ pub struct Scenario {
     pub spend_unknown: bool,
     #[serde(default)]
     pub recent_actions: Vec<DateTime<FixedOffset>>,
+    /// Those of `recent_actions` that were deletes.
+    #[serde(default)]
+    pub recent_deletes: Vec<DateTime<FixedOffset>>,
     #[serde(default)]
     pub capacity_failures: BTreeMap<String, DateTime<FixedOffset>>,
     pub expect: Expect,
@@ -293,6 +296,7 @@ pub fn observed(s: &Scenario) -> Observed {
                 .collect()
         }),
         recent_actions: s.recent_actions.iter().map(|t| t.to_utc()).collect(),
+        recent_deletes: s.recent_deletes.iter().map(|t| t.to_utc()).collect(),
         capacity_failures: s.capacity_failures.iter().map(|(k, t)| (k.clone(), t.to_utc())).collect(),
         snoozes: s
             .instances

@@ -73,3 +73,15 @@ fn arbitrary_text_never_panics() {
         let _ = report.to_string();
     }
 }
+
+#[test]
+fn a_policy_one_edit_from_deleting_the_fleet_is_warned_of() {
+    let text = "policies:\n  - name: everything\n    select: {}\n    idle: { stop_after: 1s, delete_after_stopped: 1s, delete_without_snapshot: true }\n";
+    let (config, report) = load_str("fleet.yaml", text);
+    assert!(config.is_some(), "{report}");
+    let said = report.to_string();
+    for warning in ["selects every instance and deletes", "deletes without a snapshot"] {
+        assert!(said.contains(warning), "no `{warning}` in:\n{said}");
+    }
+    assert_eq!(report.warnings(), 2, "{said}");
+}
