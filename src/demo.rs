@@ -70,6 +70,7 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
         store: store.clone(),
         admin_token: config.settings.read_admin_token()?,
         interval: config.settings.interval,
+        confirmed: Default::default(),
         now: Box::new(move || demo_clock.now()),
     });
     tokio::spawn(axum::serve(Bounded::new(status_listener), http::router(Arc::clone(&shared))).into_future());

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::{AnyStore, Store};
 use crate::metrics::Metrics;
 use crate::plan::Plan;
+use crate::reconcile::Held;
 use crate::secret::Secret;
 
 /// What the loop last did, for `/readyz` and `/api/v1/status`.
@@ -36,6 +37,8 @@ pub struct Status {
     /// Display name → platform name, to accept either in the admin API.
     #[serde(skip)]
     pub names: BTreeMap<String, String>,
+    /// Policies the change guard holds until confirmed.
+    pub held: Vec<Held>,
 }
 
 pub struct Shared {
@@ -44,6 +47,8 @@ pub struct Shared {
     pub store: AnyStore,
     pub admin_token: Option<Secret>,
     pub interval: Duration,
+    /// Held policies confirmed through the admin API, for the loop to release.
+    pub confirmed: std::sync::Mutex<Vec<String>>,
     /// The daemon's clock (simulated in the demo).
     pub now: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
 }
@@ -57,6 +62,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/plan", get(plan))
         .route("/api/v1/instances/{name}/heartbeat", post(heartbeat))
         .route("/api/v1/instances/{name}/snooze", post(snooze))
+        .route("/api/v1/policies/{name}/confirm", post(confirm))
         .with_state(shared)
 }
 
@@ -126,6 +132,19 @@ async fn heartbeat(State(s): AppState, Path(name): Path<String>, headers: Header
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
+}
+
+/// Lets a policy the change guard holds act from the next cycle.
+async fn confirm(State(s): AppState, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refused(&s, &headers) {
+        return refusal;
+    }
+    let held = s.status.read().expect("status lock").held.iter().any(|h| h.policy == name);
+    if !held {
+        return (StatusCode::NOT_FOUND, "no such policy is held").into_response();
+    }
+    s.confirmed.lock().expect("confirmed lock").push(name);
+    (StatusCode::ACCEPTED, "confirmed: the policy acts from the next cycle").into_response()
 }
 
 #[derive(Deserialize)]

@@ -123,6 +123,13 @@ enum Command {
     /// Traces from the ledger.
     #[command(subcommand)]
     Trace(TraceCommand),
+    /// Let a policy the change guard holds act, through the running daemon's admin API.
+    Confirm {
+        #[arg(long)]
+        config: PathBuf,
+        /// The held policy's name.
+        policy: String,
+    },
     /// Apply the ledger's migrations.
     Migrate {
         #[arg(long)]
@@ -256,6 +263,7 @@ async fn main() -> anyhow::Result<()> {
             trace_export(&config, &since, until.as_deref(), &output).await
         }
         Command::Migrate { config } => migrate(&config).await,
+        Command::Confirm { config, policy } => confirm(&config, &policy).await,
         Command::FakeCloud(args) => fake_cloud(*args).await,
     }
 }
@@ -365,6 +373,7 @@ async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()>
         store: store.clone(),
         admin_token,
         interval: config.settings.interval,
+        confirmed: Default::default(),
         now: Box::new(Utc::now),
     });
     let listener = tokio::net::TcpListener::bind(config.settings.listen)
@@ -490,6 +499,31 @@ fn ledger_place(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return "an unreadable URL".into() };
     let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     format!("{scheme}://{}", rest.split('?').next().unwrap_or(rest))
+}
+
+async fn confirm(path: &std::path::Path, policy: &str) -> anyhow::Result<()> {
+    let config = load_config(path);
+    let token = config
+        .settings
+        .read_admin_token()
+        .map_err(|why| anyhow::anyhow!("admin token: {why}"))?
+        .ok_or_else(|| anyhow::anyhow!("settings.admin_token is not set: the daemon refuses every confirmation"))?;
+    let mut at = config.settings.listen;
+    if at.ip().is_unspecified() {
+        at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{at}/api/v1/policies/{policy}/confirm");
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the daemon at {at}"))?;
+    let status = answer.status();
+    let text = answer.text().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "the daemon answered {status}: {text}");
+    println!("{policy}: {text}");
+    Ok(())
 }
 
 async fn migrate(path: &std::path::Path) -> anyhow::Result<()> {

@@ -112,6 +112,7 @@ pub struct Metrics {
     idle_gpus: Family<PolicyLabels, Gauge>,
     idle_cost: Family<PolicyLabels, Yuan>,
     stuck_instances: Gauge,
+    policy_held: Family<PolicyLabels, Gauge>,
     api_requests: Family<ApiLabels, Counter>,
     api_duration: Family<EndpointLabels, Histogram>,
     cycles: Family<ResultLabels, Counter>,
@@ -161,6 +162,7 @@ impl Metrics {
             idle_gpus: Family::default(),
             idle_cost: Family::default(),
             stuck_instances: Gauge::default(),
+            policy_held: Family::default(),
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.01, 2.0, 12))),
             cycles: Family::default(),
@@ -245,7 +247,16 @@ impl Metrics {
             Unit::Seconds,
             m.api_duration.clone(),
         );
-        r.register("cycles", "Cycles by result (ok, or observe_failed: no action)", m.cycles.clone());
+        r.register(
+            "policy_held",
+            "1 while the change guard holds a new or edited policy until it is confirmed",
+            m.policy_held.clone(),
+        );
+        r.register(
+            "cycles",
+            "Cycles by result (ok; observe_failed, deadline, halted: no action or cut short)",
+            m.cycles.clone(),
+        );
         r.register_with_unit("cycle_duration", "Time one cycle took", Unit::Seconds, m.cycle_duration.clone());
         r.register(
             "last_successful_cycle_timestamp_seconds",
@@ -311,6 +322,16 @@ impl Metrics {
         self.skus(observed, report.at);
         self.fleet(observed, config, report);
         self.budgets(observed, config);
+    }
+
+    /// Every policy in force, 1 when the change guard holds it.
+    pub fn held<'a>(&self, config: &Config, held: impl Iterator<Item = &'a str>) {
+        let held: Vec<&str> = held.collect();
+        self.policy_held.clear();
+        for policy in &config.policies {
+            let labels = PolicyLabels { policy: policy.name.clone() };
+            self.policy_held.get_or_create(&labels).set(held.contains(&policy.name.as_str()).into());
+        }
     }
 
     fn skus(&self, observed: &Observed, now: DateTime<Utc>) {

@@ -76,6 +76,12 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
                 Err(error) => tracing::warn!(%error, "ledger migrations not applied yet"),
             }
         }
+        let confirmed = std::mem::take(&mut *shared.confirmed.lock().expect("confirmed lock"));
+        for policy in confirmed {
+            if daemon.confirm(&policy) {
+                tracing::warn!(%policy, "policy confirmed: it acts from this cycle");
+            }
+        }
         let now = options.clock.now();
         let started = std::time::Instant::now();
         let report = daemon.step(now).await;
@@ -85,6 +91,8 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
             narrator.tell(&report);
         }
         update(&shared, &report, daemon.observed().map(|o| o.instances.len()));
+        shared.status.write().expect("status lock").held = daemon.held().cloned().collect();
+        shared.metrics.held(daemon.config(), daemon.held().map(|h| h.policy.as_str()));
         let next_check = report.plan.as_ref().and_then(|p| p.next_check);
         drop(report);
         daemon.release_picture();
@@ -216,6 +224,16 @@ fn reload<C: Cloud>(daemon: &mut Daemon<C, AnyStore>, path: Option<&PathBuf>, me
 }
 
 fn log(report: &StepReport) {
+    for held in &report.held {
+        tracing::error!(
+            policy = %held.policy,
+            newly_disrupted = held.newly_disrupted,
+            fleet = held.fleet,
+            allowed = held.allowed,
+            "the new or edited policy would stop or delete more of the fleet than the change guard allows: it acts on nothing until confirmed (mdc-autoscaler confirm --config FILE {})",
+            held.policy
+        );
+    }
     match report.cut {
         Some(cut @ Cut::Deadline(_)) if report.plan.is_none() => {
             tracing::warn!(%cut, "the cloud was not observed in time: no action this cycle")

@@ -218,6 +218,15 @@ impl Checker {
             self.warning(raw.limits.actions_per_hour.pos, "actions_per_hour is below actions_per_cycle");
         }
         let budget = raw.budget.as_ref().and_then(|b| self.budget(b, timezone, None, Pos::default()));
+        let mut change_guard = policy::ChangeGuard::default();
+        match raw.change_guard.share {
+            Some(share) if share.value.0 > 0.0 && share.value.0 <= 1.0 => change_guard.share = share.value.0,
+            Some(share) => self.error(share.pos, "change_guard.share must be above 0% and at most 100%"),
+            None => {}
+        }
+        if let Some(at_least) = raw.change_guard.at_least {
+            change_guard.at_least = at_least.value;
+        }
         policy::Settings {
             api: self.api(raw.api),
             token: token.unwrap_or_else(|| SecretSource::Env("MDC_TOKEN".into())),
@@ -234,6 +243,7 @@ impl Checker {
                 keep_usage_segments: self.keep(raw.ledger.retention.usage_segments, "usage_segments", 400, 62),
             },
             limits,
+            change_guard,
             budget,
             capacity_backoff: raw
                 .capacity_backoff

@@ -58,6 +58,7 @@ pub struct Settings {
     pub timezone: Option<Tz>,
     pub ledger: LedgerSettings,
     pub limits: Limits,
+    pub change_guard: ChangeGuard,
     /// Over every policy together.
     pub budget: Option<Budget>,
     pub capacity_backoff: Duration,
@@ -120,6 +121,26 @@ pub struct Limits {
     pub actions_per_hour: u32,
     /// Deletes lose what a snapshot did not keep: they have a limit of their own.
     pub deletes_per_hour: u32,
+}
+
+/// How much of the fleet a new or edited policy may newly stop or delete
+/// before it must be confirmed: a share of the fleet, or `at_least` instances.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChangeGuard {
+    pub share: f64,
+    pub at_least: u32,
+}
+
+impl Default for ChangeGuard {
+    fn default() -> Self {
+        ChangeGuard { share: 0.2, at_least: 10 }
+    }
+}
+
+impl ChangeGuard {
+    pub fn allowed(&self, fleet: usize) -> usize {
+        ((fleet as f64 * self.share).floor() as usize).max(self.at_least as usize)
+    }
 }
 
 /// How many of a policy's instances may be disrupted at once: a share of

@@ -45,6 +45,8 @@ pub struct Settings {
     pub cycle_deadline: Option<Loc<Human>>,
     /// Where `/metrics`, the health checks and the admin API listen.
     pub listen: Option<Loc<String>>,
+    /// What a new or edited policy may newly stop or delete unconfirmed.
+    pub change_guard: ChangeGuard,
     /// Settings keys decoded on their own (secrets), skipped here.
     #[serde(default)]
     pub admin_token: Option<serde::de::IgnoredAny>,
@@ -68,6 +70,13 @@ pub struct Ledger {
 pub struct Retention {
     pub price_samples: Option<Loc<Human>>,
     pub usage_segments: Option<Loc<Human>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChangeGuard {
+    pub share: Option<Loc<Share>>,
+    pub at_least: Option<Loc<u32>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

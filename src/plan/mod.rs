@@ -4,6 +4,7 @@
 mod budget;
 mod candidate;
 mod due;
+pub mod guard;
 pub mod habits;
 mod instance;
 pub mod keep_alive;

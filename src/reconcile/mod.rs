@@ -9,6 +9,7 @@
 
 mod cutoff;
 mod execution;
+mod guard;
 mod picture;
 
 use std::collections::BTreeSet;
@@ -26,6 +27,8 @@ use cutoff::Cutoff;
 pub use cutoff::{Cut, Halt};
 use execution::Execution;
 pub use execution::{Executed, STUCK_AFTER};
+use guard::Guard;
+pub use guard::Held;
 use picture::Picture;
 
 /// What one step did.
@@ -46,6 +49,10 @@ pub struct StepReport {
     /// before `unsent` of the plan's actions (planned again next cycle).
     pub cut: Option<Cut>,
     pub unsent: usize,
+    /// Policies the change guard held this step, and actions not sent
+    /// because their policy is held.
+    pub held: Vec<Held>,
+    pub withheld: usize,
 }
 
 /// Why unfinished actions could not be settled after a restart (the next start tries again).
@@ -76,11 +83,13 @@ pub struct Daemon<C, S> {
     history_read: bool,
     execution: Execution,
     halt: Halt,
+    guard: Guard,
 }
 
 impl<C: Cloud, S: Store> Daemon<C, S> {
     pub fn new(cloud: C, ledger: Ledger<S>, config: Config, dry_run: bool) -> Self {
         Daemon {
+            guard: Guard::starting(&config),
             cloud,
             ledger,
             config,
@@ -122,9 +131,27 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         &self.config
     }
 
-    /// A reloaded policy: the next step plans by it.
+    /// A reloaded policy: the next step plans by it, and the change guard
+    /// checks what is new or edited in it.
     pub fn set_config(&mut self, config: Config) {
+        self.guard.changed(&self.config, &config);
         self.config = config;
+    }
+
+    /// Takes every policy as accepted from the start: a replay, where no
+    /// one changed anything.
+    pub fn accepting_policies(self) -> Self {
+        Daemon { guard: Guard::default(), ..self }
+    }
+
+    /// Lets a policy the change guard holds act; false when it was not held.
+    pub fn confirm(&mut self, policy: &str) -> bool {
+        self.guard.confirm(policy)
+    }
+
+    /// The policies the change guard holds.
+    pub fn held(&self) -> impl Iterator<Item = &Held> {
+        self.guard.held()
     }
 
     pub fn dry_run(&self) -> bool {
@@ -313,8 +340,13 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             self.picture.mark(&mark.instance, mark.edge);
         }
         self.ledger.mark(plan.schedule_marks.iter().map(|m| (m.instance.clone(), m.edge)).collect()).await;
+        report.held = self.guard.check(&self.picture.observed, &self.config, now);
         let ledger_readable = self.picture.observed.spend.is_some();
         for (sent, action) in plan.actions.iter().enumerate() {
+            if self.guard.holds(&action.policy) {
+                report.withheld += 1;
+                continue;
+            }
             if let Some(cut) = cutoff.reached() {
                 report.cut = Some(cut);
                 report.unsent = plan.actions.len() - sent;

@@ -147,6 +147,7 @@ pub async fn replay_in<S: Store>(
         Daemon::new(cloud, Ledger::new(store), config.clone(), false)
             .with_signals(signals)
             .with_detail(Detail::Decisions)
+            .accepting_policies()
     });
     let interval = config.map_or(Duration::seconds(30), |c| c.settings.interval).max(Duration::seconds(1));
     let mut people: Vec<Person> = trace

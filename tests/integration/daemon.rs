@@ -326,3 +326,64 @@ async fn a_halt_mid_step_sends_nothing_more_and_leaves_no_intent_without_its_cal
     assert_ne!(report.executed[0].action.instance.name, open[0].instance);
     assert_eq!(cloud.answered("power_off", 200), 2);
 }
+
+/// The fake cloud's fleet, a guard that allows one instance newly stopped,
+/// and these policies.
+fn guarded(cloud: &TestCloud, policies: &str) -> Config {
+    let text = format!(
+        "settings:\n  api: {{ base_url: \"{}\", namespace: demo }}\n  change_guard: {{ share: 10%, at_least: 1 }}\npolicies:\n{policies}",
+        cloud.base_url
+    );
+    let (config, report) = load_str("guarded", &text);
+    config.unwrap_or_else(|| panic!("{report}"))
+}
+
+#[tokio::test]
+async fn an_edit_that_would_stop_much_of_the_fleet_acts_on_nothing_until_confirmed() {
+    let cloud = TestCloud::start().await;
+    let bob = quiet_bob(&cloud);
+    let store = sqlite().await;
+    store.migrate().await.unwrap();
+    let mut daemon = Daemon::new(cloud.client(), Ledger::new(store), guarded(&cloud, NOTEBOOKS), false);
+    // At start nothing is due: accepted.
+    let report = daemon.step(now(&cloud)).await;
+    assert!(report.held.is_empty() && report.executed.is_empty(), "{:?}", report.held);
+
+    // Everything, no protection, a minute idle: nb-bob and nb-keep-carol at once, more than one.
+    let everything = "  - name: everything\n    select: {}\n    idle: { signals: [jupyter], stop_after: 1m }\n";
+    daemon.set_config(guarded(&cloud, everything));
+    let report = daemon.step(now(&cloud)).await;
+    assert_eq!(report.held.len(), 1, "{:?}", report.held);
+    let held = &report.held[0];
+    assert_eq!((held.policy.as_str(), held.allowed, held.fleet), ("everything", 1, 6));
+    assert!(held.newly_disrupted >= 2, "{held:?}");
+    assert!(report.executed.is_empty() && report.withheld >= 2, "{:?}", report.executed);
+    // Held it stays, cycle after cycle.
+    let report = daemon.step(now(&cloud)).await;
+    assert!(report.executed.is_empty() && report.held.is_empty());
+    assert_eq!(daemon.held().count(), 1);
+    assert_eq!(cloud.answered("power_off", 200), 0);
+
+    // Confirmed, it acts.
+    assert!(daemon.confirm("everything"));
+    assert!(!daemon.confirm("everything"), "confirmed once");
+    let report = daemon.step(now(&cloud)).await;
+    let stopped: Vec<_> = report.executed.iter().map(|e| e.action.instance.name.as_str()).collect();
+    assert!(stopped.len() >= 2 && stopped.contains(&bob.as_str()), "{stopped:?}");
+}
+
+#[tokio::test]
+async fn an_edit_that_newly_stops_little_is_accepted_at_once() {
+    let cloud = TestCloud::start().await;
+    let bob = quiet_bob(&cloud);
+    let store = sqlite().await;
+    store.migrate().await.unwrap();
+    let mut daemon = Daemon::new(cloud.client(), Ledger::new(store), guarded(&cloud, NOTEBOOKS), false);
+    daemon.step(now(&cloud)).await;
+    // A shorter timer: nb-bob, quiet for 20 minutes, is newly due; one is allowed.
+    daemon.set_config(guarded(&cloud, &NOTEBOOKS.replace("stop_after: 30m", "stop_after: 15m")));
+    let report = daemon.step(now(&cloud)).await;
+    assert!(report.held.is_empty(), "{:?}", report.held);
+    let stopped: Vec<_> = report.executed.iter().map(|e| e.action.instance.name.as_str()).collect();
+    assert_eq!(stopped, [bob.as_str()]);
+}

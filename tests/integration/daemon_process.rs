@@ -108,3 +108,54 @@ async fn run_stops_idle_work_answers_http_survives_a_bad_reload_and_stops_cleanl
         assert!(!metrics.contains(secret), "{secret} in the metrics");
     }
 }
+
+/// At start every policy is new: one that would stop more than the change
+/// guard allows waits for `mdc-autoscaler confirm`, then acts.
+#[tokio::test]
+async fn a_held_policy_is_shown_alerted_and_released_by_confirm() {
+    let (_cloud, api) = spawn(&["--manual-clock"], &[]);
+    let db = Database::fresh().await;
+    let work = Workspace::new();
+    work.write_policy(
+        &api,
+        "  change_guard: { share: 10%, at_least: 1 }\npolicies:\n  - name: everything\n    select: {}\n    idle: { signals: [jupyter], stop_after: 1m }\n",
+    );
+    let _daemon = work.start(&db.url);
+    let http = reqwest::Client::new();
+    let base = work.base();
+    let status = || {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let answer = http.get(format!("{base}/api/v1/status")).send().await.ok()?;
+            answer.json::<serde_json::Value>().await.ok()
+        }
+    };
+    until("the policy to be held", 30, || async {
+        status().await.is_some_and(|s| s["held"].as_array().is_some_and(|h| !h.is_empty()))
+    })
+    .await;
+    assert!(work.read_log().contains("acts on nothing until confirmed"), "{}", work.read_log());
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"mdc_autoscaler_policy_held{policy="everything"} 1"#), "{metrics}");
+    let client = client(&api);
+    let stopping = || async {
+        instances(&client, "host-cluster").await.iter().filter(|i| i.status == InstanceStatus::Stopping).count()
+    };
+    assert_eq!(stopping().await, 0, "a held policy stops nothing");
+    let unknown = format!("{base}/api/v1/policies/nothing/confirm");
+    assert_eq!(http.post(&unknown).bearer_auth("admin-secret").send().await.unwrap().status(), 404);
+
+    let confirm = Command::new(env!("CARGO_BIN_EXE_mdc-autoscaler"))
+        .args(["confirm", "--config"])
+        .arg(work.policy())
+        .arg("everything")
+        .env("TEST_ADMIN_TOKEN", "admin-secret")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&confirm.stdout);
+    assert!(confirm.status.success(), "{said}{}", String::from_utf8_lossy(&confirm.stderr));
+    assert!(said.contains("confirmed"), "{said}");
+    until("the confirmed policy to stop idle instances", 30, || async { stopping().await >= 2 }).await;
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"mdc_autoscaler_policy_held{policy="everything"} 0"#), "{metrics}");
+}
