@@ -177,7 +177,28 @@ fn instances_marks(n: usize, edge: DateTime<Utc>) -> std::collections::BTreeMap<
     (0..n).map(|i| (format!("instance-{i:08x}"), edge)).collect()
 }
 
+/// Reading a policy file of many teams, as `validate` and a reload do: the
+/// checks across policies must not grow with the square of their number.
+fn validation() {
+    println!("\nvalidate: one policy file of N teams' policies (each its own names, some overlapping)");
+    println!("{:>8} {:>12}", "policies", "time");
+    for n in [1_000, 5_000, 20_000] {
+        let mut text = String::from("policies:\n");
+        for k in 0..n {
+            let glob = if k % 100 == 0 { format!("team{}-*", k + 1) } else { format!("team{k}-*") };
+            text += &format!(
+                "  - name: team-{k}\n    select: {{ display_name: \"{glob}\" }}\n    idle: {{ stop_after: 30m }}\n"
+            );
+        }
+        let started = Instant::now();
+        let (config, report) = load_str("bench", &text);
+        assert!(config.is_some(), "{report}");
+        println!("{n:>8} {:>12.1?}", started.elapsed());
+    }
+}
+
 fn main() {
+    validation();
     let (fixed, report) = load_str("bench", &policy_file(false));
     let fixed = fixed.unwrap_or_else(|| panic!("{report}"));
     let (adaptive, report) = load_str("bench", &policy_file(true));

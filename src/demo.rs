@@ -69,7 +69,6 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
         metrics,
         store: store.clone(),
         admin_token: config.settings.read_admin_token()?,
-        interval: config.settings.interval,
         confirmed: Default::default(),
         now: Box::new(move || demo_clock.now()),
     });

@@ -39,6 +39,11 @@ pub struct Status {
     pub names: BTreeMap<String, String>,
     /// Policies the change guard holds until confirmed.
     pub held: Vec<Held>,
+    /// Settings changed in the file that only a restart applies.
+    pub restart_needed: Vec<&'static str>,
+    /// The interval in force, for `/readyz`.
+    #[serde(skip)]
+    pub interval: Duration,
 }
 
 pub struct Shared {
@@ -46,7 +51,6 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub store: AnyStore,
     pub admin_token: Option<Secret>,
-    pub interval: Duration,
     /// Held policies confirmed through the admin API, for the loop to release.
     pub confirmed: std::sync::Mutex<Vec<String>>,
     /// The daemon's clock (simulated in the demo).
@@ -77,7 +81,7 @@ async fn metrics(State(s): AppState) -> Response {
 async fn readyz(State(s): AppState) -> Response {
     let status = s.status.read().expect("status lock").clone();
     let now = (s.now)();
-    let fresh = status.last_success_at.is_some_and(|t| now - t <= s.interval * 3);
+    let fresh = status.last_success_at.is_some_and(|t| now - t <= status.interval * 3);
     match (fresh, &status.ledger_error) {
         (true, None) => (StatusCode::OK, "ready").into_response(),
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "no recent successful cycle").into_response(),

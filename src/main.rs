@@ -372,7 +372,6 @@ async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()>
         metrics,
         store: store.clone(),
         admin_token,
-        interval: config.settings.interval,
         confirmed: Default::default(),
         now: Box::new(Utc::now),
     });

@@ -121,6 +121,7 @@ pub struct Metrics {
     ledger_up: Gauge,
     config_reloads: Family<ResultLabels, Counter>,
     config_last_reload_successful: Gauge,
+    config_restart_needed: Gauge,
     leader: Gauge,
     /// What the money counters accrue from, between cycles.
     accrual: Mutex<Accrual>,
@@ -171,6 +172,7 @@ impl Metrics {
             ledger_up: Gauge::default(),
             config_reloads: Family::default(),
             config_last_reload_successful: Gauge::default(),
+            config_restart_needed: Gauge::default(),
             leader: Gauge::default(),
             accrual: Mutex::new(Accrual::default()),
         };
@@ -270,6 +272,11 @@ impl Metrics {
             "1 when the policy file in force is the one last read",
             m.config_last_reload_successful.clone(),
         );
+        r.register(
+            "config_restart_needed",
+            "1 when the policy file changes settings only a restart applies (listen, api, token, admin_token, ledger.url)",
+            m.config_restart_needed.clone(),
+        );
         r.register("leader", "1 when this replica acts; 0 when it only watches", m.leader.clone());
         // A gauge, not an OpenMetrics info: promtool's text parser knows no `info` type.
         let build = Family::<BuildLabels, Gauge>::default();
@@ -291,6 +298,10 @@ impl Metrics {
         let result = if ok { "ok" } else { "invalid" };
         self.config_reloads.get_or_create(&ResultLabels { result }).inc();
         self.config_last_reload_successful.set(ok.into());
+    }
+
+    pub fn restart_needed(&self, needed: bool) {
+        self.config_restart_needed.set(needed.into());
     }
 
     pub fn leader(&self, leader: bool) {

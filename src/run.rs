@@ -14,9 +14,9 @@ use chrono_tz::Tz;
 use crate::clock::Clock;
 use crate::cloud::Cloud;
 use crate::config::load::load_file;
+use crate::config::policy::Settings;
 use crate::http::Shared;
 use crate::ledger::{AnyStore, Outcome};
-use crate::metrics::Metrics;
 use crate::plan::observed::yuan;
 use crate::reconcile::{Cut, Daemon, Halt, StepReport};
 use crate::text::Shown;
@@ -50,6 +50,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         let mut status = shared.status.write().expect("status lock");
         status.started_at = Some(options.clock.now());
         status.dry_run = daemon.dry_run();
+        status.interval = daemon.config().settings.interval;
     }
     let mut migrated = !options.migrate;
     if !migrated {
@@ -111,7 +112,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
             break;
         }
         if reload_asked {
-            reload(&mut daemon, options.config_path.as_ref(), &shared.metrics);
+            reload(&mut daemon, options.config_path.as_ref(), &shared).await;
             continue;
         }
         // Retention: once an hour, old price samples and finished segments go.
@@ -138,7 +139,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
             one = asked.recv() => {
                 daemon.halt().lower();
                 match one {
-                    Some(Asked::Reload) => reload(&mut daemon, options.config_path.as_ref(), &shared.metrics),
+                    Some(Asked::Reload) => reload(&mut daemon, options.config_path.as_ref(), &shared).await,
                     Some(Asked::Stop) | None => break,
                 }
             }
@@ -205,13 +206,34 @@ fn signal(kind: tokio::signal::unix::SignalKind) -> tokio::signal::unix::Signal 
     tokio::signal::unix::signal(kind).expect("signal handlers install")
 }
 
-fn reload<C: Cloud>(daemon: &mut Daemon<C, AnyStore>, path: Option<&PathBuf>, metrics: &Metrics) {
-    let Some(path) = path else { return };
-    let (config, report) = load_file(path);
-    metrics.reload(config.is_some());
+/// Re-reads the policy file off the loop's thread (a large file takes a
+/// while to check; `/healthz` and `/metrics` keep answering meanwhile).
+async fn reload<C: Cloud>(daemon: &mut Daemon<C, AnyStore>, path: Option<&PathBuf>, shared: &Shared) {
+    let Some(path) = path.cloned() else { return };
+    let (config, report) = match tokio::task::spawn_blocking(move || load_file(&path)).await {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            tracing::error!(%error, "reload failed: the running policy stays in force");
+            return;
+        }
+    };
+    shared.metrics.reload(config.is_some());
     match config {
-        Some(config) => {
+        Some(mut config) => {
+            let running = &daemon.config().settings;
+            let restart_needed = keep_running(&mut config.settings, running);
+            if !restart_needed.is_empty() {
+                tracing::warn!(
+                    settings = %restart_needed.join(", "),
+                    "changed settings that only a restart applies: their running values stay until then"
+                );
+            }
             tracing::info!(policies = config.policies.len(), warnings = report.warnings(), "policy reloaded");
+            shared.metrics.restart_needed(!restart_needed.is_empty());
+            let mut status = shared.status.write().expect("status lock");
+            status.restart_needed = restart_needed;
+            status.interval = config.settings.interval;
+            drop(status);
             daemon.set_config(config);
         }
         None => {
@@ -221,6 +243,34 @@ fn reload<C: Cloud>(daemon: &mut Daemon<C, AnyStore>, path: Option<&PathBuf>, me
             tracing::error!(errors = report.errors(), "reload refused: the running policy stays in force");
         }
     }
+}
+
+/// Settings the running daemon was built from (its listener, API client,
+/// admin token and ledger connection) keep their running values; the names
+/// of those the file changed.
+fn keep_running(new: &mut Settings, running: &Settings) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if new.listen != running.listen {
+        changed.push("listen");
+    }
+    if format!("{:?}", new.api) != format!("{:?}", running.api) {
+        changed.push("api");
+    }
+    if new.token != running.token {
+        changed.push("token");
+    }
+    if new.admin_token != running.admin_token {
+        changed.push("admin_token");
+    }
+    if new.ledger.url != running.ledger.url {
+        changed.push("ledger.url");
+    }
+    new.listen = running.listen;
+    new.api = running.api.clone();
+    new.token = running.token.clone();
+    new.admin_token = running.admin_token.clone();
+    new.ledger.url = running.ledger.url.clone();
+    changed
 }
 
 fn log(report: &StepReport) {

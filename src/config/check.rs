@@ -1,7 +1,7 @@
 //! Checks of meaning: raw settings and policies become resolved ones, and
 //! every problem found on the way is recorded with its position.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Duration, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -676,22 +676,74 @@ impl Checker {
                 self.error(*pos, format!("policy name `{}` is used twice (first at line {})", p.name, first.line));
             }
         }
-        for (i, (_, a)) in policies.iter().enumerate() {
-            for (pos, b) in &policies[i + 1..] {
-                if let (Some(sa), Some(sb)) = (&a.select, &b.select)
-                    && may_overlap(sa, sb)
-                {
-                    self.warning(
-                        *pos,
-                        format!(
-                            "policies `{}` and `{}` may select the same instances; each instance belongs to the first that selects it (`{}`)",
-                            a.name, b.name, a.name
-                        ),
-                    );
-                }
-            }
+        let (pairs, whole) = overlapping(policies);
+        for (i, j) in pairs {
+            let (a, (pos, b)) = (&policies[i].1, &policies[j]);
+            self.warning(
+                *pos,
+                format!(
+                    "policies `{}` and `{}` may select the same instances; each instance belongs to the first that selects it (`{}`)",
+                    a.name, b.name, a.name
+                ),
+            );
+        }
+        if !whole {
+            let pos = policies.first().map_or_else(Pos::default, |(pos, _)| *pos);
+            self.warning(pos, format!("more policies may overlap: only the first {OVERLAP_WARNINGS} pairs are named"));
         }
     }
+}
+
+/// Overlapping pairs named at most; more are summed up in one line.
+const OVERLAP_WARNINGS: usize = 20;
+/// Comparisons per policy before the overlap check stops.
+const OVERLAP_COMPARISONS_PER_POLICY: usize = 64;
+
+/// Pairs (by index, first policy first) whose selectors may overlap, and
+/// whether the search was whole. Only policies whose name globs share a
+/// literal prefix can overlap: sorted by prefix, each is compared with those
+/// whose prefix starts its own, so many distinct teams cost n log n; the
+/// comparisons are bounded besides.
+fn overlapping(policies: &[(Pos, policy::Policy)]) -> (BTreeSet<(usize, usize)>, bool) {
+    let selectors: Vec<Option<&policy::Selector>> = policies.iter().map(|(_, p)| p.select.as_ref()).collect();
+    let mut keys: Vec<(&str, usize)> = Vec::new();
+    for (i, select) in selectors.iter().enumerate() {
+        match select.map(|s| &s.display_names) {
+            Some(names) if !names.is_empty() => keys.extend(names.iter().map(|g| (literal_prefix(g), i))),
+            Some(_) => keys.push(("", i)),
+            None => {}
+        }
+    }
+    keys.sort_unstable();
+    let mut budget = policies.len().saturating_mul(OVERLAP_COMPARISONS_PER_POLICY);
+    let mut pairs = BTreeSet::new();
+    let mut open: Vec<(&str, usize)> = Vec::new();
+    for (key, i) in keys {
+        while open.last().is_some_and(|(k, _)| !key.starts_with(k)) {
+            open.pop();
+        }
+        for (_, j) in &open {
+            let pair = (i.min(*j), i.max(*j));
+            if i == *j || pairs.contains(&pair) {
+                continue;
+            }
+            if budget == 0 || pairs.len() >= OVERLAP_WARNINGS {
+                return (pairs, false);
+            }
+            budget -= 1;
+            if let (Some(a), Some(b)) = (selectors[pair.0], selectors[pair.1])
+                && may_overlap(a, b)
+            {
+                pairs.insert(pair);
+            }
+        }
+        open.push((key, i));
+    }
+    (pairs, true)
+}
+
+fn literal_prefix(g: &Glob) -> &str {
+    g.as_str().split(['*', '?']).next().unwrap_or("")
 }
 
 /// Whether two selectors could both match one instance. Conservative on
@@ -706,11 +758,10 @@ fn may_overlap(a: &policy::Selector, b: &policy::Selector) -> bool {
 }
 
 fn globs_may_overlap(a: &Glob, b: &Glob) -> bool {
-    let literal_prefix = |g: &Glob| g.as_str().split(['*', '?']).next().unwrap_or("").to_owned();
     let literal_suffix = |g: &Glob| g.as_str().rsplit(['*', '?']).next().unwrap_or("").to_owned();
     let (pa, pb) = (literal_prefix(a), literal_prefix(b));
     let (sa, sb) = (literal_suffix(a), literal_suffix(b));
-    (pa.starts_with(&pb) || pb.starts_with(&pa)) && (sa.ends_with(&sb) || sb.ends_with(&sa))
+    (pa.starts_with(pb) || pb.starts_with(pa)) && (sa.ends_with(&sb) || sb.ends_with(&sa))
 }
 
 /// A duration as a policy file writes it: `5m`, `4h`.
@@ -729,5 +780,39 @@ mod tests {
         assert!(globs_may_overlap(&g("*"), &g("train-*")));
         assert!(!globs_may_overlap(&g("nb-*"), &g("train-*")));
         assert!(!globs_may_overlap(&g("*-gpu"), &g("*-cpu")));
+    }
+
+    fn policies(globs: &[&str]) -> Vec<(Pos, policy::Policy)> {
+        let text: String = globs
+            .iter()
+            .enumerate()
+            .map(|(k, g)| {
+                format!("  - name: p{k}\n    select: {{ display_name: \"{g}\" }}\n    idle: {{ stop_after: 1h }}\n")
+            })
+            .collect();
+        let (config, report) = crate::config::load::load_str("t", &format!("policies:\n{text}"));
+        config.unwrap_or_else(|| panic!("{report}")).policies.into_iter().map(|p| (Pos::default(), p)).collect()
+    }
+
+    #[test]
+    fn the_overlap_search_finds_what_comparing_every_pair_finds() {
+        let globs = ["nb-*", "train-*", "nb-keep-*", "*", "team1-*", "team2-*", "*-gpu", "team1-a*"];
+        let policies = policies(&globs);
+        let mut every = BTreeSet::new();
+        for i in 0..policies.len() {
+            for j in i + 1..policies.len() {
+                if may_overlap(policies[i].1.select.as_ref().unwrap(), policies[j].1.select.as_ref().unwrap()) {
+                    every.insert((i, j));
+                }
+            }
+        }
+        assert_eq!(overlapping(&policies), (every, true));
+    }
+
+    #[test]
+    fn the_overlap_search_names_a_few_pairs_and_says_there_are_more() {
+        let policies = policies(&["*"; 30]);
+        let (pairs, whole) = overlapping(&policies);
+        assert_eq!((pairs.len(), whole), (OVERLAP_WARNINGS, false));
     }
 }

@@ -42,24 +42,44 @@ impl fmt::Display for Report {
     }
 }
 
+/// The largest policy file read: thousands of policies fit in far less.
+pub const POLICY_FILE_MAX: u64 = 4 * 1024 * 1024;
+
 /// Reads and checks a policy file. The config is there only when nothing is
 /// an error; warnings may come with it.
 pub fn load_file(path: &Path) -> (Option<Config>, Report) {
     let source = path.display().to_string();
-    match std::fs::read_to_string(path) {
+    match read_policy_file(path) {
         Ok(text) => load_str(&source, &text),
-        Err(e) => {
+        Err(message) => {
             let report = Report {
                 source,
-                diagnostics: vec![Diagnostic {
-                    pos: Pos { line: 1, column: 1 },
-                    severity: Severity::Error,
-                    message: format!("cannot read the file: {e}"),
-                }],
+                diagnostics: vec![Diagnostic { pos: Pos { line: 1, column: 1 }, severity: Severity::Error, message }],
             };
             (None, report)
         }
     }
+}
+
+/// A regular file of at most [`POLICY_FILE_MAX`] bytes: a FIFO would hang
+/// the reader and `/dev/zero` would fill its memory, so neither is opened.
+fn read_policy_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot read the file: {e}");
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err("not a regular file: a policy file is read whole, from disk".into());
+    }
+    let too_large = || format!("the file is larger than {} MiB", POLICY_FILE_MAX / (1024 * 1024));
+    if meta.len() > POLICY_FILE_MAX {
+        return Err(too_large());
+    }
+    let mut text = String::new();
+    std::fs::File::open(path).map_err(cannot)?.take(POLICY_FILE_MAX + 1).read_to_string(&mut text).map_err(cannot)?;
+    if text.len() as u64 > POLICY_FILE_MAX {
+        return Err(too_large());
+    }
+    Ok(text)
 }
 
 pub fn load_str(source: &str, text: &str) -> (Option<Config>, Report) {

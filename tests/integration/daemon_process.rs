@@ -159,3 +159,38 @@ async fn a_held_policy_is_shown_alerted_and_released_by_confirm() {
     let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"mdc_autoscaler_policy_held{policy="everything"} 0"#), "{metrics}");
 }
+
+/// A reload applies what can change live and says what only a restart applies.
+#[tokio::test]
+async fn a_reload_says_which_settings_wait_for_a_restart() {
+    let (_cloud, api) = spawn(&["--manual-clock"], &[]);
+    let db = Database::fresh().await;
+    let work = Workspace::new();
+    let policies = "policies:\n  - name: notebooks\n    select: { display_name: \"nb-*\" }\n    idle: { signals: [jupyter], stop_after: 30m }\n";
+    work.write_policy(&api, policies);
+    let daemon = work.start(&db.url);
+    let http = reqwest::Client::new();
+    let base = work.base();
+    let get = |path: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move { http.get(format!("{base}{path}")).send().await.ok() }
+    };
+    until("ready", 30, || async { get("/readyz").await.is_some_and(|r| r.status() == 200) }).await;
+
+    let text = std::fs::read_to_string(work.policy()).unwrap();
+    let moved = text
+        .replace(&format!("listen: 127.0.0.1:{}", work.port), "listen: 127.0.0.1:1")
+        .replace("timeout: 3s", "timeout: 4s")
+        .replace("interval: 1s", "interval: 2s");
+    assert_ne!(moved, text);
+    std::fs::write(work.policy(), moved).unwrap();
+    daemon.signal("HUP");
+    until("the reload", 30, || async { work.read_log().contains("policy reloaded") }).await;
+    assert!(work.read_log().contains("only a restart applies"), "{}", work.read_log());
+    let status: serde_json::Value = get("/api/v1/status").await.unwrap().json().await.unwrap();
+    assert_eq!(status["restart_needed"], serde_json::json!(["listen", "api"]), "{status}");
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("mdc_autoscaler_config_restart_needed 1"), "{metrics}");
+    // Still where it was, and ready by the new interval.
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+}

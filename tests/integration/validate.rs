@@ -85,3 +85,26 @@ fn a_policy_one_edit_from_deleting_the_fleet_is_warned_of() {
     }
     assert_eq!(report.warnings(), 2, "{said}");
 }
+
+#[test]
+fn only_a_regular_file_of_bounded_size_is_read() {
+    let dir = std::env::temp_dir().join(format!("mdc-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo.yaml");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads the path it is given.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let big = dir.join("big.yaml");
+    let line = "# a comment line to make the file large\n";
+    let size = mdc_autoscaler::config::load::POLICY_FILE_MAX as usize + 1;
+    std::fs::write(&big, line.repeat(size / line.len() + 1)).unwrap();
+    for (path, said) in [
+        (std::path::PathBuf::from("/dev/zero"), "not a regular file"),
+        (fifo, "not a regular file"),
+        (big, "larger than 4 MiB"),
+    ] {
+        let (config, report) = load_file(&path);
+        assert!(config.is_none() && report.to_string().contains(said), "{}: {report}", path.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
