@@ -534,6 +534,108 @@ proptest! {
     }
 }
 
+/// Mostly a usual value, now and then one at or beyond a bound.
+fn at_bounds(usual: &'static str, hostile: Vec<&'static str>) -> impl Strategy<Value = &'static str> {
+    prop_oneof![12 => Just(usual), 1 => prop::sample::select(hostile)]
+}
+
+fn hostile_duration(usual: &'static str) -> impl Strategy<Value = &'static str> {
+    let hostile = vec![
+        "0s",
+        "1s",
+        "4s",
+        "59s",
+        "4m",
+        "1h",
+        "15d",
+        "3650d",
+        "3651d",
+        "300000y",
+        "18446744073709551615s",
+        "-1s",
+        "1e9h",
+    ];
+    at_bounds(usual, hostile)
+}
+
+fn hostile_count(usual: &'static str) -> impl Strategy<Value = &'static str> {
+    at_bounds(usual, vec!["0", "1", "1000", "4294967295", "4294967296", "-1"])
+}
+
+fn hostile_money(usual: &'static str) -> impl Strategy<Value = &'static str> {
+    at_bounds(usual, vec!["0", "0.000001", "1000000000", "1000000001", "1e12", "-5", ".nan", ".inf"])
+}
+
+fn hostile_share(usual: &'static str) -> impl Strategy<Value = &'static str> {
+    at_bounds(usual, vec!["0%", "1%", "100%", "101%", "-5%", "1e308%"])
+}
+
+/// Whatever a policy file says, `validate` refuses it or the planner plans
+/// by it: no value reaches a panic, and the limits hold.
+#[test]
+fn a_hostile_policy_is_refused_or_planned_never_a_panic() {
+    let durations = (
+        hostile_duration("30s"),
+        hostile_duration("2m"),
+        hostile_duration("30m"),
+        hostile_duration("48h"),
+        hostile_duration("7d"),
+        hostile_duration("10s"),
+        hostile_duration("1h"),
+        hostile_duration("2h"),
+    );
+    let counts = (
+        hostile_count("10"),
+        hostile_count("60"),
+        hostile_count("10"),
+        hostile_count("10"),
+        hostile_count("2"),
+        hostile_count("0"),
+        hostile_count("4"),
+    );
+    let money = (hostile_money("1000"), hostile_money("100"), hostile_money("2000"), hostile_money("20"));
+    let shares = (hostile_share("20%"), hostile_share("50%"));
+    let fleet =
+        (prop::collection::vec(instance_spec(), 0..12), prop::option::of((0u32..150, 0u32..1500)), 0i64..(7 * 24 * 60));
+    let config = ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let planned = std::cell::Cell::new(0);
+    runner
+        .run(&(durations, counts, money, shares, fleet), |(d, c, m, s, (instances, spend, offset))| {
+            let text = format!(
+                r#"settings:
+  timezone: Asia/Shanghai
+  interval: {}
+  cycle_deadline: {}
+  limits: {{ actions_per_cycle: {}, actions_per_hour: {}, deletes_per_hour: {} }}
+  budget: {{ daily: {}, when_exceeded: stop }}
+  change_guard: {{ share: {}, at_least: {} }}
+policies:
+  - name: p0
+    select: {{ display_name: "nb-*" }}
+    idle: {{ signals: [jupyter], stop_after: {}, max_runtime: {}, delete_after_stopped: {}, delete_without_snapshot: true, grace_period: {} }}
+    max_disrupted: {}
+    budget: {{ daily: {}, monthly: {} }}
+  - name: p1
+    pool: {{ cluster: host-cluster, image: img, desired: {}, min: {}, max: {}, gpu: {{ products: [H20, "4090"] }}, max_price_per_hour: {}, wait_for_discount: {} }}
+    schedule: {{ start: "0 9 * * *", stop: "0 20 * * *" }}
+    idle: {{ signals: [jupyter], stop_after: {} }}
+"#,
+                d.0, d.1, c.0, c.1, c.2, m.0, s.0, c.3, d.2, d.3, d.4, d.5, s.1, m.1, m.2, c.4, c.5, c.6, m.3, d.6, d.7
+            );
+            let (config, _) = load_str("hostile", &text);
+            if let Some(config) = config {
+                let now = now_from(offset);
+                let plan = plan::plan(&observed(&instances, now, spend, 0), &config, now);
+                prop_assert!(plan.actions.len() as u32 <= config.settings.limits.actions_per_cycle);
+                planned.set(planned.get() + 1);
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(planned.get() >= 60, "only {} of 400 files were accepted: the property would be vacuous", planned.get());
+}
+
 #[test]
 fn the_idempotence_check_sees_real_plans() {
     // The default fleet under a notebooks policy at 21:00: idle notebooks and a schedule stop.
