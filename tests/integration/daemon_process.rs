@@ -194,3 +194,25 @@ async fn a_reload_says_which_settings_wait_for_a_restart() {
     // Still where it was, and ready by the new interval.
     assert_eq!(get("/readyz").await.unwrap().status(), 200);
 }
+
+/// An instance's display name is the user's to write: a newline in it cannot
+/// forge a log line, nor an escape sequence reach a terminal.
+#[tokio::test]
+async fn a_display_name_cannot_forge_a_log_line() {
+    let work = Workspace::new();
+    let fleet = mdc_autoscaler::sim::fleet::DEFAULT_FLEET
+        .replace("display_name: nb-bob", r#"display_name: "nb-bob\nERROR forged line \e[31m""#);
+    let fleet_path = work.dir.join("fleet.yaml");
+    std::fs::write(&fleet_path, fleet).unwrap();
+    let (_cloud, api) = spawn(&["--manual-clock", "--fleet", fleet_path.to_str().unwrap()], &[]);
+    let db = Database::fresh().await;
+    work.write_policy(
+        &api,
+        "policies:\n  - name: notebooks\n    select: { display_name: \"nb-b*\" }\n    idle: { signals: [jupyter], stop_after: 30m }\n",
+    );
+    let _daemon = work.start(&db.url);
+    until("the idle notebook to be stopped", 30, || async { work.read_log().contains("forged line") }).await;
+    let log = work.read_log();
+    assert!(!log.lines().any(|l| l.starts_with("ERROR forged")), "a forged line:\n{log}");
+    assert!(!log.contains('\u{1b}'), "an escape sequence reached the log:\n{log}");
+}
