@@ -17,8 +17,13 @@ use crate::harness::{TestCloud, start_time};
 use crate::ledger_contract::{outage, sqlite, uuid_like};
 
 fn config(cloud: &TestCloud, policies: &str) -> Config {
+    config_with(cloud, "  timezone: Asia/Shanghai\n", policies)
+}
+
+/// The fake cloud's API, these further settings, and these policies.
+fn config_with(cloud: &TestCloud, settings: &str, policies: &str) -> Config {
     let text = format!(
-        "settings:\n  api: {{ base_url: \"{}\", namespace: demo }}\n  timezone: Asia/Shanghai\npolicies:\n{policies}",
+        "settings:\n  api: {{ base_url: \"{}\", namespace: demo }}\n{settings}policies:\n{policies}",
         cloud.base_url
     );
     let (config, report) = load_str("daemon", &text);
@@ -330,12 +335,7 @@ async fn a_halt_mid_step_sends_nothing_more_and_leaves_no_intent_without_its_cal
 /// The fake cloud's fleet, a guard that allows one instance newly stopped,
 /// and these policies.
 fn guarded(cloud: &TestCloud, policies: &str) -> Config {
-    let text = format!(
-        "settings:\n  api: {{ base_url: \"{}\", namespace: demo }}\n  change_guard: {{ share: 10%, at_least: 1 }}\npolicies:\n{policies}",
-        cloud.base_url
-    );
-    let (config, report) = load_str("guarded", &text);
-    config.unwrap_or_else(|| panic!("{report}"))
+    config_with(cloud, "  change_guard: { share: 10%, at_least: 1 }\n", policies)
 }
 
 #[tokio::test]
