@@ -137,6 +137,7 @@ fn fleet(n: usize, now: DateTime<Utc>, busy_share: f64) -> Observed {
         recent_actions: vec![],
         recent_deletes: vec![],
         capacity_failures: Default::default(),
+        pending_creates: vec![],
         snoozes: Default::default(),
         schedule_marks,
         habits: Default::default(),

@@ -226,6 +226,9 @@ struct FakeCloudArgs {
     /// GPU resource keys (or `*`) with no free GPUs, e.g. nvidia.com/gpu-h20.
     #[arg(long)]
     no_free_gpus: Vec<String>,
+    /// List a created instance only this long after its create, e.g. 2m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    list_lag: Option<Duration>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -335,7 +338,9 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
     let facts = async {
         add_facts(&mut ledger, &mut observed, mdc_autoscaler::plan::Changed::All, &config, now).await?;
         observed.schedule_marks = ledger.store().schedule_marks().await?;
-        tell_recent(&mut observed, recent_actions(ledger.store(), now).await?.iter());
+        let recent = recent_actions(ledger.store(), now).await?;
+        tell_recent(&mut observed, recent.taken.iter());
+        observed.pending_creates = recent.creates.into_iter().filter(|p| !p.listed(&observed.instances)).collect();
         Ok::<(), mdc_autoscaler::ledger::LedgerError>(())
     };
     let ledger_note = match facts.await {
@@ -611,6 +616,9 @@ fn faults(args: &FakeCloudArgs, from_fleet: Faults) -> anyhow::Result<Faults> {
         wire.fail_list_page = args.fail_list_page;
     }
     faults.platform.no_free_gpus.extend(args.no_free_gpus.iter().cloned());
+    if let Some(lag) = args.list_lag {
+        faults.platform.list_lag = lag;
+    }
     for (name, rate) in [
         ("error-rate", wire.error_rate),
         ("malformed-rate", wire.malformed_rate),

@@ -9,7 +9,8 @@ use chrono::{DateTime, Duration, Utc};
 use super::records::Outcome;
 use super::store::{LedgerError, Store};
 use crate::config::policy::{Config, Signal};
-use crate::plan::{Changed, Observed, Reading, SnapshotState};
+use crate::money::Money;
+use crate::plan::{ActionKind, Changed, Observed, PendingCreate, Reading, SnapshotState};
 
 /// Adds the ledger's facts to an observation: to every instance, or to the
 /// instances at `changed` (those re-read since the last observation, whose
@@ -75,19 +76,35 @@ pub struct Taken {
     pub delete: bool,
 }
 
-/// The actions of the last hour (dry runs are not actions), one entry
-/// each: for a planner starting afresh.
-pub async fn recent_actions<S: Store>(store: &S, now: DateTime<Utc>) -> Result<Vec<Taken>, LedgerError> {
+/// What an earlier run did lately, for a planner starting afresh.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recent {
+    /// The actions of the last hour (dry runs are not actions), one entry each.
+    pub taken: Vec<Taken>,
+    /// Its creates that may have gone through and may still be unlisted.
+    pub creates: Vec<PendingCreate>,
+}
+
+/// What the ledger has of the last hour's actions.
+pub async fn recent_actions<S: Store>(store: &S, now: DateTime<Utc>) -> Result<Recent, LedgerError> {
     let recent = store.actions_between(now - Duration::hours(1), now + Duration::seconds(1)).await?;
-    Ok(recent
-        .iter()
-        .filter(|a| !a.dry_run)
-        .map(|a| Taken { at: a.planned_at, delete: a.kind == crate::plan::ActionKind::Delete.label() })
-        .collect())
+    let real = || recent.iter().filter(|a| !a.dry_run);
+    let taken = real().map(|a| Taken { at: a.planned_at, delete: a.kind == ActionKind::Delete.label() }).collect();
+    let creates = real()
+        .filter(|a| a.kind == "create" && !matches!(a.outcome, Some(Outcome::Failed | Outcome::Skipped)))
+        .map(|a| PendingCreate {
+            display_name: a.display_name.clone(),
+            cluster: a.cluster.clone(),
+            sent_at: a.planned_at,
+            hourly: Money::ZERO - a.saving_per_hour,
+        })
+        .filter(|p| p.holds(now))
+        .collect();
+    Ok(Recent { taken, creates })
 }
 
 /// Tells the planner of actions taken: all of them, and the deletes.
-pub fn tell_recent<'a>(observed: &mut crate::plan::Observed, taken: impl Iterator<Item = &'a Taken>) {
+pub fn tell_recent<'a>(observed: &mut Observed, taken: impl Iterator<Item = &'a Taken>) {
     observed.recent_actions.clear();
     observed.recent_deletes.clear();
     for t in taken {

@@ -85,6 +85,19 @@ impl<'a> Planner<'a> {
         if let (Some(kept), Some(costs)) = (self.kept.as_mut(), costs) {
             kept.costs = costs;
         }
+        // A create not listed yet spends as it would listed.
+        for p in self.observed.pending_creates.iter().filter(|p| p.holds(self.now)) {
+            all += p.hourly;
+            let pools = |policy: &Policy| {
+                policy
+                    .pool
+                    .as_ref()
+                    .is_some_and(|pool| pool.slot_of(&p.display_name).is_some() && pool.clusters.contains(&p.cluster))
+            };
+            if let Some(owner) = self.config.policies.iter().position(pools) {
+                per_policy[owner] += p.hourly;
+            }
+        }
         (all, per_policy)
     }
 

@@ -64,6 +64,37 @@ impl ObservedInstance {
     }
 }
 
+/// A create sent (or perhaps sent) whose instance the lists do not show
+/// yet: the platform may list a new instance late. Until it is listed, or
+/// for [`CREATE_LISTED_WITHIN`], it holds its pool slot and counts against
+/// the budgets, so a lagging list (or a restart inside the lag) never
+/// creates the slot twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingCreate {
+    pub display_name: String,
+    pub cluster: String,
+    pub sent_at: DateTime<Utc>,
+    /// Its price when it was created.
+    pub hourly: Money,
+}
+
+/// How long a create not listed yet holds its slot; past it the create is
+/// taken to have failed and the slot is created again. As Kubernetes'
+/// cluster-autoscaler waits for a node to register (`max-node-provision-time`).
+pub const CREATE_LISTED_WITHIN: chrono::Duration = chrono::Duration::minutes(15);
+
+impl PendingCreate {
+    /// Whether it still holds its slot at `now`.
+    pub fn holds(&self, now: DateTime<Utc>) -> bool {
+        now < self.sent_at + CREATE_LISTED_WITHIN
+    }
+
+    /// Whether these instances, as listed, show it.
+    pub fn listed(&self, instances: &[ObservedInstance]) -> bool {
+        instances.iter().any(|o| o.instance.display_name == self.display_name && o.instance.cluster == self.cluster)
+    }
+}
+
 /// Spend so far in a budget's current day and month (in the budget's zone).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpendSoFar {
@@ -86,6 +117,8 @@ pub struct Observed {
     pub recent_deletes: Vec<DateTime<Utc>>,
     /// SKU ids whose last create failed for capacity, and when.
     pub capacity_failures: BTreeMap<String, DateTime<Utc>>,
+    /// Creates sent whose instance is not listed yet (the lists lag).
+    pub pending_creates: Vec<PendingCreate>,
     /// Snooze leases: instance name → protected until.
     pub snoozes: BTreeMap<String, DateTime<Utc>>,
     /// The last schedule edge applied to each instance.

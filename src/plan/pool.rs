@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::candidate::{Candidate, Reason, Target};
 use super::memo::Known;
-use super::observed::{ObservedInstance, Reading, yuan};
+use super::observed::{CREATE_LISTED_WITHIN, ObservedInstance, Reading, yuan};
 use super::{ActionKind, Cause, InstanceRef, Planner};
 use crate::cloud::{CreateRequest, InstanceStatus, Sku};
 use crate::config::policy::{HardStop, Policy, Pool, ScaleDown};
@@ -65,14 +65,18 @@ impl<'a> Planner<'a> {
                 )
             })
             .collect();
-        let live_count = live.len() as u32;
+        let pending = self.pending_creates(policy, pool);
+        let live_count = live.len() as u32 + pending;
         if policy.idle.is_some() {
-            return self.pool_by_rules(policy, pool, &wanted, members, &live, desired);
+            return self.pool_by_rules(policy, pool, &wanted, members, &live, pending, desired);
         }
         if live_count < desired {
             let need = desired - live_count;
             let need = self.start_members(policy, pool, members, need, live_count, desired);
-            let have = format!("pool has {live_count} of {desired} running");
+            let have = match pending {
+                0 => format!("pool has {live_count} of {desired} running"),
+                _ => format!("pool has {} of {desired} running and {pending} not listed yet", live_count - pending),
+            };
             self.create_members(policy, pool, &wanted, members, need, &have);
         } else if live_count > desired {
             self.scale_down(policy, pool, &live, live_count - desired, live_count, desired);
@@ -86,8 +90,33 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Creates sent for this pool's slots that are not listed yet (each
+    /// holds its slot, as a member starting would), noted; how many.
+    fn pending_creates(&mut self, policy: &'a Policy, pool: &Pool) -> u32 {
+        let now = self.now;
+        let mut count = 0;
+        for p in &self.observed.pending_creates {
+            let ours = pool.slot_of(&p.display_name).is_some() && pool.clusters.contains(&p.cluster);
+            if !ours || !p.holds(now) {
+                continue;
+            }
+            let until = p.sent_at + CREATE_LISTED_WITHIN;
+            self.wake(until);
+            let (sent, until) = (self.local(policy, p.sent_at), self.local(policy, until));
+            self.note(policy, None, || {
+                format!(
+                    "{} was created at {sent} and is not listed yet: it holds its slot until {until}",
+                    p.display_name
+                )
+            });
+            count += 1;
+        }
+        count
+    }
+
     /// A pool with idle rules: members run by the rules, up to `desired` of
     /// them; the pool keeps `desired` members, and removes the surplus.
+    #[allow(clippy::too_many_arguments)]
     fn pool_by_rules(
         &mut self,
         policy: &'a Policy,
@@ -95,9 +124,10 @@ impl<'a> Planner<'a> {
         wanted: &Wanted<'_>,
         members: &[&'a ObservedInstance],
         live: &[&'a ObservedInstance],
+        pending: u32,
         desired: u32,
     ) {
-        let live_count = live.len() as u32;
+        let live_count = live.len() as u32 + pending;
         let removed = if live_count > desired {
             self.scale_down(policy, pool, live, live_count - desired, live_count, desired)
         } else {
@@ -110,7 +140,7 @@ impl<'a> Planner<'a> {
             members.iter().copied().filter(|m| m.instance.status == InstanceStatus::Stopped).collect();
         stopped.sort_by_key(|m| pool.slot_of(&m.instance.display_name));
         // Kept members beyond the count, the highest slots first, go when it falls (scale_down: delete).
-        let kept = members.iter().filter(|m| m.instance.status != InstanceStatus::Deleting).count() as u32;
+        let kept = members.iter().filter(|m| m.instance.status != InstanceStatus::Deleting).count() as u32 + pending;
         let mut surplus = match pool.scale_down {
             ScaleDown::Delete => kept.saturating_sub(desired),
             ScaleDown::Stop => 0,
@@ -203,7 +233,9 @@ impl<'a> Planner<'a> {
         {
             self.wake(retry);
         }
-        let mut taken: Vec<u32> = members.iter().filter_map(|m| pool.slot_of(&m.instance.display_name)).collect();
+        let pending = self.observed.pending_creates.iter().filter(|p| p.holds(self.now)).map(|p| &p.display_name);
+        let mut taken: Vec<u32> =
+            members.iter().map(|m| &m.instance.display_name).chain(pending).filter_map(|d| pool.slot_of(d)).collect();
         while need > 0 {
             // The SKUs with what this plan has already taken set aside.
             let skus: std::borrow::Cow<[Sku]> = if self.reserved.is_empty() {

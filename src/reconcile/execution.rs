@@ -8,9 +8,10 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::picture::Picture;
 use crate::cloud::{Cloud, CloudErrorKind, InstanceStatus};
-use crate::ledger::facts::{Taken, tell_recent};
+use crate::ledger::facts::{Recent, Taken, tell_recent};
 use crate::ledger::{ActionRecord, Ended, Entry, Ledger, Outcome, Store};
-use crate::plan::{Action, ActionKind, Changed, SnapshotState};
+use crate::money::Money;
+use crate::plan::{Action, ActionKind, Changed, PendingCreate, SnapshotState};
 
 /// How long an instance may stay in a transitional state before it is reported stuck.
 pub const STUCK_AFTER: Duration = Duration::minutes(15);
@@ -38,6 +39,8 @@ pub(super) struct Execution {
     /// an earlier run took in its last hour, and those this one took.
     earlier: Vec<Taken>,
     taken: VecDeque<Taken>,
+    /// Creates sent, by this run or an earlier one, not listed yet.
+    creates: Vec<PendingCreate>,
     /// SKU → when a create on it last found no capacity.
     capacity_failures: BTreeMap<String, DateTime<Utc>>,
     in_flight: BTreeMap<String, InFlight>,
@@ -55,16 +58,27 @@ impl Execution {
         self.dry_run
     }
 
-    /// The actions an earlier run took in its last hour, as the ledger has them.
-    pub(super) fn set_earlier(&mut self, mut earlier: Vec<Taken>) {
-        // Those of this run are counted as taken.
+    /// What an earlier run did lately, as the ledger has it.
+    pub(super) fn set_earlier(&mut self, earlier: Recent) {
+        let Recent { taken: mut earlier, creates } = earlier;
+        // Those of this run are counted already.
         earlier.retain(|t| !self.taken.iter().any(|mine| mine.at == t.at));
         earlier.sort_by_key(|t| t.at);
         self.earlier = earlier;
+        for create in creates {
+            if !self
+                .creates
+                .iter()
+                .any(|mine| mine.sent_at == create.sent_at && mine.display_name == create.display_name)
+            {
+                self.creates.push(create);
+            }
+        }
     }
 
     /// Tells the picture what the planner needs of the execution at `now`:
-    /// the actions of the last hour and the capacity failures.
+    /// the actions of the last hour, the capacity failures and the creates
+    /// not listed yet (a create listed is pending no more).
     pub(super) fn tell(&mut self, picture: &mut Picture, now: DateTime<Utc>) {
         let hour_ago = now - Duration::hours(1);
         while self.taken.front().is_some_and(|t| t.at <= hour_ago) {
@@ -74,6 +88,14 @@ impl Execution {
         let observed = &mut picture.observed;
         tell_recent(observed, self.earlier.iter().chain(&self.taken));
         observed.capacity_failures.clone_from(&self.capacity_failures);
+        self.creates.retain(|p| {
+            let listed = p.listed(&observed.instances);
+            if !listed && !p.holds(now) {
+                tracing::warn!(instance = %crate::text::Shown(&p.display_name), cluster = %p.cluster, minutes = (now - p.sent_at).num_minutes(), "a create is still not listed: taken as failed, its slot may be created again");
+            }
+            p.holds(now) && !listed
+        });
+        observed.pending_creates.clone_from(&self.creates);
     }
 
     /// Runs one action through the rails: an intent row first, then the
@@ -120,6 +142,16 @@ impl Execution {
             ActionKind::PowerOn => cloud.power_on(&target.cluster, &target.name).await.map(|()| None),
             ActionKind::Delete => cloud.delete_instance(&target.cluster, &target.name).await.map(|()| None),
         };
+        if let ActionKind::Create { request, .. } = &action.kind
+            && result.as_ref().map_or_else(|e| e.may_have_applied(), |_| true)
+        {
+            self.creates.push(PendingCreate {
+                display_name: request.display_name.clone(),
+                cluster: request.cluster.clone(),
+                sent_at: now,
+                hourly: Money::ZERO - action.saving_per_hour,
+            });
+        }
         let created = match result {
             Ok(created) => created,
             Err(e) => {

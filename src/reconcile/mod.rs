@@ -185,6 +185,10 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                 ("create", Some(o)) => {
                     (Outcome::Done, Some(o.instance.name.as_str()), "settled after a restart: the instance exists")
                 }
+                // The lists may show a new instance late: until then it holds its slot.
+                ("create", None) if now < intent.planned_at + plan::CREATE_LISTED_WITHIN => {
+                    (Outcome::Unknown, None, "settled after a restart: not listed yet; its slot is held a while")
+                }
                 ("create", None) => (Outcome::Failed, None, "settled after a restart: no such instance"),
                 (_, _) => (Outcome::Unknown, None, "settled after a restart: the next cycles see its state"),
             };

@@ -44,7 +44,10 @@ impl Simulator {
     ) -> Result<wire::InstanceList, SimError> {
         self.advance(now);
         self.require_cluster(cluster)?;
-        let mut all: Vec<&SimInstance> = self.instances.values().filter(|i| i.cluster == cluster).collect();
+        let lag = chrono::Duration::from_std(self.faults.list_lag).unwrap_or(chrono::Duration::MAX);
+        let listed =
+            |i: &&SimInstance| i.cluster == cluster && i.created_at.checked_add_signed(lag).is_some_and(|t| t <= now);
+        let mut all: Vec<&SimInstance> = self.instances.values().filter(listed).collect();
         all.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
         let size = page_size.max(1) as usize;
         let skip = (page.max(1) as usize - 1) * size;

@@ -295,6 +295,10 @@ pub struct PlatformFaults {
     pub fail_next_snapshots: u32,
     /// Resource keys (or `*`) whose GPUs all count as taken.
     pub no_free_gpus: Vec<String>,
+    /// A created instance shows in instance lists only this long after its
+    /// create (eventual consistency); asked for by name, it is found at once.
+    #[serde(with = "humantime_serde")]
+    pub list_lag: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -387,3 +387,62 @@ async fn an_edit_that_newly_stops_little_is_accepted_at_once() {
     let stopped: Vec<_> = report.executed.iter().map(|e| e.action.instance.name.as_str()).collect();
     assert_eq!(stopped, [bob.as_str()]);
 }
+
+#[tokio::test]
+async fn a_lagging_list_and_a_restart_inside_the_lag_create_a_slot_once() {
+    let cloud = TestCloud::start().await;
+    cloud.server.sim().faults.list_lag = std::time::Duration::from_secs(5 * 60);
+    let store = sqlite().await;
+    let mut daemon = daemon(&cloud, POOL, store.clone()).await;
+    let creates = |report: &mdc_autoscaler::reconcile::StepReport| {
+        report.executed.iter().filter(|e| matches!(e.action.kind, ActionKind::Create { .. })).count()
+    };
+    let report = daemon.step(now(&cloud)).await;
+    assert_eq!(creates(&report), 1, "{:?}", report.executed);
+    let made = cloud.server.sim().instances().find(|i| i.display_name == "training-0").unwrap().name.clone();
+    use mdc_autoscaler::cloud::Cloud;
+    let client = cloud.client();
+    assert!(client.list_instances("host-cluster").await.unwrap().iter().all(|i| i.name != made), "listed at once");
+    assert_eq!(client.get_instance("host-cluster", &made).await.unwrap().name, made, "found by name");
+
+    for _ in 0..4 {
+        cloud.advance(Duration::seconds(30));
+        let report = daemon.step(now(&cloud)).await;
+        assert_eq!(creates(&report), 0, "created again while unlisted");
+        let notes = &report.plan.as_ref().unwrap().notes;
+        assert!(notes.iter().any(|n| n.text.contains("training-0") && n.text.contains("not listed yet")), "{notes:?}");
+    }
+    // A restart inside the lag: the new run learns the create from the ledger.
+    drop(daemon);
+    let mut daemon = Daemon::new(cloud.client(), Ledger::new(store), config(&cloud, POOL), false);
+    assert_eq!(daemon.reconcile_intents(now(&cloud)).await.unwrap(), 0);
+    for _ in 0..8 {
+        cloud.advance(Duration::seconds(30));
+        let report = daemon.step(now(&cloud)).await;
+        assert_eq!(creates(&report), 0, "created again after the restart");
+    }
+    assert!(
+        client.list_instances("host-cluster").await.unwrap().iter().any(|i| i.name == made),
+        "listed after the lag"
+    );
+    assert_eq!(cloud.server.sim().instances().filter(|i| i.display_name == "training-0").count(), 1);
+}
+
+#[tokio::test]
+async fn a_create_never_listed_holds_its_slot_only_a_while() {
+    let cloud = TestCloud::start().await;
+    // Lists lag past the time a create holds its slot: the slot is created again, once.
+    cloud.server.sim().faults.list_lag = std::time::Duration::from_secs(60 * 60);
+    let mut daemon = daemon(&cloud, POOL, sqlite().await).await;
+    let mut created_at = Vec::new();
+    for _ in 0..40 {
+        let report = daemon.step(now(&cloud)).await;
+        let creates = report.executed.iter().filter(|e| matches!(e.action.kind, ActionKind::Create { .. }));
+        created_at.extend(creates.map(|_| report.at));
+        cloud.advance(Duration::seconds(30));
+    }
+    assert_eq!(created_at.len(), 2, "{created_at:?}");
+    let held = created_at[1] - created_at[0];
+    let within = mdc_autoscaler::plan::CREATE_LISTED_WITHIN;
+    assert!(held >= within && held <= within + Duration::seconds(30), "held {held}");
+}

@@ -189,6 +189,44 @@ async fn sigkill_in_the_middle_of_creates_then_restart_makes_no_duplicate_and_lo
 }
 
 #[tokio::test]
+async fn killed_and_restarted_while_the_lists_lag_the_daemon_creates_nothing_twice() {
+    // New instances are listed ten minutes late; the daemon is killed while a create's answer is on its way.
+    let (_cloud, api) =
+        spawn(&["--manual-clock", "--start", &start_now(), "--latency", "500ms", "--list-lag", "10m"], &[]);
+    let client = client(&api);
+    let db = Database::fresh().await;
+    let work = Workspace::new();
+    work.write_policy(
+        &api,
+        r#"policies:
+  - name: batch
+    pool: { cluster: host-cluster, image: img, desired: 3, gpu: { products: ["4090"] } }
+"#,
+    );
+    let mut daemon = work.start(&db.url);
+    let creates = || async {
+        let requests = sim(Method::GET, &api, "requests", None).await;
+        requests["create_instance"].as_object().map_or(0, |codes| codes.values().filter_map(|n| n.as_u64()).sum())
+    };
+    until("a create to reach the cloud", 60, || async { creates().await >= 1 }).await;
+    daemon.0.kill().unwrap();
+    daemon.0.wait().unwrap();
+
+    let _restarted = work.start(&db.url);
+    until("three creates in all", 60, || async { creates().await >= 3 }).await;
+    more_cycles(&work, 3).await;
+    assert_eq!(creates().await, 3, "a slot was created twice");
+    assert!(pool_members(&client, "batch").await.is_empty(), "the lists do not lag");
+    // Once the lists catch up, the pool is whole and nothing more is created.
+    sim(Method::POST, &api, "clock/advance?by=11m", None).await;
+    until("the pool to be listed", 60, || async { pool_members(&client, "batch").await.len() >= 3 }).await;
+    more_cycles(&work, 3).await;
+    assert_eq!(creates().await, 3);
+    assert_eq!(pool_members(&client, "batch").await.len(), 3);
+    assert_eq!(db.count("SELECT count(*) FROM actions WHERE outcome IS NULL").await, 0, "every intent settled");
+}
+
+#[tokio::test]
 async fn with_a_fifth_of_api_calls_failing_or_slow_the_invariants_hold() {
     let (_cloud, api) = spawn(
         &["--manual-clock", "--start", &start_now(), "--error-rate", "0.2", "--latency", "100ms", "--seed", "11"],

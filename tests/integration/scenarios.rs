@@ -38,7 +38,20 @@ pub struct Scenario {
     pub recent_deletes: Vec<DateTime<FixedOffset>>,
     #[serde(default)]
     pub capacity_failures: BTreeMap<String, DateTime<FixedOffset>>,
+    /// Creates sent whose instance is not listed yet.
+    #[serde(default)]
+    pub pending_creates: Vec<ScenarioPending>,
     pub expect: Expect,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioPending {
+    pub name: String,
+    #[serde(default = "cluster")]
+    pub cluster: String,
+    pub sent_at: DateTime<FixedOffset>,
+    pub price: f64,
 }
 
 #[derive(Deserialize)]
@@ -298,6 +311,16 @@ pub fn observed(s: &Scenario) -> Observed {
         recent_actions: s.recent_actions.iter().map(|t| t.to_utc()).collect(),
         recent_deletes: s.recent_deletes.iter().map(|t| t.to_utc()).collect(),
         capacity_failures: s.capacity_failures.iter().map(|(k, t)| (k.clone(), t.to_utc())).collect(),
+        pending_creates: s
+            .pending_creates
+            .iter()
+            .map(|p| plan::PendingCreate {
+                display_name: p.name.clone(),
+                cluster: p.cluster.clone(),
+                sent_at: p.sent_at.to_utc(),
+                hourly: money(p.price),
+            })
+            .collect(),
         snoozes: s
             .instances
             .iter()
