@@ -123,5 +123,7 @@ delegate! {
     fn record_heartbeat(&self, instance: &str, at: DateTime<Utc>) -> ();
     fn snoozes(&self) -> std::collections::BTreeMap<String, DateTime<Utc>>;
     fn set_snooze(&self, instance: &str, until: DateTime<Utc>) -> ();
+    fn accepted_policies(&self) -> std::collections::BTreeMap<String, String>;
+    fn accept_policies(&self, accepted: &[(String, String)], at: DateTime<Utc>) -> ();
     fn prune(&self, prices_before: DateTime<Utc>, segments_before: DateTime<Utc>) -> u64;
 }

@@ -41,6 +41,7 @@ struct Tables {
     marks: BTreeMap<String, DateTime<Utc>>,
     heartbeats: BTreeMap<String, DateTime<Utc>>,
     snoozes: BTreeMap<String, DateTime<Utc>>,
+    accepted: BTreeMap<String, String>,
 }
 
 impl MemoryStore {
@@ -258,6 +259,15 @@ impl Store for MemoryStore {
 
     async fn set_snooze(&self, instance: &str, until: DateTime<Utc>) -> Result<()> {
         self.tables().snoozes.insert(instance.to_owned(), until);
+        Ok(())
+    }
+
+    async fn accepted_policies(&self) -> Result<BTreeMap<String, String>> {
+        Ok(self.tables().accepted.clone())
+    }
+
+    async fn accept_policies(&self, accepted: &[(String, String)], _at: DateTime<Utc>) -> Result<()> {
+        self.tables().accepted.extend(accepted.iter().cloned());
         Ok(())
     }
 

@@ -113,6 +113,13 @@ pub trait Store: Send + Sync {
     fn record_heartbeat(&self, instance: &str, at: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
     fn snoozes(&self) -> impl Future<Output = Result<BTreeMap<String, DateTime<Utc>>>> + Send;
     fn set_snooze(&self, instance: &str, until: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+    /// Policy name → the fingerprint of the rules the change guard last accepted for it.
+    fn accepted_policies(&self) -> impl Future<Output = Result<BTreeMap<String, String>>> + Send;
+    fn accept_policies(
+        &self,
+        accepted: &[(String, String)],
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Removes price samples and closed segments older than the limits; returns rows removed.
     fn prune(
         &self,
@@ -584,6 +591,28 @@ macro_rules! sql_store {
                 let upsert = "INSERT INTO snoozes (instance, until) VALUES ($1, $2)
                               ON CONFLICT (instance) DO UPDATE SET until = excluded.until";
                 self.set_times(upsert, &[(instance.to_owned(), until)]).await
+            }
+
+            async fn accepted_policies(&self) -> Result<BTreeMap<String, String>> {
+                let rows = sqlx::query("SELECT policy, fingerprint FROM accepted_policies").fetch_all(&self.pool).await?;
+                rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+            }
+
+            async fn accept_policies(&self, accepted: &[(String, String)], at: DateTime<Utc>) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for (policy, fingerprint) in accepted {
+                    sqlx::query(
+                        "INSERT INTO accepted_policies (policy, fingerprint, accepted_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (policy) DO UPDATE SET fingerprint = excluded.fingerprint, accepted_at = excluded.accepted_at",
+                    )
+                    .bind(policy)
+                    .bind(fingerprint)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn prune(&self, prices_before: DateTime<Utc>, segments_before: DateTime<Utc>) -> Result<u64> {

@@ -345,6 +345,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         }
         self.ledger.mark(plan.schedule_marks.iter().map(|m| (m.instance.clone(), m.edge)).collect()).await;
         report.held = self.guard.check(&self.picture.observed, &self.config, now);
+        self.record_accepted(&mut report, now).await;
         let ledger_readable = self.picture.observed.spend.is_some();
         for (sent, action) in plan.actions.iter().enumerate() {
             if self.guard.holds(&action.policy) {
@@ -369,13 +370,29 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         report
     }
 
-    /// What an earlier run left: its schedule marks (this run's own win) and
-    /// the actions of its last hour.
+    /// What an earlier run left: its schedule marks (this run's own win),
+    /// the actions of its last hour and the policies it accepted.
     async fn read_history(&mut self, now: DateTime<Utc>) -> Result<(), crate::ledger::LedgerError> {
         let stored = self.ledger.store().schedule_marks().await?;
         self.execution.set_earlier(recent_actions(self.ledger.store(), now).await?);
+        self.guard.accepted_before(&self.config, &self.ledger.store().accepted_policies().await?);
         let own = std::mem::replace(&mut self.picture.observed.schedule_marks, stored);
         self.picture.observed.schedule_marks.extend(own);
         Ok(())
+    }
+
+    /// Writes what the change guard accepted to the ledger (a dry run
+    /// writes nothing); kept for the next step while the ledger is away.
+    async fn record_accepted(&mut self, report: &mut StepReport, now: DateTime<Utc>) {
+        if self.guard.to_record().is_empty() {
+            return;
+        }
+        if !self.execution.dry_run()
+            && let Err(e) = self.ledger.store().accept_policies(self.guard.to_record(), now).await
+        {
+            report.ledger_error.get_or_insert(e);
+            return;
+        }
+        self.guard.recorded();
     }
 }

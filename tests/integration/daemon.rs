@@ -446,3 +446,44 @@ async fn a_create_never_listed_holds_its_slot_only_a_while() {
     let within = mdc_autoscaler::plan::CREATE_LISTED_WITHIN;
     assert!(held >= within && held <= within + Duration::seconds(30), "held {held}");
 }
+
+#[tokio::test]
+async fn a_restart_holds_only_what_changed_while_the_daemon_was_down() {
+    let cloud = TestCloud::start().await;
+    // Everything unprotected, half an hour idle; two notebooks go quiet now.
+    let everything = "  - name: everything\n    select: {}\n    idle: { signals: [jupyter], stop_after: 30m }\n";
+    let quiet = Activity { idle_kernels: 1, last_activity: Some(now(&cloud)), ..Activity::default() };
+    for display in ["nb-bob", "nb-keep-carol"] {
+        let name = name_of(&cloud, display);
+        cloud.server.sim().set_activity(&name, quiet.clone()).unwrap();
+    }
+    let store = sqlite().await;
+    store.migrate().await.unwrap();
+    let mut daemon = Daemon::new(cloud.client(), Ledger::new(store.clone()), guarded(&cloud, everything), false);
+    // At start nothing is due: accepted, and the ledger keeps that.
+    let report = daemon.step(now(&cloud)).await;
+    assert!(report.held.is_empty() && report.ledger_error.is_none(), "{:?}", report.held);
+    drop(daemon);
+
+    // Down for 40 minutes: both notebooks came due meanwhile, more than the guard allows at once.
+    cloud.advance(Duration::minutes(40));
+    let restarted = |store| Daemon::new(cloud.client(), Ledger::new(store), guarded(&cloud, everything), false);
+    let mut fresh = restarted(sqlite().await);
+    fresh.ledger().store().migrate().await.unwrap();
+    let report = fresh.step(now(&cloud)).await;
+    assert_eq!(report.held.len(), 1, "a ledger that never accepted it holds it: {:?}", report.executed);
+    assert!(report.executed.is_empty());
+
+    // Edited while down: checked again.
+    let edited = everything.replace("30m", "20m");
+    let mut daemon = Daemon::new(cloud.client(), Ledger::new(store.clone()), guarded(&cloud, &edited), false);
+    let report = daemon.step(now(&cloud)).await;
+    assert_eq!(report.held.len(), 1, "{:?}", report.executed);
+    drop(daemon);
+
+    // As it was accepted: it acts at once.
+    let mut daemon = restarted(store);
+    let report = daemon.step(now(&cloud)).await;
+    assert!(report.held.is_empty(), "held again after a restart: {:?}", report.held);
+    assert_eq!(report.executed.len(), 2, "{:?}", report.executed);
+}

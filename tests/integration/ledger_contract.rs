@@ -236,6 +236,11 @@ async fn contract<S: Store>(store: &S) {
     assert_eq!(store.heartbeats().await.unwrap().get("a"), Some(&t(6)));
     store.set_snooze("a", t(120)).await.unwrap();
     assert_eq!(store.snoozes().await.unwrap().get("a"), Some(&t(120)));
+    // Policies the change guard accepted: the newest fingerprint per policy.
+    store.accept_policies(&[("p".into(), "0001".into()), ("q".into(), "0002".into())], t(0)).await.unwrap();
+    store.accept_policies(&[("p".into(), "0003".into())], t(1)).await.unwrap();
+    let accepted = store.accepted_policies().await.unwrap();
+    assert_eq!((accepted["p"].as_str(), accepted["q"].as_str(), accepted.len()), ("0003", "0002", 2));
 
     // Use spans: opened, closed by instance and start, found by overlap.
     let span = |instance: &str, from: i64, to: Option<i64>| UseSpan {
