@@ -105,9 +105,21 @@ impl Default for Paging {
     }
 }
 
-/// The largest answer read: a list page of 10,000 instances in one page is
-/// under 20 MB; anything larger is refused as malformed, never held.
+/// The largest list page read: 10,000 instances in one page are under
+/// 20 MB; anything larger is refused as malformed, never held. A whole
+/// list, across its pages, is held to the same ceiling.
 pub const BODY_MAX: usize = 64 << 20;
+
+/// The largest of every other answer (regions, a region's SKUs, one
+/// instance, an action's answer): small on any platform.
+pub const SMALL_BODY_MAX: usize = 8 << 20;
+
+fn body_max(endpoint: Endpoint) -> usize {
+    match endpoint {
+        Endpoint::ListInstances => BODY_MAX,
+        _ => SMALL_BODY_MAX,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientSetupError {
@@ -254,7 +266,7 @@ impl MatrixDcClient {
             let response = request.send().await?;
             let status = response.status();
             let retry_after = retry_after(response.headers());
-            let body = read_body(response, BODY_MAX).await?;
+            let body = read_body(response, body_max(call.endpoint)).await?;
             Ok::<_, BodyError>((status, retry_after, body))
         }
         .await;
@@ -317,7 +329,8 @@ impl MatrixDcClient {
         })
     }
 
-    async fn list_page(&self, cluster: &str, page: u32) -> Result<Page, CloudError> {
+    /// One page of a cluster's instances, and the size of its body.
+    async fn list_page(&self, cluster: &str, page: u32) -> Result<(Page, usize), CloudError> {
         let endpoint = Endpoint::ListInstances;
         let paging = &self.settings.paging;
         let mut url = self.url(&["clusters", cluster, "instances"]);
@@ -332,7 +345,7 @@ impl MatrixDcClient {
         let mut json = serde_json::Deserializer::from_slice(&body);
         PageSeed { statuses: &self.statuses }
             .deserialize(&mut json)
-            .and_then(|page| json.end().map(|()| page))
+            .and_then(|page| json.end().map(|()| (page, body.len())))
             .map_err(|e| self.malformed(endpoint, e.to_string(), &body))
     }
 }
@@ -366,9 +379,15 @@ impl Cloud for MatrixDcClient {
         let mut pages = 0u32;
         let mut names = HashSet::new();
         let mut instances = Vec::new();
+        // A whole list is read under the ceiling of one answer: endless pages of new instances are refused too.
+        let mut read = 0usize;
         let total = loop {
-            let list = self.list_page(cluster, page).await.map_err(|e| e.on_page(page))?;
+            let (list, bytes) = self.list_page(cluster, page).await.map_err(|e| e.on_page(page))?;
             pages += 1;
+            read += bytes;
+            if read > BODY_MAX {
+                return Err(incomplete(page, format!("the list passed {} MiB in {pages} pages", BODY_MAX >> 20)));
+            }
             for instance in list.instances {
                 if !names.insert(instance.name.clone()) {
                     return Err(incomplete(

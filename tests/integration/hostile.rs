@@ -39,6 +39,33 @@ async fn endless(length: Option<u64>) -> String {
     url
 }
 
+/// A server whose every instance page is a megabyte of instances never
+/// seen before, with a next page always to come; its URL.
+async fn endless_pages() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut served = 0u64;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            served += 1;
+            let nodes: Vec<String> = (0..100)
+                .map(|k| {
+                    let pad = "d".repeat(10_000);
+                    format!(r#"{{"name":"instance-{served}-{k}","displayName":"nb-{k}","status":"Running","description":"{pad}"}}"#)
+                })
+                .collect();
+            let body = format!(r#"{{"hasNextPage":true,"totalCount":1000000000,"nodes":[{}]}}"#, nodes.join(","));
+            let head =
+                format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(body.as_bytes()).await;
+        }
+    });
+    url
+}
+
 /// A server that answers every request with a redirect to `to`; its URL.
 async fn redirecting(to: String) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -78,6 +105,14 @@ async fn an_answer_that_says_it_is_huge_is_refused_before_it_is_read() {
     let url = endless(Some(1 << 40)).await;
     let err = client(&url).list_instances("host-cluster").await.unwrap_err();
     assert!(matches!(&err.kind, CloudErrorKind::Malformed { reason, .. } if reason.contains("over")), "{err}");
+}
+
+#[tokio::test]
+async fn pages_of_new_instances_without_end_are_refused_at_the_list_ceiling() {
+    let url = endless_pages().await;
+    let err = client(&url).list_instances("host-cluster").await.unwrap_err();
+    assert!(matches!(&err.kind, CloudErrorKind::Incomplete(why) if why.contains("passed 64 MiB")), "{err}");
+    assert!(err.page.is_some_and(|p| (60..70).contains(&p)), "{err}");
 }
 
 #[tokio::test]
