@@ -2,7 +2,7 @@
 //! A create or start is allowed only when the projected spend stays within
 //! every budget that covers it; an exceeded budget stops or alerts.
 
-use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use super::candidate::Reason;
@@ -19,11 +19,32 @@ struct Account<'b> {
     key: &'b str,
 }
 
+/// A start or create is judged by what it costs over at least this long:
+/// started a minute before midnight, it spends most of its first hour out
+/// of tomorrow's budget, not out of today's last minute.
+pub const COMMITS_FOR: Duration = Duration::hours(1);
+
 /// Why a start or create does not fit the budgets; written out only for a note.
 pub(super) enum Refusal<'b> {
     SpendUnknown,
-    BudgetUnknown { key: &'b str },
-    Over { key: &'b str, period: &'static str, spent: Money, limit: Money, projected: Money },
+    BudgetUnknown {
+        key: &'b str,
+    },
+    Over {
+        key: &'b str,
+        period: &'static str,
+        spent: Money,
+        limit: Money,
+        projected: Money,
+    },
+    /// What runs now, and this, over its first hour would pass the next
+    /// day's (or month's) budget in the part of that hour that falls there.
+    Next {
+        key: &'b str,
+        period: &'static str,
+        limit: Money,
+        projected: Money,
+    },
 }
 
 impl std::fmt::Display for Refusal<'_> {
@@ -43,6 +64,16 @@ impl std::fmt::Display for Refusal<'_> {
                     yuan(*spent),
                     yuan(*limit),
                     yuan(*projected)
+                )
+            }
+            Refusal::Next { key, period, limit, projected } => {
+                let next = if *period == "daily" { "tomorrow's" } else { "next month's" };
+                write!(
+                    f,
+                    "{} {period} budget: {} of {next} {} projected in the first hour it runs",
+                    label(key),
+                    yuan(*projected),
+                    yuan(*limit)
                 )
             }
         }
@@ -127,17 +158,28 @@ impl<'a> Planner<'a> {
             } else {
                 self.policy_rate + self.policy_committed
             };
-            let rest_of_day = self.rest_of_day(account.budget.timezone);
-            let projected = |spent: Money| {
-                spent + Money::from_hourly_scaled((rate + extra).hourly_scaled(rest_of_day.num_milliseconds()))
-            };
+            // Until midnight, or for the hour the start commits to if that is longer:
+            // the part of it past the period's end counts against the next period.
+            let tz = account.budget.timezone;
+            let rest_of_day = self.rest_of_day(tz);
+            let window = rest_of_day.max(COMMITS_FOR);
+            let run = |d: Duration| Money::from_hourly_scaled((rate + extra).hourly_scaled(d.num_milliseconds()));
             for (period, limit, spent) in
                 [("daily", account.budget.daily, spent.today), ("monthly", account.budget.monthly, spent.this_month)]
             {
                 let Some(limit) = limit else { continue };
-                let projected = projected(spent);
+                let left = match period {
+                    "daily" => rest_of_day,
+                    _ if window > rest_of_day => next_month(tz, self.now) - self.now,
+                    _ => window,
+                };
+                let projected = spent + run(window.min(left));
                 if projected > limit {
                     return Err(Refusal::Over { key: account.key, period, spent, limit, projected });
+                }
+                let projected = run(window - window.min(left));
+                if projected > limit {
+                    return Err(Refusal::Next { key: account.key, period, limit, projected });
                 }
             }
         }
@@ -215,8 +257,20 @@ fn exceeded(budget: &Budget, spent: super::SpendSoFar, label: &str) -> Option<St
 
 /// The next local midnight in `tz` after `now`.
 pub fn next_midnight(tz: Tz, now: DateTime<Utc>) -> DateTime<Utc> {
-    let tomorrow = now.with_timezone(&tz).date_naive() + Duration::days(1);
-    let midnight = tomorrow.and_time(NaiveTime::MIN);
+    midnight(tz, now.with_timezone(&tz).date_naive() + Duration::days(1), now)
+}
+
+/// The start of the next month in `tz` after `now`.
+pub fn next_month(tz: Tz, now: DateTime<Utc>) -> DateTime<Utc> {
+    let today = now.with_timezone(&tz).date_naive();
+    let first = today.with_day(1).and_then(|d| d.checked_add_months(chrono::Months::new(1)));
+    first.map_or(now + Duration::days(31), |first| midnight(tz, first, now))
+}
+
+/// Midnight starting `date` in `tz` (or the first hour that exists, where a
+/// clock change skips it).
+fn midnight(tz: Tz, date: chrono::NaiveDate, now: DateTime<Utc>) -> DateTime<Utc> {
+    let midnight = date.and_time(NaiveTime::MIN);
     tz.from_local_datetime(&midnight)
         .earliest()
         .or_else(|| tz.from_local_datetime(&(midnight + Duration::hours(1))).earliest())
