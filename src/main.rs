@@ -338,7 +338,7 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
     let facts = async {
         add_facts(&mut ledger, &mut observed, mdc_autoscaler::plan::Changed::All, &config, now).await?;
         observed.schedule_marks = ledger.store().schedule_marks().await?;
-        let recent = recent_actions(ledger.store(), now).await?;
+        let recent = recent_actions(ledger.store(), now, config.settings.listing_delay).await?;
         tell_recent(&mut observed, recent.taken.iter());
         observed.pending_creates = recent.creates.into_iter().filter(|p| !p.listed(&observed.instances)).collect();
         Ok::<(), mdc_autoscaler::ledger::LedgerError>(())

@@ -198,6 +198,13 @@ impl Checker {
             Duration::minutes(2),
             (Duration::seconds(5), Duration::minutes(4)),
         );
+        // Undocumented on the vendor page; the default is cluster-autoscaler's wait for a node to register.
+        let listing_delay = self.within(
+            &raw.listing_delay,
+            "listing_delay",
+            policy::DEFAULT_LISTING_DELAY,
+            (Duration::zero(), Duration::hours(1)),
+        );
         let listen = match &raw.listen {
             Some(l) => l.value.parse().unwrap_or_else(|_| {
                 self.error(l.pos, format!("listen `{}` is not an address like 127.0.0.1:9187", l.value));
@@ -249,6 +256,7 @@ impl Checker {
                 .capacity_backoff
                 .and_then(|h| Duration::from_std(h.0).ok())
                 .unwrap_or(Duration::minutes(5)),
+            listing_delay,
             prometheus_url: raw.prometheus.map(|p| p.url.value),
         }
     }

@@ -42,6 +42,9 @@ impl Config {
     }
 }
 
+/// The default `settings.listing_delay`.
+pub const DEFAULT_LISTING_DELAY: Duration = Duration::minutes(15);
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub api: ClientSettings,
@@ -62,6 +65,9 @@ pub struct Settings {
     /// Over every policy together.
     pub budget: Option<Budget>,
     pub capacity_backoff: Duration,
+    /// How late the platform may list a new instance: a create sent and not
+    /// listed yet holds its pool slot, and counts against the budgets, this long.
+    pub listing_delay: Duration,
     pub prometheus_url: Option<String>,
 }
 

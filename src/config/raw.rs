@@ -35,6 +35,8 @@ pub struct Settings {
     pub budget: Option<Budget>,
     /// How long a SKU that failed a create for capacity is skipped.
     pub capacity_backoff: Option<Human>,
+    /// How late the platform may list a new instance.
+    pub listing_delay: Option<Loc<Human>>,
     pub prometheus: Option<PrometheusSettings>,
     pub ledger: Ledger,
     /// How often the daemon runs a cycle.

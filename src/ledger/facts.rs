@@ -85,8 +85,13 @@ pub struct Recent {
     pub creates: Vec<PendingCreate>,
 }
 
-/// What the ledger has of the last hour's actions.
-pub async fn recent_actions<S: Store>(store: &S, now: DateTime<Utc>) -> Result<Recent, LedgerError> {
+/// What the ledger has of the last hour's actions; its creates not listed
+/// yet are those sent within `listing_delay`.
+pub async fn recent_actions<S: Store>(
+    store: &S,
+    now: DateTime<Utc>,
+    listing_delay: Duration,
+) -> Result<Recent, LedgerError> {
     let recent = store.actions_between(now - Duration::hours(1), now + Duration::seconds(1)).await?;
     let real = || recent.iter().filter(|a| !a.dry_run);
     let taken = real().map(|a| Taken { at: a.planned_at, delete: a.kind == ActionKind::Delete.label() }).collect();
@@ -98,7 +103,7 @@ pub async fn recent_actions<S: Store>(store: &S, now: DateTime<Utc>) -> Result<R
             sent_at: a.planned_at,
             hourly: Money::ZERO - a.saving_per_hour,
         })
-        .filter(|p| p.holds(now))
+        .filter(|p| p.holds(now, listing_delay))
         .collect();
     Ok(Recent { taken, creates })
 }

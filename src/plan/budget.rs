@@ -117,7 +117,8 @@ impl<'a> Planner<'a> {
             kept.costs = costs;
         }
         // A create not listed yet spends as it would listed.
-        for p in self.observed.pending_creates.iter().filter(|p| p.holds(self.now)) {
+        let delay = self.config.settings.listing_delay;
+        for p in self.observed.pending_creates.iter().filter(|p| p.holds(self.now, delay)) {
             all += p.hourly;
             let pools = |policy: &Policy| {
                 policy
@@ -168,6 +169,7 @@ impl<'a> Planner<'a> {
                 [("daily", account.budget.daily, spent.today), ("monthly", account.budget.monthly, spent.this_month)]
             {
                 let Some(limit) = limit else { continue };
+                // A month ends no sooner than the day: only a window past midnight can pass its end.
                 let left = match period {
                     "daily" => rest_of_day,
                     _ if window > rest_of_day => next_month(tz, self.now) - self.now,

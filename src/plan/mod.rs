@@ -25,9 +25,7 @@ use candidate::{Candidate, Reason, Target};
 pub use instance::{Idleness, idle_since, idleness};
 pub use memo::Memo;
 use memo::{Calendar, Known, Proposal, Recording, Verdict};
-pub use observed::{
-    CREATE_LISTED_WITHIN, Changed, Observed, ObservedInstance, PendingCreate, Reading, SnapshotState, SpendSoFar,
-};
+pub use observed::{Changed, Observed, ObservedInstance, PendingCreate, Reading, SnapshotState, SpendSoFar};
 pub use types::*;
 
 use crate::cloud::{BillingType, Instance};

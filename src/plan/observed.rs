@@ -66,9 +66,9 @@ impl ObservedInstance {
 
 /// A create sent (or perhaps sent) whose instance the lists do not show
 /// yet: the platform may list a new instance late. Until it is listed, or
-/// for [`CREATE_LISTED_WITHIN`], it holds its pool slot and counts against
+/// for `settings.listing_delay`, it holds its pool slot and counts against
 /// the budgets, so a lagging list (or a restart inside the lag) never
-/// creates the slot twice.
+/// creates the slot twice; past it, the create is taken to have failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingCreate {
     pub display_name: String,
@@ -78,15 +78,11 @@ pub struct PendingCreate {
     pub hourly: Money,
 }
 
-/// How long a create not listed yet holds its slot; past it the create is
-/// taken to have failed and the slot is created again. As Kubernetes'
-/// cluster-autoscaler waits for a node to register (`max-node-provision-time`).
-pub const CREATE_LISTED_WITHIN: chrono::Duration = chrono::Duration::minutes(15);
-
 impl PendingCreate {
-    /// Whether it still holds its slot at `now`.
-    pub fn holds(&self, now: DateTime<Utc>) -> bool {
-        now < self.sent_at + CREATE_LISTED_WITHIN
+    /// Whether it still holds its slot at `now`, for a platform that lists
+    /// new instances at most `delay` late.
+    pub fn holds(&self, now: DateTime<Utc>, delay: chrono::Duration) -> bool {
+        now < self.sent_at + delay
     }
 
     /// Whether these instances, as listed, show it.

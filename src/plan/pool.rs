@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::candidate::{Candidate, Reason, Target};
 use super::memo::Known;
-use super::observed::{CREATE_LISTED_WITHIN, ObservedInstance, Reading, yuan};
+use super::observed::{ObservedInstance, Reading, yuan};
 use super::{ActionKind, Cause, InstanceRef, Planner};
 use crate::cloud::{CreateRequest, InstanceStatus, Sku};
 use crate::config::policy::{HardStop, Policy, Pool, ScaleDown};
@@ -93,14 +93,14 @@ impl<'a> Planner<'a> {
     /// Creates sent for this pool's slots that are not listed yet (each
     /// holds its slot, as a member starting would), noted; how many.
     fn pending_creates(&mut self, policy: &'a Policy, pool: &Pool) -> u32 {
-        let now = self.now;
+        let (now, delay) = (self.now, self.config.settings.listing_delay);
         let mut count = 0;
         for p in &self.observed.pending_creates {
             let ours = pool.slot_of(&p.display_name).is_some() && pool.clusters.contains(&p.cluster);
-            if !ours || !p.holds(now) {
+            if !ours || !p.holds(now, delay) {
                 continue;
             }
-            let until = p.sent_at + CREATE_LISTED_WITHIN;
+            let until = p.sent_at + delay;
             self.wake(until);
             let (sent, until) = (self.local(policy, p.sent_at), self.local(policy, until));
             self.note(policy, None, || {
@@ -233,7 +233,9 @@ impl<'a> Planner<'a> {
         {
             self.wake(retry);
         }
-        let pending = self.observed.pending_creates.iter().filter(|p| p.holds(self.now)).map(|p| &p.display_name);
+        let delay = self.config.settings.listing_delay;
+        let pending =
+            self.observed.pending_creates.iter().filter(|p| p.holds(self.now, delay)).map(|p| &p.display_name);
         let mut taken: Vec<u32> =
             members.iter().map(|m| &m.instance.display_name).chain(pending).filter_map(|d| pool.slot_of(d)).collect();
         while need > 0 {

@@ -79,7 +79,7 @@ impl Execution {
     /// Tells the picture what the planner needs of the execution at `now`:
     /// the actions of the last hour, the capacity failures and the creates
     /// not listed yet (a create listed is pending no more).
-    pub(super) fn tell(&mut self, picture: &mut Picture, now: DateTime<Utc>) {
+    pub(super) fn tell(&mut self, picture: &mut Picture, listing_delay: Duration, now: DateTime<Utc>) {
         let hour_ago = now - Duration::hours(1);
         while self.taken.front().is_some_and(|t| t.at <= hour_ago) {
             self.taken.pop_front();
@@ -90,10 +90,11 @@ impl Execution {
         observed.capacity_failures.clone_from(&self.capacity_failures);
         self.creates.retain(|p| {
             let listed = p.listed(&observed.instances);
-            if !listed && !p.holds(now) {
+            let holds = p.holds(now, listing_delay);
+            if !listed && !holds {
                 tracing::warn!(instance = %crate::text::Shown(&p.display_name), cluster = %p.cluster, minutes = (now - p.sent_at).num_minutes(), "a create is still not listed: taken as failed, its slot may be created again");
             }
-            p.holds(now) && !listed
+            holds && !listed
         });
         observed.pending_creates.clone_from(&self.creates);
     }

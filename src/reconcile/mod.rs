@@ -186,7 +186,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                     (Outcome::Done, Some(o.instance.name.as_str()), "settled after a restart: the instance exists")
                 }
                 // The lists may show a new instance late: until then it holds its slot.
-                ("create", None) if now < intent.planned_at + plan::CREATE_LISTED_WITHIN => {
+                ("create", None) if now < intent.planned_at + self.config.settings.listing_delay => {
                     (Outcome::Unknown, None, "settled after a restart: not listed yet; its slot is held a while")
                 }
                 ("create", None) => (Outcome::Failed, None, "settled after a restart: no such instance"),
@@ -329,7 +329,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             }
         }
         changed.iter_mut().for_each(|c| c.extend(active));
-        self.execution.tell(&mut self.picture, now);
+        self.execution.tell(&mut self.picture, self.config.settings.listing_delay, now);
 
         let plan = match self.detail {
             plan::Detail::Full => plan::plan_with(&self.picture.observed, &self.config, now, self.detail),
@@ -374,7 +374,8 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
     /// the actions of its last hour and the policies it accepted.
     async fn read_history(&mut self, now: DateTime<Utc>) -> Result<(), crate::ledger::LedgerError> {
         let stored = self.ledger.store().schedule_marks().await?;
-        self.execution.set_earlier(recent_actions(self.ledger.store(), now).await?);
+        let delay = self.config.settings.listing_delay;
+        self.execution.set_earlier(recent_actions(self.ledger.store(), now, delay).await?);
         self.guard.accepted_before(&self.config, &self.ledger.store().accepted_policies().await?);
         let own = std::mem::replace(&mut self.picture.observed.schedule_marks, stored);
         self.picture.observed.schedule_marks.extend(own);

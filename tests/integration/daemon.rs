@@ -443,7 +443,7 @@ async fn a_create_never_listed_holds_its_slot_only_a_while() {
     }
     assert_eq!(created_at.len(), 2, "{created_at:?}");
     let held = created_at[1] - created_at[0];
-    let within = mdc_autoscaler::plan::CREATE_LISTED_WITHIN;
+    let within = mdc_autoscaler::config::policy::DEFAULT_LISTING_DELAY;
     assert!(held >= within && held <= within + Duration::seconds(30), "held {held}");
 }
 

@@ -235,7 +235,8 @@ async fn with_a_fifth_of_api_calls_failing_or_slow_the_invariants_hold() {
     let client = client(&api);
     let db = Database::fresh().await;
     let work = Workspace::new();
-    work.write_policy(&api, &pool_and_notebooks(2));
+    // The fake lists a new instance at once: a create answered with an error is retried on the next cycle's list.
+    work.write_policy(&api, &format!("  listing_delay: 0s\n{}", pool_and_notebooks(2)));
     let _daemon = work.start(&db.url);
     until("the idle notebook to stop and the pool to fill", 120, || async {
         named(&client, "nb-bob").await.status != InstanceStatus::Running

@@ -335,7 +335,7 @@ proptest! {
             // Nothing is created without the ledger, nor in a slot a create not listed yet holds.
             if matches!(action.kind, ActionKind::Create { .. }) {
                 prop_assert!(observed.spend.is_some());
-                let held = observed.pending_creates.iter().filter(|p| p.holds(now));
+                let held = observed.pending_creates.iter().filter(|p| p.holds(now, config.settings.listing_delay));
                 prop_assert!(held.clone().all(|p| p.display_name != action.instance.display_name), "{:?}", action);
                 let desired = config.policies.iter().find(|p| p.name == action.policy).and_then(|p| p.pool.as_ref()).unwrap().desired;
                 let pool_held = held.filter(|p| p.display_name.starts_with(&format!("{}-", action.policy))).count() as u32;
