@@ -204,10 +204,14 @@ impl<'a> Planner<'a> {
     pub(super) fn policy_budget(&mut self, policy: &'a Policy, members: &[usize]) {
         let Some(budget) = &policy.budget else { return };
         let Some(spent) = spend_of(&self.observed.spend, &policy.name).copied() else { return };
-        let Some(text) = exceeded(budget, spent, &format!("`{}`", policy.name)) else { return };
+        let label = format!("`{}`", policy.name);
         match budget.when_exceeded {
-            WhenExceeded::Alert => self.note(policy, None, || format!("{text} (when_exceeded: alert)")),
+            WhenExceeded::Alert => {
+                let Some(text) = exceeded(budget, spent, &label) else { return };
+                self.note(policy, None, || format!("{text} (when_exceeded: alert)"))
+            }
             WhenExceeded::Stop => {
+                let Some(text) = self.reached(budget, spent, self.policy_rate, &label) else { return };
                 let members: Vec<&ObservedInstance> = members.iter().map(|i| &self.observed.instances[*i]).collect();
                 self.stop_all(policy, &members, &text);
             }
@@ -217,8 +221,8 @@ impl<'a> Planner<'a> {
     pub(super) fn global_budget(&mut self, members: &[Vec<usize>]) {
         let Some(budget) = &self.config.settings.budget else { return };
         let Some(spent) = spend_of(&self.observed.spend, GLOBAL).copied() else { return };
-        let Some(text) = exceeded(budget, spent, GLOBAL) else { return };
         if budget.when_exceeded == WhenExceeded::Alert {
+            let Some(text) = exceeded(budget, spent, GLOBAL) else { return };
             if self.detail == super::Detail::Full {
                 self.draft.notes.push(super::Note {
                     policy: None,
@@ -228,11 +232,52 @@ impl<'a> Planner<'a> {
             }
             return;
         }
+        let Some(text) = self.reached(budget, spent, self.global_rate, GLOBAL) else { return };
         let (observed, config) = (self.observed, self.config);
         for (policy, members) in config.policies.iter().zip(members) {
             let members: Vec<&ObservedInstance> = members.iter().map(|i| &observed.instances[*i]).collect();
             self.stop_all(policy, &members, &text);
         }
+    }
+
+    /// Whether a `stop` budget must stop its instances now: it is spent, or
+    /// what runs would spend the rest of it before the next cycle looks
+    /// (`settings.interval`). When not, wakes when that moment comes, so
+    /// the budget is never passed by the time between two cycles.
+    fn reached(&mut self, budget: &Budget, spent: super::SpendSoFar, rate: Money, label: &str) -> Option<String> {
+        if let Some(text) = exceeded(budget, spent, label) {
+            return Some(text);
+        }
+        let tz = budget.timezone;
+        let lead = self.config.settings.interval;
+        let ends = [
+            ("daily", budget.daily, spent.today, next_midnight(tz, self.now)),
+            ("monthly", budget.monthly, spent.this_month, next_month(tz, self.now)),
+        ];
+        for (period, limit, spent, end) in ends {
+            let Some(limit) = limit else { continue };
+            if rate <= Money::ZERO {
+                continue;
+            }
+            // Spend after the period's end counts against the next one.
+            let by_next_look = spent + rate.hourly_for_millis(lead.min(end - self.now).num_milliseconds());
+            if by_next_look >= limit {
+                return Some(format!(
+                    "{label} {period} budget would be passed before the next cycle: {} spent of {} at {}/h",
+                    yuan(spent),
+                    yuan(limit),
+                    yuan(rate)
+                ));
+            }
+            // The moment the rest of it is one cycle's spend away.
+            let left_ms = (limit - spent).micros() as i128 * 3_600_000 / rate.micros() as i128;
+            let due =
+                self.now + Duration::milliseconds(left_ms.min(i64::MAX as i128) as i64) - lead - Duration::seconds(1);
+            if due < end {
+                self.wake(due);
+            }
+        }
+        None
     }
 
     /// Powers off every running pay-as-you-go member: the money stops now.

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, as zero-to-production does it.
 
+mod budget_edges;
 mod cli;
 mod client;
 mod daemon;
