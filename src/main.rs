@@ -11,12 +11,16 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use mdc_autoscaler::clock::Clock;
+use mdc_autoscaler::config::check::Severity;
+use mdc_autoscaler::config::environment;
 use mdc_autoscaler::config::load::load_file;
+use mdc_autoscaler::config::load::placed;
 use mdc_autoscaler::config::policy::Config;
 use mdc_autoscaler::http::{self, Shared};
+use mdc_autoscaler::ledger::connect::place;
 use mdc_autoscaler::ledger::facts::{add_facts, recent_actions, tell_recent};
 use mdc_autoscaler::ledger::report::{self, By};
-use mdc_autoscaler::ledger::{Ledger, Store, connect, open};
+use mdc_autoscaler::ledger::{Ledger, MemoryStore, OpenError, Store, open, open_existing};
 use mdc_autoscaler::listener::Bounded;
 use mdc_autoscaler::metrics::Metrics;
 use mdc_autoscaler::observe::observe;
@@ -28,6 +32,7 @@ use mdc_autoscaler::sim::faults::Faults;
 use mdc_autoscaler::sim::fleet::{DEFAULT_FLEET, FleetFile};
 use mdc_autoscaler::sim::server::{API_PREFIX, DEMO_NAMESPACE, DEMO_TOKEN, FakeCloud};
 use mdc_autoscaler::simulate::trace::Trace;
+use mdc_autoscaler::text::counted;
 
 #[derive(Parser)]
 #[command(
@@ -287,10 +292,16 @@ async fn validate(path: &std::path::Path, online: bool) -> anyhow::Result<()> {
     let (config, report) = load_file(path);
     print!("{report}");
     let Some(config) = config else {
-        println!("{}: {} errors, {} warnings", path.display(), report.errors(), report.warnings());
+        let (errors, warnings) =
+            (counted(report.errors(), "error", "errors"), counted(report.warnings(), "warning", "warnings"));
+        println!("{}: {errors}, {warnings}", path.display());
         std::process::exit(1);
     };
-    let (mut errors, mut warnings) = (0, report.warnings());
+    // What `run` would refuse on this machine, as the installed unit would run it.
+    let context = environment::Context::Unit(mdc_autoscaler::secret::Unit::installed());
+    let needs = placed(path, &environment::check(&config, &context), Severity::Warning);
+    print!("{needs}");
+    let (mut errors, mut warnings) = (0, report.warnings() + needs.warnings());
     if online {
         let client = config.settings.client()?;
         let observed = observe(&client, &config).await.map_err(|e| anyhow::anyhow!("cannot check online: {e}"))?;
@@ -305,10 +316,16 @@ async fn validate(path: &std::path::Path, online: bool) -> anyhow::Result<()> {
         (errors, warnings) = (findings.errors.len(), warnings + findings.warnings.len());
     }
     if errors > 0 {
-        println!("{}: {errors} errors, {warnings} warnings", path.display());
+        println!(
+            "{}: {}, {}",
+            path.display(),
+            counted(errors, "error", "errors"),
+            counted(warnings, "warning", "warnings")
+        );
         std::process::exit(1);
     }
-    println!("{}: {} policies, {warnings} warnings", path.display(), config.policies.len());
+    let policies = counted(config.policies.len(), "policy", "policies");
+    println!("{}: {policies}, {}", path.display(), counted(warnings, "warning", "warnings"));
     Ok(())
 }
 
@@ -317,7 +334,7 @@ fn load_config(path: &std::path::Path) -> Config {
     let (config, report) = load_file(path);
     eprint!("{report}");
     config.unwrap_or_else(|| {
-        eprintln!("{}: {} errors; see `mdc-autoscaler validate`", path.display(), report.errors());
+        eprintln!("{}: {}; see `mdc-autoscaler validate`", path.display(), counted(report.errors(), "error", "errors"));
         std::process::exit(1)
     })
 }
@@ -329,23 +346,17 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
         observe(&client, &config).await.map_err(|e| anyhow::anyhow!("cannot observe the cloud, so no plan: {e}"))?;
     let now = Utc::now();
     read_signals(&mut observed.instances, &config, &SignalSettings::default(), None, now).await;
-    let store = open(&config.settings.ledger)?;
-    if config.settings.ledger.migrate_on_start {
-        // As the daemon would on start; an unreachable ledger shows below.
-        let _ = store.migrate().await;
-    }
-    let mut ledger = Ledger::new(store);
-    let facts = async {
-        add_facts(&mut ledger, &mut observed, mdc_autoscaler::plan::Changed::All, &config, now).await?;
-        observed.schedule_marks = ledger.store().schedule_marks().await?;
-        let recent = recent_actions(ledger.store(), now, config.settings.listing_delay).await?;
-        tell_recent(&mut observed, recent.taken.iter());
-        observed.pending_creates = recent.creates.into_iter().filter(|p| !p.listed(&observed.instances)).collect();
-        Ok::<(), mdc_autoscaler::ledger::LedgerError>(())
+    // Read, never written: a ledger not made yet is the daemon's first cycle.
+    let unknown = |e: &dyn std::fmt::Display| {
+        Some(format!("The ledger could not be read ({e}): spend is unknown, so nothing would be created."))
     };
-    let ledger_note = match facts.await {
-        Ok(()) => None,
-        Err(e) => Some(format!("The ledger could not be read ({e}): spend is unknown, so nothing would be created.")),
+    let ledger_note = match open_existing(&config.settings.ledger).await {
+        Ok(store) => read_facts(store, &mut observed, &config, now).await.err().and_then(|e| unknown(&e)),
+        Err(OpenError::Missing { place }) => {
+            read_facts(MemoryStore::default(), &mut observed, &config, now).await?;
+            Some(format!("No ledger at {place} yet: planned as the daemon's first cycle would be, with nothing spent."))
+        }
+        Err(e) => unknown(&e),
     };
     let plan = mdc_autoscaler::plan::plan(&observed, &config, now);
     if let (Output::Json, Some(note)) = (output, &ledger_note) {
@@ -364,8 +375,38 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the ledger adds to the picture `plan` shows: spend, marks, recent actions, creates not listed yet.
+async fn read_facts<S: Store>(
+    store: S,
+    observed: &mut mdc_autoscaler::plan::Observed,
+    config: &Config,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), mdc_autoscaler::ledger::LedgerError> {
+    let mut ledger = Ledger::new(store);
+    add_facts(&mut ledger, observed, mdc_autoscaler::plan::Changed::All, config, now).await?;
+    observed.schedule_marks = ledger.store().schedule_marks().await?;
+    let recent = recent_actions(ledger.store(), now, config.settings.listing_delay).await?;
+    tell_recent(observed, recent.taken.iter());
+    observed.pending_creates = recent.creates.into_iter().filter(|p| !p.listed(&observed.instances)).collect();
+    Ok(())
+}
+
+/// `run`'s exit status for a configuration it refuses (sysexits' EX_CONFIG):
+/// the unit does not restart on it (`RestartPreventExitStatus=`).
+const EX_CONFIG: i32 = 78;
+
 async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()> {
-    let config = load_config(path);
+    let (config, report) = load_file(path);
+    eprint!("{report}");
+    let Some(config) = config else {
+        eprintln!("{}: {}; see `mdc-autoscaler validate`", path.display(), counted(report.errors(), "error", "errors"));
+        std::process::exit(EX_CONFIG)
+    };
+    let needs = placed(path, &environment::check(&config, &environment::Context::Here), Severity::Error);
+    if needs.errors() > 0 {
+        eprint!("{needs}");
+        std::process::exit(EX_CONFIG);
+    }
     let metrics = Arc::new(Metrics::new());
     // One replica, no election yet: this one acts.
     metrics.leader(true);
@@ -482,13 +523,9 @@ async fn ledger_trace(
     };
     let (from, to) = (moment(since)?, until.map(moment).transpose()?.unwrap_or(now));
     anyhow::ensure!(from < to, "--since ({from}) must be before --until ({to})");
-    let url =
-        config.settings.ledger.database_url().map_err(|why| anyhow::anyhow!("cannot read the database URL: {why}"))?;
-    let place = ledger_place(url.expose());
-    if let Some(file) = url.expose().strip_prefix("sqlite://").map(|f| f.split('?').next().unwrap_or(f)) {
-        anyhow::ensure!(std::path::Path::new(file).exists(), "no ledger at {place}: the SQLite file does not exist");
-    }
-    let store = connect(&url)?;
+    let url = config.settings.ledger.database_url().map_err(OpenError::Url)?;
+    let place = place(url.expose());
+    let store = open_existing(&config.settings.ledger).await?;
     let exported = mdc_autoscaler::simulate::export::export(&store, from, to, zone)
         .await
         .with_context(|| format!("cannot export from the ledger at {place}"))?;
@@ -496,13 +533,6 @@ async fn ledger_trace(
     let trace = Trace::parse("the exported trace", &exported.text)
         .map_err(|e| anyhow::anyhow!("the exported trace does not read back (a bug): {e}"))?;
     Ok((trace, exported, place))
-}
-
-/// Where the ledger is, for messages: the SQLite path, or the PostgreSQL server and database without credentials.
-fn ledger_place(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return "an unreadable URL".into() };
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    format!("{scheme}://{}", rest.split('?').next().unwrap_or(rest))
 }
 
 async fn confirm(path: &std::path::Path, policy: &str) -> anyhow::Result<()> {
@@ -540,7 +570,7 @@ async fn migrate(path: &std::path::Path) -> anyhow::Result<()> {
 
 async fn spend(path: &std::path::Path, since: Duration, by: By, output: SpendOutput) -> anyhow::Result<()> {
     let config = load_config(path);
-    let store = open(&config.settings.ledger)?;
+    let store = open_existing(&config.settings.ledger).await?;
     let now = Utc::now();
     let tz = config.settings.zone();
     let from = now - chrono::Duration::from_std(since)?;

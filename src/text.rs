@@ -20,6 +20,11 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
+/// `1 warning`, `2 warnings`: a count with its noun, plural when it is not one.
+pub fn counted(n: usize, one: &str, many: &str) -> String {
+    if n == 1 { format!("1 {one}") } else { format!("{n} {many}") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Shown;

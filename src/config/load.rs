@@ -82,6 +82,28 @@ fn read_policy_file(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
+/// What the machine lacks for `run` (see [`super::environment`]) as a
+/// report on `path`, each at its key (or the nearest section written).
+pub fn placed(path: &Path, needs: &[super::environment::Need], severity: Severity) -> Report {
+    let root = read_policy_file(path).ok().and_then(|text| yaml::parse(&text).ok());
+    let start = Pos { line: 1, column: 1 };
+    let diagnostics = needs
+        .iter()
+        .map(|need| {
+            let mut pos = start;
+            let mut node = root.as_ref();
+            for key in need.key {
+                node = node.and_then(|n| n.get(key));
+                if let Some(found) = node {
+                    pos = found.pos;
+                }
+            }
+            Diagnostic { pos, severity, message: need.message.clone() }
+        })
+        .collect();
+    Report { source: path.display().to_string(), diagnostics }
+}
+
 pub fn load_str(source: &str, text: &str) -> (Option<Config>, Report) {
     let mut checker = Checker::default();
     let config = match yaml::parse(text) {
@@ -113,11 +135,20 @@ fn build(root: &Located, checker: &mut Checker) -> Option<Config> {
     let mut secret = |key: &str| {
         let node = settings_node.and_then(|s| s.get(key))?;
         match yaml::decode::<SecretSource>(node, &mut Vec::new()) {
-            Ok(source @ (SecretSource::Env(_) | SecretSource::File(_))) => Some(source),
+            Ok(SecretSource::Credential(name)) if name.is_empty() || name.contains('/') || name.starts_with('.') => {
+                checker.error(
+                    node.pos,
+                    format!("{key}: a credential is named as in LoadCredential=NAME:PATH, a file name"),
+                );
+                None
+            }
+            Ok(source @ (SecretSource::Env(_) | SecretSource::File(_) | SecretSource::Credential(_))) => Some(source),
             Ok(SecretSource::Value(_)) | Err(_) => {
                 checker.error(
                     node.pos,
-                    format!("{key} must be `{{env: VARIABLE}}` or `{{file: /path}}`, never the secret itself"),
+                    format!(
+                        "{key} must be `{{env: VARIABLE}}`, `{{file: /path}}` or `{{credential: NAME}}`, never the secret itself"
+                    ),
                 );
                 None
             }

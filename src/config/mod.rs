@@ -2,6 +2,7 @@
 //! reported at once.
 
 pub mod check;
+pub mod environment;
 pub mod load;
 pub mod online;
 pub mod policy;

@@ -71,10 +71,20 @@ pub struct Settings {
     pub prometheus_url: Option<String>,
 }
 
+/// The environment variable that, when set, is the API token whatever `token` says.
+pub const TOKEN_OVERRIDE: &str = "MDC_TOKEN";
+
+/// Where the ledger is when nothing says: systemd's state directory for the
+/// unit (`StateDirectory=mdc-autoscaler`), for the daemon and every command alike.
+pub const STATE_DIRECTORY: &str = "/var/lib/mdc-autoscaler";
+
+/// The SQLite ledger's file name in the state directory.
+pub const LEDGER_FILE: &str = "mdc-autoscaler.db";
+
 /// Why the client the settings describe cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot read the API token: {0}")]
+    #[error("cannot read the API token: {0} (MDC_TOKEN in the environment overrides settings.token)")]
     Token(#[from] SecretError),
     #[error(transparent)]
     Setup(#[from] ClientSetupError),
@@ -88,7 +98,16 @@ impl Settings {
 
     /// The MatrixDC client these settings describe, its token read.
     pub fn client(&self) -> Result<MatrixDcClient, ClientError> {
-        Ok(MatrixDcClient::new(self.api.clone(), self.token.read()?)?)
+        Ok(MatrixDcClient::new(self.api.clone(), self.read_token()?)?)
+    }
+
+    /// The API token: [`TOKEN_OVERRIDE`] when it is set (so a shell can run
+    /// `plan` with the policy the unit reads its credential by), else `token`.
+    pub fn read_token(&self) -> Result<Secret, SecretError> {
+        match std::env::var(TOKEN_OVERRIDE) {
+            Ok(token) if !token.trim().is_empty() => Ok(Secret::new(token.trim())),
+            _ => self.token.read(),
+        }
     }
 
     /// The admin API's token, read, when one is set.
@@ -100,7 +119,8 @@ impl Settings {
 /// Where spend is recorded, and for how long.
 #[derive(Clone, Debug)]
 pub struct LedgerSettings {
-    /// `None`: SQLite in the state directory (systemd's `STATE_DIRECTORY`), or here.
+    /// `None`: SQLite in the state directory (systemd's `STATE_DIRECTORY`
+    /// when it is set, else [`STATE_DIRECTORY`]).
     pub url: Option<SecretSource>,
     pub migrate_on_start: bool,
     pub keep_price_samples: Duration,
@@ -111,14 +131,17 @@ impl LedgerSettings {
     pub fn database_url(&self) -> Result<Secret, SecretError> {
         match &self.url {
             Some(source) => source.read(),
-            None => {
-                let dir = std::env::var_os("STATE_DIRECTORY")
-                    .and_then(|dirs| std::env::split_paths(&dirs).next())
-                    .unwrap_or_else(|| PathBuf::from("."));
-                Ok(Secret::new(format!("sqlite://{}", dir.join("mdc-autoscaler.db").display())))
-            }
+            None => Ok(Secret::new(format!("sqlite://{}", default_ledger().display()))),
         }
     }
+}
+
+/// The SQLite ledger used when `ledger.url` is not set.
+pub fn default_ledger() -> PathBuf {
+    let dir = std::env::var_os("STATE_DIRECTORY")
+        .and_then(|dirs| std::env::split_paths(&dirs).next())
+        .unwrap_or_else(|| PathBuf::from(STATE_DIRECTORY));
+    dir.join(LEDGER_FILE)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

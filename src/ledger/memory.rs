@@ -55,6 +55,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn pending_migrations(&self) -> Result<usize> {
+        Ok(0)
+    }
+
     async fn latest_prices(&self) -> Result<Vec<PriceSample>> {
         let t = self.tables();
         let mut latest: BTreeMap<&str, &PriceSample> = BTreeMap::new();

@@ -13,7 +13,7 @@ pub mod service;
 pub mod store;
 pub mod uses;
 
-pub use connect::{AnyStore, connect, open};
+pub use connect::{AnyStore, OpenError, connect, open, open_existing};
 pub use journal::{Ended, Entry};
 pub use memory::MemoryStore;
 pub use records::*;

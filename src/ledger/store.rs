@@ -52,6 +52,9 @@ type Result<T> = std::result::Result<T, LedgerError>;
 /// Every read and write the ledger makes.
 pub trait Store: Send + Sync {
     fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
+    /// How many of this build's migrations the database has not had (all of
+    /// them for an empty one): a reader of an older schema would misread it.
+    fn pending_migrations(&self) -> impl Future<Output = Result<usize>> + Send;
     /// The newest sample of each SKU.
     fn latest_prices(&self) -> impl Future<Output = Result<Vec<PriceSample>>> + Send;
     fn insert_prices(&self, samples: &[PriceSample]) -> impl Future<Output = Result<()>> + Send;
@@ -138,8 +141,8 @@ pub struct SqliteStore {
     pub pool: sqlx::SqlitePool,
 }
 
-static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(super) static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(super) static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 fn money(micros: i64) -> Money {
     Money::from_micros(micros)
@@ -263,6 +266,17 @@ macro_rules! sql_store {
         impl Store for $store {
             async fn migrate(&self) -> Result<()> {
                 $migrations.run(&self.pool).await.map_err(|e| LedgerError::Migration(e.to_string()))
+            }
+
+            async fn pending_migrations(&self) -> Result<usize> {
+                let applied: Vec<i64> =
+                    match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await {
+                        Ok(applied) => applied,
+                        // No table of migrations: nothing applied.
+                        Err(sqlx::Error::Database(_)) => Vec::new(),
+                        Err(e) => return Err(e.into()),
+                    };
+                Ok($migrations.iter().filter(|m| !applied.contains(&m.version)).count())
             }
 
             async fn latest_prices(&self) -> Result<Vec<PriceSample>> {

@@ -254,6 +254,28 @@ fn trace_export_without_a_ledger_names_it_and_writes_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("no ledger at sqlite://{}", ledger.display())), "{stderr}");
+    assert!(stderr.contains(&format!("no ledger at {}", ledger.display())), "{stderr}");
     assert!(!trace.exists() && !ledger.exists(), "nothing written, no database made");
+}
+
+/// `spend` where no daemon has run yet: the error names the state
+/// directory's ledger, and neither it nor the folder it ran in gets a database.
+#[test]
+fn spend_without_a_ledger_names_it_and_creates_none() {
+    let dir = std::env::temp_dir().join(format!("mdc-cli-{}-spend-none", std::process::id()));
+    let (state, cwd) = (dir.join("state"), dir.join("cwd"));
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&cwd).unwrap();
+    let policy = write("spend-none", "policies: []\n");
+    let out = binary()
+        .current_dir(&cwd)
+        .args(["spend", "--config"])
+        .arg(&policy)
+        .env("STATE_DIRECTORY", &state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("no ledger at {}", state.join("mdc-autoscaler.db").display())), "{stderr}");
+    assert_eq!(std::fs::read_dir(&state).unwrap().count() + std::fs::read_dir(&cwd).unwrap().count(), 0);
 }

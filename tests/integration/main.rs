@@ -11,6 +11,7 @@ mod deadline;
 mod fake_cloud_process;
 mod harness;
 mod hostile;
+mod install;
 mod ledger_contract;
 mod ledger_exactness;
 mod ledger_journal;

@@ -61,7 +61,7 @@ fn the_example_is_valid_and_uses_every_section() {
     assert_eq!(pool.clusters.len(), 2);
     assert!(pool.wait_for_discount.is_some() && pool.max_price_per_hour.is_some() && !pool.desired_schedule.is_empty());
     assert!(config.settings.budget.is_some());
-    assert_eq!(config.settings.token, mdc_autoscaler::secret::SecretSource::Env("MDC_TOKEN".into()));
+    assert_eq!(config.settings.token, mdc_autoscaler::secret::SecretSource::Credential("mdc-token".into()));
 }
 
 #[test]

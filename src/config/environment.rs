@@ -1,0 +1,78 @@
+//! What `run` needs from the machine beyond a valid file: its secrets
+//! readable and the ledger's directory there. `run` refuses to start
+//! without them; `validate`, run from a shell, says so beforehand (a
+//! systemd credential read where the installed unit loads it from).
+
+use std::path::Path;
+
+use super::policy::{Config, STATE_DIRECTORY, TOKEN_OVERRIDE, default_ledger};
+use crate::secret::{SecretSource, Unit};
+
+/// One thing `run` would refuse, and the key of the file it comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Need {
+    pub key: &'static [&'static str],
+    pub message: String,
+}
+
+/// Where `run` is to run.
+pub enum Context {
+    /// Here: this process's environment and credentials.
+    Here,
+    /// Under the installed unit, when one is found; checked from a shell,
+    /// which reads a credential where the unit loads it from.
+    Unit(Option<Unit>),
+}
+
+pub fn check(config: &Config, context: &Context) -> Vec<Need> {
+    let mut needs = Vec::new();
+    let settings = &config.settings;
+    // The service has no MDC_TOKEN of a shell's: checked from one, the token is what the unit gives.
+    let token = match context {
+        Context::Here => settings.read_token(),
+        Context::Unit(_) => settings.token.read(),
+    };
+    if let Err(problem) = token {
+        needs.push(Need {
+            key: &["settings", "token"],
+            message: format!(
+                "cannot read the API token: {problem}: `run` refuses to start; from a shell, \
+                 {TOKEN_OVERRIDE} in the environment overrides settings.token"
+            ),
+        });
+    }
+    if let Some(admin) = &settings.admin_token {
+        let hint = "; without admin_token the write endpoints answer 401";
+        readable(admin, &["settings", "admin_token"], "the admin token", hint, &mut needs);
+    }
+    match &settings.ledger.url {
+        Some(url) => {
+            let hint = "; without ledger.url the ledger is SQLite in the state directory";
+            readable(url, &["settings", "ledger", "url"], "the ledger's URL", hint, &mut needs);
+        }
+        None => {
+            let file = default_ledger();
+            let dir = file.parent().unwrap_or(Path::new(STATE_DIRECTORY));
+            let made_by_unit = matches!(context, Context::Unit(Some(unit)) if unit.state_directory)
+                && std::env::var_os("STATE_DIRECTORY").is_none();
+            if !dir.is_dir() && !made_by_unit {
+                needs.push(Need {
+                    key: &["settings", "ledger"],
+                    message: format!(
+                        "the SQLite ledger's directory {} does not exist: the unit creates it \
+                         (StateDirectory=mdc-autoscaler); elsewhere `run` refuses to start until it is \
+                         created or settings.ledger.url is set",
+                        dir.display()
+                    ),
+                });
+            }
+        }
+    }
+    needs
+}
+
+fn readable(source: &SecretSource, key: &'static [&'static str], what: &str, hint: &str, needs: &mut Vec<Need>) {
+    if let Err(problem) = source.read() {
+        needs.push(Need { key, message: format!("cannot read {what}: {problem}: `run` refuses to start{hint}") });
+    }
+}
