@@ -65,6 +65,12 @@ impl Money {
     }
 }
 
+/// Money as yuan in JSON (`#[serde(serialize_with = "money::yuan")]`): every
+/// output people and tools read says yuan; millionths stay inside.
+pub fn yuan<S: serde::Serializer>(money: &Money, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(money.as_yuan_f64())
+}
+
 impl Add for Money {
     type Output = Money;
     fn add(self, rhs: Money) -> Money {

@@ -23,10 +23,10 @@ pub enum By {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Row {
     pub key: String,
-    #[serde(rename = "spend_micros")]
+    #[serde(rename = "spend_yuan", serialize_with = "crate::money::yuan")]
     pub spend: Money,
     pub running_hours: f64,
-    #[serde(rename = "saved_micros")]
+    #[serde(rename = "saved_yuan", serialize_with = "crate::money::yuan")]
     pub saved: Money,
 }
 

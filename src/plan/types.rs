@@ -148,7 +148,7 @@ pub struct Action {
     pub cause: Cause,
     pub reason: String,
     /// Estimated money saved per hour by this action (negative: it costs).
-    #[serde(rename = "saving_per_hour_micros")]
+    #[serde(rename = "saving_per_hour_yuan", serialize_with = "crate::money::yuan")]
     pub saving_per_hour: Money,
     /// The schedule edge this action applies, to record once done.
     pub schedule_edge: Option<DateTime<Utc>>,

@@ -47,6 +47,10 @@ pub(super) struct Execution {
     /// Instances in a transitional state, since when they have been in it,
     /// and whether that was reported (once per stay).
     transitional: BTreeMap<String, (InstanceStatus, DateTime<Utc>, bool)>,
+    /// A dry run's would-be actions recorded, by (cluster, display name):
+    /// what each would do. One is recorded when it appears or changes, not
+    /// each cycle it stays in the plan.
+    dry_seen: BTreeMap<(String, String), &'static str>,
 }
 
 impl Execution {
@@ -56,6 +60,21 @@ impl Execution {
 
     pub(super) fn dry_run(&self) -> bool {
         self.dry_run
+    }
+
+    /// In a dry run, keeps of `actions` those not recorded yet as they
+    /// are, and forgets those the plan no longer has (so they count anew if
+    /// they come back). Outside a dry run, all of them.
+    pub(super) fn fresh<'p>(&mut self, actions: &'p [Action]) -> Vec<&'p Action> {
+        if !self.dry_run {
+            return actions.iter().collect();
+        }
+        let key = |a: &Action| (a.instance.cluster.clone(), a.instance.display_name.clone());
+        let planned: BTreeMap<(String, String), &'static str> =
+            actions.iter().map(|a| (key(a), a.kind.label())).collect();
+        let fresh = actions.iter().filter(|a| self.dry_seen.get(&key(a)) != Some(&a.kind.label())).collect();
+        self.dry_seen = planned;
+        fresh
     }
 
     /// What an earlier run did lately, as the ledger has it.

@@ -347,14 +347,15 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         report.held = self.guard.check(&self.picture.observed, &self.config, now);
         self.record_accepted(&mut report, now).await;
         let ledger_readable = self.picture.observed.spend.is_some();
-        for (sent, action) in plan.actions.iter().enumerate() {
+        let actions = self.execution.fresh(&plan.actions);
+        for (sent, action) in actions.iter().copied().enumerate() {
             if self.guard.holds(&action.policy) {
                 report.withheld += 1;
                 continue;
             }
             if let Some(cut) = cutoff.reached() {
                 report.cut = Some(cut);
-                report.unsent = plan.actions.len() - sent;
+                report.unsent = actions.len() - sent;
                 break;
             }
             let executed = self.execution.execute(&self.cloud, &mut self.ledger, action, ledger_readable, now).await;

@@ -91,7 +91,7 @@ policies:
     assert_eq!(actions.len(), 3, "{actions:?}");
     let bob = plan["actions"].as_array().unwrap().iter().find(|a| a["instance"]["display_name"] == "nb-bob").unwrap();
     assert_eq!(bob["snapshot"]["image"], "nb-bob");
-    assert!(bob["saving_per_hour_micros"].as_i64().unwrap() > 0);
+    assert!(bob["saving_per_hour_yuan"].as_f64().unwrap() > 0.0);
     let notes = plan["notes"].to_string();
     assert!(notes.contains("protected by `nb-keep-*`") && notes.contains("prepaid monthly term"), "{notes}");
 

@@ -487,3 +487,45 @@ async fn a_restart_holds_only_what_changed_while_the_daemon_was_down() {
     assert!(report.held.is_empty(), "held again after a restart: {:?}", report.held);
     assert_eq!(report.executed.len(), 2, "{:?}", report.executed);
 }
+
+type Client = mdc_autoscaler::cloud::matrixdc::MatrixDcClient;
+
+/// Steps `n` cycles of 30 seconds; how many actions on `display_name` they executed.
+async fn steps<S: Store>(cloud: &TestCloud, daemon: &mut Daemon<Client, S>, n: usize, display_name: &str) -> usize {
+    let mut executed = 0;
+    for _ in 0..n {
+        cloud.advance(Duration::seconds(30));
+        let report = daemon.step(now(cloud)).await;
+        executed += report.executed.iter().filter(|e| e.action.instance.display_name == display_name).count();
+    }
+    executed
+}
+
+/// A dry run records (and logs) each would-be action once, when it first
+/// appears, and again only after it has left the plan and come back: not
+/// once a cycle.
+#[tokio::test]
+async fn a_dry_run_records_each_would_be_action_once_until_it_changes() {
+    let cloud = TestCloud::start().await;
+    let bob = quiet_bob(&cloud);
+    let store = sqlite().await;
+    store.migrate().await.unwrap();
+    let mut daemon = Daemon::new(cloud.client(), Ledger::new(store.clone()), config(&cloud, NOTEBOOKS), true);
+    let recorded = || async {
+        let actions = store.actions_between(start_time(), start_time() + Duration::days(1)).await.unwrap();
+        actions.into_iter().filter(|a| a.instance == bob).collect::<Vec<_>>()
+    };
+    // Its deadline is 10 minutes in: 20 minutes more would plan the stop 40 times.
+    assert_eq!(steps(&cloud, &mut daemon, 60, "nb-bob").await, 1);
+    let once = recorded().await;
+    assert_eq!(once.len(), 1, "{once:?}");
+    assert!(once[0].dry_run && once[0].outcome == Some(Outcome::Skipped));
+    // Busy for a while, then quiet again: the stop leaves the plan, and comes back.
+    cloud.server.sim().set_activity(&bob, Activity { busy_kernels: 1, ..Activity::default() }).unwrap();
+    assert_eq!(steps(&cloud, &mut daemon, 4, "nb-bob").await, 0);
+    let quiet = Activity { idle_kernels: 1, last_activity: Some(now(&cloud)), ..Activity::default() };
+    cloud.server.sim().set_activity(&bob, quiet).unwrap();
+    assert_eq!(steps(&cloud, &mut daemon, 80, "nb-bob").await, 1);
+    assert_eq!(recorded().await.len(), 2);
+    assert_eq!(cloud.server.sim().instance(&bob).unwrap().phase, mdc_autoscaler::sim::Phase::Running);
+}
