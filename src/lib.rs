@@ -13,7 +13,7 @@
 //! 5. `plan`: the pure planner: what was observed in, decisions with reasons out.
 //! 6. `signals`, `ledger`: reading idle signals; the spend ledger and record of use.
 //! 7. `sim`: the simulated platform: a `Cloud`, and a source of known activity.
-//! 8. `observe`: one look at the cloud, the signals and the ledger's facts.
+//! 8. `observe`, `prices`: one look at the cloud, the signals and the ledger's facts; the SKU list as people read it.
 //! 9. `reconcile`: one step: observe, plan, act, record.
 //! 10. `metrics`: what the daemon exports.
 //! 11. `http`: what it serves.
@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod money;
 pub mod observe;
 pub mod plan;
+pub mod prices;
 pub mod pricing;
 pub mod reconcile;
 pub mod run;

@@ -79,14 +79,35 @@ enum Command {
         config: PathBuf,
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
+        /// Plan as at a later moment, with what is observed now (activity,
+        /// spend and prices as they are): 2h from now, 00:05 (the next one),
+        /// or 2026-12-03 00:05, in the settings' zone.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// The SKUs on sale in every region: list price, price in force, discount window and its time left, free GPUs.
+    Skus {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+        /// Read them again every `settings.sku_interval` until interrupted.
+        #[arg(long)]
+        watch: bool,
     },
     /// Spend and estimated savings from the ledger.
     Spend {
         #[arg(long)]
         config: PathBuf,
-        /// How far back: 30d, 12h, ...
-        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
-        since: Duration,
+        /// From when: back from now (30d, 12h) or a time (2026-11-01, 2026-11-01 09:00) in the settings' zone.
+        #[arg(long, default_value = "30d", conflicts_with = "month")]
+        since: String,
+        /// Until when, as --since takes it; now when absent.
+        #[arg(long, conflicts_with = "month")]
+        until: Option<String>,
+        /// This month so far, in the settings' zone.
+        #[arg(long)]
+        month: bool,
         #[arg(long, value_enum, default_value_t = By::Policy)]
         by: By,
         #[arg(long, value_enum, default_value_t = SpendOutput::Table)]
@@ -253,8 +274,12 @@ async fn main() -> anyhow::Result<()> {
             mdc_autoscaler::demo::run(speed, &state_dir).await.map_err(|e| anyhow::anyhow!(e))
         }
         Command::Validate { config, online } => validate(&config, online).await,
-        Command::Plan { config, output } => plan(&config, output).await,
-        Command::Spend { config, since, by, output } => spend(&config, since, by, output).await,
+        Command::Plan { config, output, at } => plan(&config, output, at.as_deref()).await,
+        Command::Skus { config, output, watch } => skus(&config, output, watch).await,
+        Command::Spend { config, since, until, month, by, output } => {
+            let span = if month { Span::Month } else { Span::Between(since, until) };
+            spend(&config, span, by, output).await
+        }
         Command::Simulate { config, trace, output } => simulate(&config, &trace, output).await,
         Command::Advise { config, trace, since, until, max_cold_starts_per_week, max_spend_per_month, output } => {
             let limits = mdc_autoscaler::simulate::advise::Limits {
@@ -342,8 +367,9 @@ fn load_config(path: &std::path::Path) -> Config {
     })
 }
 
-async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
+async fn plan(path: &std::path::Path, output: Output, at: Option<&str>) -> anyhow::Result<()> {
     let config = load_config(path);
+    let later = at.map(|text| moment_ahead(text, config.settings.zone(), Utc::now())).transpose()?;
     let client = config.settings.client()?;
     let mut observed =
         observe(&client, &config).await.map_err(|e| anyhow::anyhow!("cannot observe the cloud, so no plan: {e}"))?;
@@ -361,7 +387,7 @@ async fn plan(path: &std::path::Path, output: Output) -> anyhow::Result<()> {
         }
         Err(e) => unknown(&e),
     };
-    let plan = mdc_autoscaler::plan::plan(&observed, &config, now);
+    let plan = mdc_autoscaler::plan::plan(&observed, &config, later.unwrap_or(now));
     if let (Output::Json, Some(note)) = (output, &ledger_note) {
         eprintln!("{note}");
     }
@@ -515,17 +541,7 @@ async fn ledger_trace(
     until: Option<&str>,
 ) -> anyhow::Result<(Trace, mdc_autoscaler::simulate::export::Exported, String)> {
     let zone = config.settings.zone();
-    let now = Utc::now();
-    let moment = |text: &str| -> anyhow::Result<chrono::DateTime<Utc>> {
-        if let Ok(back) = humantime::parse_duration(text) {
-            return Ok(now - chrono::Duration::from_std(back)?);
-        }
-        let moment: mdc_autoscaler::sim::fleet::Moment =
-            text.parse().map_err(|e| anyhow::anyhow!("--since/--until: {e}, or a duration such as 30d"))?;
-        Ok(moment.resolve(zone))
-    };
-    let (from, to) = (moment(since)?, until.map(moment).transpose()?.unwrap_or(now));
-    anyhow::ensure!(from < to, "--since ({from}) must be before --until ({to})");
+    let (from, to) = between(since, until, zone, Utc::now())?;
     let url = config.settings.ledger.database_url().map_err(OpenError::Url)?;
     let place = place(url.expose());
     let store = open_existing(&config.settings.ledger).await?;
@@ -536,6 +552,46 @@ async fn ledger_trace(
     let trace = Trace::parse("the exported trace", &exported.text)
         .map_err(|e| anyhow::anyhow!("the exported trace does not read back (a bug): {e}"))?;
     Ok((trace, exported, place))
+}
+
+/// `--since` and `--until` (now when absent): each back from `now` (30d)
+/// or a time (2026-11-01, 2026-11-01 09:00, RFC 3339) in `zone`.
+fn between(
+    since: &str,
+    until: Option<&str>,
+    zone: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<(chrono::DateTime<Utc>, chrono::DateTime<Utc>)> {
+    let moment = |text: &str| -> anyhow::Result<chrono::DateTime<Utc>> {
+        if let Ok(back) = humantime::parse_duration(text) {
+            return Ok(now - chrono::Duration::from_std(back)?);
+        }
+        let moment: mdc_autoscaler::sim::fleet::Moment =
+            text.parse().map_err(|e| anyhow::anyhow!("--since/--until: {e}, or a duration such as 30d"))?;
+        Ok(moment.resolve(zone))
+    };
+    let (from, to) = (moment(since)?, until.map(moment).transpose()?.unwrap_or(now));
+    anyhow::ensure!(from < to, "--since ({from}) must be before --until ({to})");
+    Ok((from, to))
+}
+
+/// `plan --at`: ahead of `now` (2h), the next HH:MM, or a time, in `zone`.
+fn moment_ahead(text: &str, zone: chrono_tz::Tz, now: chrono::DateTime<Utc>) -> anyhow::Result<chrono::DateTime<Utc>> {
+    let at = if let Ok(ahead) = humantime::parse_duration(text) {
+        now + chrono::Duration::from_std(ahead)?
+    } else if let Ok(time) = chrono::NaiveTime::parse_from_str(text, "%H:%M") {
+        let today = now.with_timezone(&zone).date_naive();
+        let on = |day: chrono::NaiveDate| mdc_autoscaler::sim::fleet::Moment::Local(day.and_time(time)).resolve(zone);
+        let at = on(today);
+        if at > now { at } else { on(today + chrono::Duration::days(1)) }
+    } else {
+        let moment: mdc_autoscaler::sim::fleet::Moment = text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--at: {e}, a time of day such as 00:05, or a duration such as 2h"))?;
+        moment.resolve(zone)
+    };
+    anyhow::ensure!(at >= now, "--at {text} is in the past ({at}): the plan is of what comes");
+    Ok(at)
 }
 
 async fn confirm(path: &std::path::Path, policy: &str) -> anyhow::Result<()> {
@@ -571,13 +627,48 @@ async fn migrate(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn spend(path: &std::path::Path, since: Duration, by: By, output: SpendOutput) -> anyhow::Result<()> {
+async fn skus(path: &std::path::Path, output: Output, watch: bool) -> anyhow::Result<()> {
+    use mdc_autoscaler::cloud::Cloud;
+    let config = load_config(path);
+    let client = config.settings.client()?;
+    loop {
+        let mut skus = Vec::new();
+        for region in client.list_regions().await.map_err(|e| anyhow::anyhow!("cannot list the regions: {e}"))? {
+            let listed = client.list_skus(&region.id).await;
+            skus.extend(listed.map_err(|e| anyhow::anyhow!("cannot list the SKUs of {}: {e}", region.name))?);
+        }
+        let now = Utc::now();
+        let rows = mdc_autoscaler::prices::rows(&skus, now);
+        match output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+            Output::Table => print!("{}", mdc_autoscaler::prices::table(&rows, config.settings.zone(), now)),
+        }
+        if !watch {
+            return Ok(());
+        }
+        let every = config.settings.sku_interval.to_std().unwrap_or(Duration::from_secs(120));
+        tokio::select! {
+            () = tokio::time::sleep(every) => println!(),
+            () = shutdown_signal() => return Ok(()),
+        }
+    }
+}
+
+/// What `spend` sums.
+enum Span {
+    Between(String, Option<String>),
+    Month,
+}
+
+async fn spend(path: &std::path::Path, span: Span, by: By, output: SpendOutput) -> anyhow::Result<()> {
     let config = load_config(path);
     let store = open_existing(&config.settings.ledger).await?;
-    let now = Utc::now();
-    let tz = config.settings.zone();
-    let from = now - chrono::Duration::from_std(since)?;
-    let rows = report::spend(&store, from, now, by, tz).await?;
+    let (now, tz) = (Utc::now(), config.settings.zone());
+    let (from, to) = match span {
+        Span::Between(since, until) => between(&since, until.as_deref(), tz, now)?,
+        Span::Month => (mdc_autoscaler::ledger::service::month_start(tz, now), now),
+    };
+    let rows = report::spend(&store, from, to, by, tz).await?;
     match output {
         SpendOutput::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         SpendOutput::Csv => print!("{}", report::csv(&rows)),

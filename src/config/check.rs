@@ -498,7 +498,7 @@ impl Checker {
             for template in [&s.image, &s.tag] {
                 self.placeholders(template);
             }
-            SnapshotTemplate { image: s.image.value, tag: s.tag.value }
+            SnapshotTemplate { image: s.image.value, tag: s.tag.value, timezone: zone }
         });
         if delete_after_stopped.is_some() && snapshot.is_none() && !i.delete_without_snapshot {
             self.warning(

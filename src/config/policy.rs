@@ -447,11 +447,13 @@ impl Prewarm {
 }
 
 /// Image name and tag of a snapshot, with `{display_name}`, `{name}`,
-/// `{policy}`, `{date}` (YYYYMMDD) and `{time}` (HHMMSS, UTC) filled in.
+/// `{policy}`, `{date}` (YYYYMMDD) and `{time}` (HHMMSS) filled in, the
+/// date and time in the policy's zone (the schedule's, else the settings').
 #[derive(Clone, Debug, PartialEq)]
 pub struct SnapshotTemplate {
     pub image: String,
     pub tag: String,
+    pub timezone: Tz,
 }
 
 impl SnapshotTemplate {
@@ -459,6 +461,7 @@ impl SnapshotTemplate {
 
     /// Image names must be lowercase words joined by `.`, `_` or `-`.
     pub fn render(&self, instance: &Instance, policy: &str, at: DateTime<Utc>) -> (String, String) {
+        let at = at.with_timezone(&self.timezone);
         let fill = |template: &str| {
             use chrono::{Datelike, Timelike};
             let mut out = String::with_capacity(template.len() + 32);
@@ -675,11 +678,16 @@ mod tests {
         }
         .into_domain(&crate::cloud::StatusMap::default())
         .unwrap();
-        let template = SnapshotTemplate { image: "{display_name}-{policy}".into(), tag: "{date}-{time}-{name}".into() };
-        let at: DateTime<Utc> = "2026-11-27T08:05:09Z".parse().unwrap();
+        let template = SnapshotTemplate {
+            image: "{display_name}-{policy}".into(),
+            tag: "{date}-{time}-{name}".into(),
+            timezone: chrono_tz::Asia::Shanghai,
+        };
+        // 20:05 UTC is the next morning in Shanghai, the policy's zone.
+        let at: DateTime<Utc> = "2026-11-27T20:05:09Z".parse().unwrap();
         let (image, tag) = template.render(&instance, "notebooks", at);
         assert_eq!(image, "nb-alice-notebooks");
-        assert_eq!(tag, "20261127-080509-instance-ab12cd34");
+        assert_eq!(tag, "20261128-040509-instance-ab12cd34");
     }
 
     #[test]

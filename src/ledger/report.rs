@@ -78,7 +78,7 @@ pub fn tally(
         out
     };
     let key = |policy: Option<&str>, instance: &str, at: DateTime<Utc>| match by {
-        By::Policy => policy.unwrap_or("(no policy)").to_owned(),
+        By::Policy => policy.unwrap_or(crate::config::policy::UNMANAGED).to_owned(),
         By::Instance => instance.to_owned(),
         By::Day => day_start(tz, at).with_timezone(&tz).format("%Y-%m-%d").to_string(),
     };

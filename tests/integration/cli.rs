@@ -102,6 +102,22 @@ policies:
         "{text}"
     );
 
+    // At a later moment, with what is observed now: nb-bob still due, the plan dated then.
+    let later = binary()
+        .args(["plan", "--output", "json", "--at", "3h", "--config"])
+        .arg(&policy)
+        .env("TEST_MDC_TOKEN", "demo-token")
+        .output()
+        .unwrap();
+    assert!(later.status.success(), "{}", String::from_utf8_lossy(&later.stderr));
+    let later: Value = serde_json::from_slice(&later.stdout).unwrap();
+    let at: chrono::DateTime<chrono::Utc> = later["at"].as_str().unwrap().parse().unwrap();
+    let ahead = at - chrono::Utc::now();
+    assert!(ahead > chrono::Duration::minutes(170) && ahead <= chrono::Duration::hours(3), "{at}");
+    assert!(later["actions"].to_string().contains("nb-bob"));
+    let past = binary().args(["plan", "--at", "2020-01-01 00:00", "--config"]).arg(&policy).output().unwrap();
+    assert!(String::from_utf8_lossy(&past.stderr).contains("is in the past"));
+
     // Nothing was done: every instance is as it was.
     let again = run("json");
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();
@@ -190,6 +206,21 @@ async fn migrate_then_spend_reports_from_the_ledger() {
     assert!(lines[1].starts_with("nb-a,6.0") && lines[2].starts_with("nb-b,2.0"), "{text}");
     let table = binary().args(["spend", "--config"]).arg(&policy).output().unwrap();
     assert!(String::from_utf8_lossy(&table.stdout).contains("notebooks"), "by policy by default");
+
+    // An absolute span that ends before the segments began holds nothing; the month so far holds them
+    // (unless the month began within these two hours), in yuan in JSON.
+    let spent = |args: &[&str]| {
+        let out = binary().args(["spend", "--output", "json", "--config"]).arg(&policy).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+        rows.as_array().unwrap().iter().map(|r| r["spend_yuan"].as_f64().unwrap()).sum::<f64>()
+    };
+    assert_eq!(spent(&["--since", "2026-01-01", "--until", "2026-01-02 12:00"]), 0.0);
+    let month = spent(&["--month"]);
+    let month_began = mdc_autoscaler::ledger::service::month_start(chrono_tz::Asia::Shanghai, Utc::now());
+    assert!(month > 7.9 || month_began > started, "{month}");
+    let out = binary().args(["spend", "--month", "--since", "3d", "--config"]).arg(&policy).output().unwrap();
+    assert!(!out.status.success(), "--month with --since is refused");
 }
 
 /// The README's first command: decisions narrated, and on Ctrl-C a summary.
@@ -278,4 +309,43 @@ fn spend_without_a_ledger_names_it_and_creates_none() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("no ledger at {}", state.join("mdc-autoscaler.db").display())), "{stderr}");
     assert_eq!(std::fs::read_dir(&state).unwrap().count() + std::fs::read_dir(&cwd).unwrap().count(), 0);
+}
+
+/// `skus` against the fake cloud: every SKU of every region with its prices,
+/// discount window and free GPUs, as a table and as JSON in yuan.
+#[test]
+fn skus_lists_prices_windows_and_free_gpus() {
+    let (_server, api) = spawn(&["--manual-clock"], &[]);
+    let policy = write(
+        "skus",
+        &format!(
+            "settings:\n  api: {{ base_url: \"{api}\", namespace: demo }}\n  token: {{ env: TEST_MDC_TOKEN }}\npolicies: []\n"
+        ),
+    );
+    let run = |output: &str| {
+        let out = binary()
+            .args(["skus", "--output", output, "--config"])
+            .arg(&policy)
+            .env("TEST_MDC_TOKEN", "demo-token")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rows: Value = serde_json::from_str(&run("json")).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 6, "the default fleet's six SKUs");
+    for row in rows {
+        let (list, now) =
+            (row["list_price_yuan_per_hour"].as_f64().unwrap(), row["price_yuan_per_hour"].as_f64().unwrap());
+        assert!(now <= list && now > 0.0, "{row}");
+        if row["discount"]["active"] == true {
+            assert!(now < list && row["discount"]["minutes_left"].as_i64().unwrap() > 0, "{row}");
+        }
+        assert!(row["free_gpus"].as_u64().is_some());
+    }
+    let h20 = rows.iter().find(|r| r["sku"] == "2").unwrap();
+    assert_eq!(h20["discount"]["ratio"], 0.48);
+    let table = run("table");
+    assert!(table.contains("FREE GPUS") && table.contains("¥10.00/h") && table.contains("×0.48"), "{table}");
 }
