@@ -72,6 +72,8 @@ enum Command {
         /// and instances that more than one policy selects.
         #[arg(long)]
         online: bool,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Observe the cloud once and print what would be done, and why; do nothing.
     Plan {
@@ -273,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { speed, state_dir } => {
             mdc_autoscaler::demo::run(speed, &state_dir).await.map_err(|e| anyhow::anyhow!(e))
         }
-        Command::Validate { config, online } => validate(&config, online).await,
+        Command::Validate { config, online, output } => validate(&config, online, output).await,
         Command::Plan { config, output, at } => plan(&config, output, at.as_deref()).await,
         Command::Skus { config, output, watch } => skus(&config, output, watch).await,
         Command::Spend { config, since, until, month, by, output } => {
@@ -315,45 +317,77 @@ fn init_logging(default_level: &str) {
     }
 }
 
-/// Exit 1 on any error, 0 with warnings only.
-async fn validate(path: &std::path::Path, online: bool) -> anyhow::Result<()> {
+/// A problem `validate` found: its line and column when it has them.
+type Finding = (Option<(u64, u64)>, Severity, String);
+
+/// Exit 1 on any error, 0 with warnings only. As JSON (for editors and CI):
+/// `{file, policies, errors, warnings, diagnostics: [{line, column, severity, message}]}`,
+/// a finding of `--online` without a position.
+async fn validate(path: &std::path::Path, online: bool, output: Output) -> anyhow::Result<()> {
     let (config, report) = load_file(path);
-    print!("{report}");
-    let Some(config) = config else {
-        let (errors, warnings) =
-            (counted(report.errors(), "error", "errors"), counted(report.warnings(), "warning", "warnings"));
-        println!("{}: {errors}, {warnings}", path.display());
-        std::process::exit(1);
-    };
-    // What `run` would refuse on this machine, as the installed unit would run it.
-    let context = environment::Context::Unit(mdc_autoscaler::secret::Unit::installed());
-    let needs = placed(path, &environment::check(&config, &context), Severity::Warning);
-    print!("{needs}");
-    let (mut errors, mut warnings) = (0, report.warnings() + needs.warnings());
-    if online {
-        let client = config.settings.client()?;
-        let observed = observe(&client, &config).await.map_err(|e| anyhow::anyhow!("cannot check online: {e}"))?;
-        let instances: Vec<_> = observed.instances.into_iter().map(|o| o.instance).collect();
-        let findings = mdc_autoscaler::config::online::check(&config, &observed.skus, &instances, Utc::now());
-        for e in &findings.errors {
-            println!("{}: error: {e}", path.display());
+    let mut found: Vec<Finding> =
+        report.diagnostics.iter().map(|d| (Some((d.pos.line, d.pos.column)), d.severity, d.message.clone())).collect();
+    if let Some(config) = &config {
+        // What `run` would refuse on this machine, as the installed unit would run it.
+        let context = environment::Context::Unit(mdc_autoscaler::secret::Unit::installed());
+        let needs = placed(path, &environment::check(config, &context), Severity::Warning);
+        found.extend(
+            needs.diagnostics.iter().map(|d| (Some((d.pos.line, d.pos.column)), d.severity, d.message.clone())),
+        );
+        if online {
+            let client = config.settings.client()?;
+            let observed = observe(&client, config).await.map_err(|e| anyhow::anyhow!("cannot check online: {e}"))?;
+            let instances: Vec<_> = observed.instances.into_iter().map(|o| o.instance).collect();
+            let findings = mdc_autoscaler::config::online::check(config, &observed.skus, &instances, Utc::now());
+            found.extend(findings.errors.into_iter().map(|e| (None, Severity::Error, e)));
+            found.extend(findings.warnings.into_iter().map(|w| (None, Severity::Warning, w)));
         }
-        for w in &findings.warnings {
-            println!("{}: warning: {w}", path.display());
+    }
+    let errors = found.iter().filter(|f| f.1 == Severity::Error).count();
+    let warnings = found.len() - errors;
+    let file = path.display();
+    match output {
+        Output::Json => {
+            let diagnostics: Vec<serde_json::Value> = found
+                .iter()
+                .map(|(pos, severity, message)| {
+                    let severity = if *severity == Severity::Error { "error" } else { "warning" };
+                    serde_json::json!({
+                        "line": pos.map(|p| p.0), "column": pos.map(|p| p.1), "severity": severity, "message": message,
+                    })
+                })
+                .collect();
+            let policies = config.as_ref().map(|c| c.policies.len());
+            let answer = serde_json::json!({
+                "file": file.to_string(), "policies": policies, "errors": errors, "warnings": warnings, "diagnostics": diagnostics,
+            });
+            println!("{}", serde_json::to_string_pretty(&answer)?);
         }
-        (errors, warnings) = (findings.errors.len(), warnings + findings.warnings.len());
+        Output::Table => {
+            for (pos, severity, message) in &found {
+                let level = if *severity == Severity::Error { "error" } else { "warning" };
+                match pos {
+                    Some((line, column)) => println!("{file}:{line}:{column}: {level}: {message}"),
+                    None => println!("{file}: {level}: {message}"),
+                }
+            }
+            let counts =
+                format!("{}, {}", counted(errors, "error", "errors"), counted(warnings, "warning", "warnings"));
+            match &config {
+                Some(config) if errors == 0 => {
+                    println!(
+                        "{file}: {}, {}",
+                        counted(config.policies.len(), "policy", "policies"),
+                        counted(warnings, "warning", "warnings")
+                    )
+                }
+                _ => println!("{file}: {counts}"),
+            }
+        }
     }
     if errors > 0 {
-        println!(
-            "{}: {}, {}",
-            path.display(),
-            counted(errors, "error", "errors"),
-            counted(warnings, "warning", "warnings")
-        );
         std::process::exit(1);
     }
-    let policies = counted(config.policies.len(), "policy", "policies");
-    println!("{}: {policies}, {}", path.display(), counted(warnings, "warning", "warnings"));
     Ok(())
 }
 

@@ -349,3 +349,25 @@ fn skus_lists_prices_windows_and_free_gpus() {
     let table = run("table");
     assert!(table.contains("FREE GPUS") && table.contains("¥10.00/h") && table.contains("×0.48"), "{table}");
 }
+
+/// `validate --output json`, for editors and CI: every diagnostic with its
+/// position and severity, and the counts; the exit status as for the table.
+#[test]
+fn validate_as_json_gives_positions_severities_and_counts() {
+    let broken = write("json-broken", "policies:\n  - name: x\n    select: {}\n    idle: { stop_afer: 1h }\n");
+    let out = binary().args(["validate", "--output", "json", "--config"]).arg(&broken).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(answer["errors"].as_u64().unwrap() >= 1 && answer["policies"].is_null(), "{answer}");
+    let unknown =
+        answer["diagnostics"].as_array().unwrap().iter().find(|d| d["message"].as_str().unwrap().contains("stop_afer"));
+    let unknown = unknown.unwrap_or_else(|| panic!("{answer}"));
+    assert_eq!((unknown["line"].as_u64(), unknown["column"].as_u64()), (Some(4), Some(13)));
+    assert_eq!(unknown["severity"], "error");
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/example.yaml");
+    let out = binary().args(["validate", "--output", "json", "--config", example]).output().unwrap();
+    assert!(out.status.success());
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((answer["errors"].as_u64(), answer["policies"].as_u64()), (Some(0), Some(2)), "{answer}");
+}
