@@ -13,8 +13,7 @@ use tracing_subscriber::EnvFilter;
 use mdc_autoscaler::clock::Clock;
 use mdc_autoscaler::config::check::Severity;
 use mdc_autoscaler::config::environment;
-use mdc_autoscaler::config::load::load_file;
-use mdc_autoscaler::config::load::placed;
+use mdc_autoscaler::config::load::{Finding, Report, load_file, placed};
 use mdc_autoscaler::config::policy::Config;
 use mdc_autoscaler::http::{self, Shared};
 use mdc_autoscaler::ledger::connect::place;
@@ -317,43 +316,39 @@ fn init_logging(default_level: &str) {
     }
 }
 
-/// A problem `validate` found: its line and column when it has them.
-type Finding = (Option<(u64, u64)>, Severity, String);
-
 /// Exit 1 on any error, 0 with warnings only. As JSON (for editors and CI):
 /// `{file, policies, errors, warnings, diagnostics: [{line, column, severity, message}]}`,
 /// a finding of `--online` without a position.
 async fn validate(path: &std::path::Path, online: bool, output: Output) -> anyhow::Result<()> {
     let (config, report) = load_file(path);
-    let mut found: Vec<Finding> =
-        report.diagnostics.iter().map(|d| (Some((d.pos.line, d.pos.column)), d.severity, d.message.clone())).collect();
+    let mut found = report.diagnostics;
     if let Some(config) = &config {
-        // What `run` would refuse on this machine, as the installed unit would run it.
+        // What `run` would refuse on this machine, as the installed unit would run it: warnings here.
         let context = environment::Context::Unit(mdc_autoscaler::secret::Unit::installed());
-        let needs = placed(path, &environment::check(config, &context), Severity::Warning);
-        found.extend(
-            needs.diagnostics.iter().map(|d| (Some((d.pos.line, d.pos.column)), d.severity, d.message.clone())),
-        );
+        let mut findings: Vec<Finding> = environment::check(config, &context)
+            .into_iter()
+            .map(|need| Finding { severity: Severity::Warning, ..need })
+            .collect();
         if online {
             let client = config.settings.client()?;
             let observed = observe(&client, config).await.map_err(|e| anyhow::anyhow!("cannot check online: {e}"))?;
             let instances: Vec<_> = observed.instances.into_iter().map(|o| o.instance).collect();
-            let findings = mdc_autoscaler::config::online::check(config, &observed.skus, &instances, Utc::now());
-            found.extend(findings.errors.into_iter().map(|e| (None, Severity::Error, e)));
-            found.extend(findings.warnings.into_iter().map(|w| (None, Severity::Warning, w)));
+            findings.extend(mdc_autoscaler::config::online::check(config, &observed.skus, &instances, Utc::now()));
         }
+        found.extend(placed(path, &findings).diagnostics);
+        found.sort();
     }
-    let errors = found.iter().filter(|f| f.1 == Severity::Error).count();
+    let errors = found.iter().filter(|d| d.severity == Severity::Error).count();
     let warnings = found.len() - errors;
     let file = path.display();
     match output {
         Output::Json => {
             let diagnostics: Vec<serde_json::Value> = found
                 .iter()
-                .map(|(pos, severity, message)| {
-                    let severity = if *severity == Severity::Error { "error" } else { "warning" };
+                .map(|d| {
+                    let severity = if d.severity == Severity::Error { "error" } else { "warning" };
                     serde_json::json!({
-                        "line": pos.map(|p| p.0), "column": pos.map(|p| p.1), "severity": severity, "message": message,
+                        "line": d.pos.line, "column": d.pos.column, "severity": severity, "message": d.message,
                     })
                 })
                 .collect();
@@ -364,13 +359,7 @@ async fn validate(path: &std::path::Path, online: bool, output: Output) -> anyho
             println!("{}", serde_json::to_string_pretty(&answer)?);
         }
         Output::Table => {
-            for (pos, severity, message) in &found {
-                let level = if *severity == Severity::Error { "error" } else { "warning" };
-                match pos {
-                    Some((line, column)) => println!("{file}:{line}:{column}: {level}: {message}"),
-                    None => println!("{file}: {level}: {message}"),
-                }
-            }
+            print!("{}", Report { source: file.to_string(), diagnostics: found });
             let counts =
                 format!("{}, {}", counted(errors, "error", "errors"), counted(warnings, "warning", "warnings"));
             match &config {
@@ -465,7 +454,7 @@ async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result<()>
         eprintln!("{}: {}; see `mdc-autoscaler validate`", path.display(), counted(report.errors(), "error", "errors"));
         std::process::exit(EX_CONFIG)
     };
-    let needs = placed(path, &environment::check(&config, &environment::Context::Here), Severity::Error);
+    let needs = placed(path, &environment::check(&config, &environment::Context::Here));
     if needs.errors() > 0 {
         eprint!("{needs}");
         std::process::exit(EX_CONFIG);

@@ -13,6 +13,7 @@ use crate::cloud::VolumeSpec;
 use crate::cloud::matrixdc::ClientSettings;
 use crate::money::Money;
 use crate::secret::SecretSource;
+use crate::text::counted;
 
 /// The platform clears a stopped instance's data 15 days after shutdown.
 pub const PLATFORM_PURGE_DAYS: i64 = 15;
@@ -20,6 +21,25 @@ pub const PLATFORM_PURGE_DAYS: i64 = 15;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9187";
 /// The longest duration a policy may give (`stop_after: 300000y` would overflow the planner's clock).
 pub const LONGEST: Duration = Duration::days(3650);
+
+/// A year as humantime reads `1y`: 365.25 days.
+const YEAR: Duration = Duration::seconds(31_557_600);
+
+/// The range each policy duration makes sense in.
+mod bounds {
+    use chrono::Duration;
+
+    type Range = (Duration, Duration);
+    /// An idle timer (and adaptive's min, max and until_learned): from a minute to a month.
+    pub const STOP_AFTER: Range = (Duration::minutes(1), Duration::days(30));
+    pub const WHEN_IDLE_FOR: Range = (Duration::minutes(1), Duration::days(1));
+    pub const PREWARM_LEAD: Range = (Duration::minutes(1), Duration::hours(12));
+    pub const COLD_START_WAIT: Range = (Duration::seconds(1), Duration::hours(12));
+    /// Under the platform's purge is checked on its own.
+    pub const DELETE_AFTER_STOPPED: Range = (Duration::minutes(10), Duration::days(15));
+    pub const MAX_RUNTIME: Range = (Duration::minutes(10), super::YEAR);
+    pub const WAIT_FOR_DISCOUNT: Range = (Duration::minutes(1), Duration::days(7));
+}
 
 /// Schedules fall back to the platform's own zone.
 pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Shanghai;
@@ -40,6 +60,9 @@ pub struct Diagnostic {
 #[derive(Default)]
 pub struct Checker {
     pub diagnostics: Vec<Diagnostic>,
+    /// A time zone was written wrongly: that one error is the root cause
+    /// of a budget without a zone, which says nothing more.
+    broken_zone: bool,
 }
 
 impl Checker {
@@ -55,9 +78,8 @@ impl Checker {
         match zone.value.parse::<Tz>() {
             Ok(tz) => Some(tz),
             Err(_) => {
-                let known: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
-                let hint = super::yaml::suggestion(&zone.value, &known);
-                self.error(zone.pos, format!("unknown time zone `{}`{hint}", zone.value));
+                self.broken_zone = true;
+                self.error(zone.pos, format!("unknown time zone `{}`{}", zone.value, zone_suggestion(&zone.value)));
                 None
             }
         }
@@ -81,39 +103,47 @@ impl Checker {
         }
     }
 
-    /// A duration longer than zero and at most [`LONGEST`]: date arithmetic
-    /// with it can never overflow.
-    fn duration(&mut self, value: &Loc<raw::Human>, what: &str) -> Option<Duration> {
+    /// A duration within `bounds` (both ends included). Each field has the
+    /// range it makes sense in, so that `45M` (months) or `45ms` where
+    /// minutes were meant is an error, and date arithmetic never overflows.
+    fn duration(&mut self, value: &Loc<raw::Human>, what: &str, (low, high): (Duration, Duration)) -> Option<Duration> {
+        debug_assert!(high <= LONGEST);
         match Duration::from_std(value.value.0) {
-            Ok(d) if d > Duration::zero() && d <= LONGEST => Some(d),
-            Ok(d) if d > Duration::zero() => {
-                self.error(value.pos, format!("{what} must be at most 3650 days (ten years)"));
-                None
-            }
-            _ => {
-                self.error(value.pos, format!("{what} must be longer than zero"));
+            Ok(d) if (low..=high).contains(&d) => Some(d),
+            written => {
+                let written = written.unwrap_or(Duration::MAX);
+                // humantime reads `M` as months (30.44 days) and `ms` as milliseconds.
+                const MONTH_SECONDS: i64 = 2_630_016;
+                let seconds = written.num_seconds();
+                let months = seconds / MONTH_SECONDS;
+                let whole_years = seconds % YEAR.num_seconds() == 0;
+                let (written, hint) = if months > 0 && seconds % MONTH_SECONDS == 0 && !whole_years {
+                    (counted(months as usize, "month", "months"), " (`M` means months; minutes are `m`)")
+                } else if written > Duration::zero() && written < Duration::seconds(1) {
+                    (shown(written), " (`ms` means milliseconds; minutes are `m`)")
+                } else if written > LONGEST {
+                    ("more than ten years".to_owned(), "")
+                } else {
+                    (shown(written), "")
+                };
+                self.error(
+                    value.pos,
+                    format!("{what} must be from {} to {}, not {written}{hint}", shown(low), shown(high)),
+                );
                 None
             }
         }
     }
 
-    /// A duration within `range` (both ends included), or `default` when absent.
+    /// A duration within `bounds`, or `default` when absent or wrong.
     fn within(
         &mut self,
         value: &Option<Loc<raw::Human>>,
         what: &str,
         default: Duration,
-        (low, high): (Duration, Duration),
+        bounds: (Duration, Duration),
     ) -> Duration {
-        let Some(value) = value else { return default };
-        match Duration::from_std(value.value.0) {
-            Ok(d) if (low..=high).contains(&d) => d,
-            _ => {
-                let shown = |d: Duration| humantime::format_duration(d.to_std().unwrap_or_default()).to_string();
-                self.error(value.pos, format!("{what} must be from {} to {}", shown(low), shown(high)));
-                default
-            }
-        }
+        value.as_ref().and_then(|v| self.duration(v, what, bounds)).unwrap_or(default)
     }
 
     /// The API client's settings, each within the range it works in; out
@@ -150,15 +180,12 @@ impl Checker {
     /// spend of the longest budget period (a month) and what is learned from
     /// use (weeks) must stay readable; `--dry-run` prunes too.
     fn keep(&mut self, value: Option<Loc<raw::Human>>, what: &str, default_days: i64, floor_days: i64) -> Duration {
-        let Some(value) = value else { return Duration::days(default_days) };
-        match self.duration(&value, what) {
-            Some(d) if d >= Duration::days(floor_days) => d,
-            Some(_) => {
-                self.error(value.pos, format!("retention {what} must be at least {floor_days} days"));
-                Duration::days(default_days)
-            }
-            None => Duration::days(default_days),
-        }
+        self.within(
+            &value,
+            &format!("retention.{what}"),
+            Duration::days(default_days),
+            (Duration::days(floor_days), LONGEST),
+        )
     }
 
     fn money(&mut self, value: &Loc<f64>, what: &str) -> Option<Money> {
@@ -252,10 +279,12 @@ impl Checker {
             limits,
             change_guard,
             budget,
-            capacity_backoff: raw
-                .capacity_backoff
-                .and_then(|h| Duration::from_std(h.0).ok())
-                .unwrap_or(Duration::minutes(5)),
+            capacity_backoff: self.within(
+                &raw.capacity_backoff,
+                "capacity_backoff",
+                Duration::minutes(5),
+                (Duration::seconds(10), Duration::days(1)),
+            ),
             listing_delay,
             prometheus_url: raw.prometheus.map(|p| p.url.value),
         }
@@ -282,6 +311,7 @@ impl Checker {
             Some(zone) => self.timezone(zone)?,
             None => match schedule.or(fallback) {
                 Some(tz) => tz,
+                None if self.broken_zone => return None,
                 None => {
                     let pos = b.daily.as_ref().or(b.monthly.as_ref()).map_or(at, |v| v.pos);
                     self.error(pos, "a budget needs a time zone (its own `timezone`, the schedule's, or `settings.timezone`): days and months start at midnight somewhere");
@@ -381,7 +411,8 @@ impl Checker {
     ) -> policy::DueStops {
         let mut due = policy::DueStops::default();
         if let Some(wait) = &raw.when_idle_for {
-            due.when_idle_for = self.duration(wait, "due_stops.when_idle_for").unwrap_or(due.when_idle_for);
+            due.when_idle_for =
+                self.within(&Some(wait.clone()), "due_stops.when_idle_for", due.when_idle_for, bounds::WHEN_IDLE_FOR);
         }
         for cause in &raw.hard {
             match policy::HardStop::parse(&cause.value) {
@@ -423,7 +454,8 @@ impl Checker {
                         "`adaptive` is used only with `stop_after: adaptive`; this policy's timer is fixed",
                     );
                 }
-                self.duration(&Loc { value: after, pos: i.stop_after.pos }, "stop_after").map(StopAfter::Fixed)
+                self.duration(&Loc { value: after, pos: i.stop_after.pos }, "stop_after", bounds::STOP_AFTER)
+                    .map(StopAfter::Fixed)
             }
             raw::StopAfter::Adaptive => {
                 self.adaptive(i.adaptive.clone().map(|a| a.value).unwrap_or_default(), zone).map(StopAfter::Adaptive)
@@ -432,7 +464,7 @@ impl Checker {
         let prewarm = match (&i.prewarm, &stop_after) {
             (Some(p), Some(StopAfter::Adaptive(_))) if p.enabled => {
                 let lead = match &p.lead {
-                    Some(lead) => self.duration(lead, "prewarm.lead"),
+                    Some(lead) => self.duration(lead, "prewarm.lead", bounds::PREWARM_LEAD),
                     None => Some(Duration::minutes(policy::Prewarm::LEAD_MINUTES)),
                 };
                 lead.map(|lead| policy::Prewarm { lead })
@@ -447,8 +479,8 @@ impl Checker {
             _ => None,
         };
         let delete_after_stopped = i.delete_after_stopped.as_ref().and_then(|d| {
-            let duration = self.duration(d, "delete_after_stopped")?;
-            if duration >= Duration::days(PLATFORM_PURGE_DAYS) {
+            let duration = d.value.0;
+            if duration >= std::time::Duration::from_secs(PLATFORM_PURGE_DAYS as u64 * 86_400) {
                 self.error(
                     d.pos,
                     format!(
@@ -457,9 +489,9 @@ impl Checker {
                 );
                 return None;
             }
-            Some(duration)
+            self.duration(d, "delete_after_stopped", bounds::DELETE_AFTER_STOPPED)
         });
-        let max_runtime = i.max_runtime.as_ref().and_then(|d| self.duration(d, "max_runtime"));
+        let max_runtime = i.max_runtime.as_ref().and_then(|d| self.duration(d, "max_runtime", bounds::MAX_RUNTIME));
         let earliest = stop_after.as_ref().map(StopAfter::earliest);
         if let (Some(stop), Some(max), Some(pos)) = (earliest, max_runtime, i.max_runtime.as_ref().map(|m| m.pos))
             && max <= stop
@@ -515,7 +547,14 @@ impl Checker {
             delete_without_snapshot: i.delete_without_snapshot,
             stop_prepaid: i.stop_prepaid,
             max_runtime,
-            grace_period_seconds: i.grace_period.map_or(10, |g| g.0.as_secs().min(u32::MAX as u64) as u32),
+            grace_period_seconds: self
+                .within(
+                    &i.grace_period,
+                    "grace_period",
+                    Duration::seconds(10),
+                    (Duration::zero(), Duration::minutes(10)),
+                )
+                .num_seconds() as u32,
         })
     }
 
@@ -523,7 +562,7 @@ impl Checker {
         use policy::Adaptive as A;
         // A duration given is checked; one not given takes its default.
         let duration = |check: &mut Self, value: &Option<Loc<raw::Human>>, what: &str, default: Duration| match value {
-            Some(v) => check.duration(v, what),
+            Some(v) => check.duration(v, what, bounds::STOP_AFTER),
             None => Some(default),
         };
         let min = duration(self, &a.min, "adaptive.min", Duration::minutes(A::MIN_MINUTES));
@@ -531,12 +570,10 @@ impl Checker {
         let max = duration(self, &a.max, "adaptive.max", max_default);
         let until_learned =
             duration(self, &a.until_learned, "adaptive.until_learned", Duration::minutes(A::UNTIL_LEARNED_MINUTES));
-        let wait = duration(
-            self,
-            &a.cold_start_wait,
-            "adaptive.cold_start_wait",
-            Duration::minutes(A::COLD_START_WAIT_MINUTES),
-        );
+        let wait = match &a.cold_start_wait {
+            Some(v) => self.duration(v, "adaptive.cold_start_wait", bounds::COLD_START_WAIT),
+            None => Some(Duration::minutes(A::COLD_START_WAIT_MINUTES)),
+        };
         let bounds = match (min, max) {
             (Some(min), Some(max)) if min > max => {
                 let pos = a.min.as_ref().or(a.max.as_ref()).map_or_else(Default::default, |d| d.pos);
@@ -642,8 +679,20 @@ impl Checker {
         if p.cluster.is_empty() {
             self.error(p.image.pos, "the pool needs a cluster");
         }
+        if p.only_during_discount
+            && let Some(lo) = p.min.as_ref().filter(|m| m.value > 0)
+        {
+            self.warning(
+                lo.pos,
+                format!(
+                    "only_during_discount outranks min: outside discount windows the pool runs none, not {}",
+                    lo.value
+                ),
+            );
+        }
         let max_price_per_hour = p.max_price_per_hour.as_ref().and_then(|m| self.money(m, "max_price_per_hour"));
-        let wait_for_discount = p.wait_for_discount.as_ref().and_then(|w| self.duration(w, "wait_for_discount"));
+        let wait_for_discount =
+            p.wait_for_discount.as_ref().and_then(|w| self.duration(w, "wait_for_discount", bounds::WAIT_FOR_DISCOUNT));
         let billing = p.billing;
         if billing.is_prepaid() && p.term.trim().is_empty() {
             self.warning(p.image.pos, "a prepaid pool without `term` buys one unit of its billing type");
@@ -772,14 +821,86 @@ fn globs_may_overlap(a: &Glob, b: &Glob) -> bool {
     (pa.starts_with(pb) || pb.starts_with(pa)) && (sa.ends_with(&sb) || sb.ends_with(&sa))
 }
 
+/// The IANA name meant by a city, a country or an offset, as people write
+/// zones; else the nearest name by spelling.
+fn zone_suggestion(written: &str) -> String {
+    const CHINA: &str = "Asia/Shanghai";
+    // Places whose zone is not named after them, and the common abbreviations.
+    const ALIASES: [(&str, &str); 12] = [
+        ("beijing", CHINA),
+        ("peking", CHINA),
+        ("china", CHINA),
+        ("cst", CHINA),
+        ("shenzhen", CHINA),
+        ("guangzhou", CHINA),
+        ("hangzhou", CHINA),
+        ("chengdu", CHINA),
+        ("wuhan", CHINA),
+        ("nanjing", CHINA),
+        ("tianjin", CHINA),
+        ("xian", CHINA),
+    ];
+    let key = written.trim().to_lowercase().replace(' ', "_");
+    let meant = |name: &str| format!(" (did you mean `{name}`?)");
+    if let Some((_, zone)) = ALIASES.iter().find(|(alias, _)| *alias == key) {
+        return meant(zone);
+    }
+    if let Some(offset) = key.strip_prefix("utc").or_else(|| key.strip_prefix("gmt"))
+        && let Some(hours) = offset.split(':').next().and_then(|h| h.parse::<i32>().ok())
+        && (-12..=14).contains(&hours)
+    {
+        // POSIX names count the other way: Etc/GMT-8 is eight hours ahead of UTC.
+        let fixed = format!("Etc/GMT{:+}", -hours);
+        return match hours {
+            8 => format!(" (did you mean `{CHINA}`, or `{fixed}` for a fixed offset?)"),
+            0 => meant("UTC"),
+            _ => meant(&fixed),
+        };
+    }
+    let city = chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|tz| tz.name())
+        .find(|name| name.rsplit('/').next().is_some_and(|last| last.to_lowercase() == key));
+    if let Some(name) = city {
+        return meant(name);
+    }
+    let known: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+    super::yaml::suggestion(written, &known)
+}
+
 /// A duration as a policy file writes it: `5m`, `4h`.
+/// In the largest unit it is a whole number of (`62d`, not humantime's
+/// `2months 1day 2h 52m 48s`).
 fn shown(d: Duration) -> String {
-    humantime::format_duration(d.to_std().unwrap_or_default()).to_string()
+    let ms = d.num_milliseconds();
+    let units =
+        [(YEAR.num_milliseconds(), "y"), (86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s"), (1, "ms")];
+    match units.iter().find(|(size, _)| ms > 0 && ms % size == 0) {
+        Some((size, unit)) => format!("{}{unit}", ms / size),
+        None => humantime::format_duration(d.to_std().unwrap_or_default()).to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zone_written_as_people_say_it_is_named() {
+        for (written, meant) in [
+            ("Beijing", "`Asia/Shanghai`"),
+            ("CST", "`Asia/Shanghai`"),
+            ("UTC+8", "`Asia/Shanghai`, or `Etc/GMT-8`"),
+            ("GMT-5", "`Etc/GMT+5`"),
+            ("Tokyo", "`Asia/Tokyo`"),
+            ("new york", "`America/New_York`"),
+            ("Europe/Berln", "`Europe/Berlin`"),
+        ] {
+            assert!(zone_suggestion(written).contains(meant), "{written}: {}", zone_suggestion(written));
+            assert!(written.parse::<Tz>().is_err(), "{written} is a zone already");
+        }
+        assert_eq!(zone_suggestion("banana-republic-of-nowhere"), "");
+    }
 
     #[test]
     fn glob_overlap_is_conservative() {

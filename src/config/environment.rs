@@ -5,15 +5,10 @@
 
 use std::path::Path;
 
+use super::check::Severity;
+use super::load::Finding;
 use super::policy::{Config, STATE_DIRECTORY, TOKEN_OVERRIDE, default_ledger};
 use crate::secret::{SecretSource, Unit};
-
-/// One thing `run` would refuse, and the key of the file it comes from.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Need {
-    pub key: &'static [&'static str],
-    pub message: String,
-}
 
 /// Where `run` is to run.
 pub enum Context {
@@ -24,7 +19,8 @@ pub enum Context {
     Unit(Option<Unit>),
 }
 
-pub fn check(config: &Config, context: &Context) -> Vec<Need> {
+/// What `run` would refuse, as errors.
+pub fn check(config: &Config, context: &Context) -> Vec<Finding> {
     let mut needs = Vec::new();
     let settings = &config.settings;
     // The service has no MDC_TOKEN of a shell's: checked from one, the token is what the unit gives.
@@ -33,8 +29,9 @@ pub fn check(config: &Config, context: &Context) -> Vec<Need> {
         Context::Unit(_) => settings.token.read(),
     };
     if let Err(problem) = token {
-        needs.push(Need {
-            key: &["settings", "token"],
+        needs.push(Finding {
+            key: key(&["settings", "token"]),
+            severity: Severity::Error,
             message: format!(
                 "cannot read the API token: {problem}: `run` refuses to start; from a shell, \
                  {TOKEN_OVERRIDE} in the environment overrides settings.token"
@@ -56,8 +53,9 @@ pub fn check(config: &Config, context: &Context) -> Vec<Need> {
             let made_by_unit = matches!(context, Context::Unit(Some(unit)) if unit.state_directory)
                 && std::env::var_os("STATE_DIRECTORY").is_none();
             if !dir.is_dir() && !made_by_unit {
-                needs.push(Need {
-                    key: &["settings", "ledger"],
+                needs.push(Finding {
+                    key: key(&["settings", "ledger"]),
+                    severity: Severity::Error,
                     message: format!(
                         "the SQLite ledger's directory {} does not exist: the unit creates it \
                          (StateDirectory=mdc-autoscaler); elsewhere `run` refuses to start until it is \
@@ -71,8 +69,13 @@ pub fn check(config: &Config, context: &Context) -> Vec<Need> {
     needs
 }
 
-fn readable(source: &SecretSource, key: &'static [&'static str], what: &str, hint: &str, needs: &mut Vec<Need>) {
+fn readable(source: &SecretSource, at: &[&str], what: &str, hint: &str, needs: &mut Vec<Finding>) {
     if let Err(problem) = source.read() {
-        needs.push(Need { key, message: format!("cannot read {what}: {problem}: `run` refuses to start{hint}") });
+        let message = format!("cannot read {what}: {problem}: `run` refuses to start{hint}");
+        needs.push(Finding { key: key(at), severity: Severity::Error, message });
     }
+}
+
+fn key(path: &[&str]) -> Vec<String> {
+    path.iter().map(|k| (*k).to_owned()).collect()
 }

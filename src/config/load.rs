@@ -82,23 +82,34 @@ fn read_policy_file(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-/// What the machine lacks for `run` (see [`super::environment`]) as a
-/// report on `path`, each at its key (or the nearest section written).
-pub fn placed(path: &Path, needs: &[super::environment::Need], severity: Severity) -> Report {
+/// A problem found beyond the file's text (on the machine, in the cloud),
+/// at the key it comes from: map keys, and list indexes as numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub key: Vec<String>,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// Findings as a report on `path`, each at its key (or the nearest part of it written).
+pub fn placed(path: &Path, findings: &[Finding]) -> Report {
     let root = read_policy_file(path).ok().and_then(|text| yaml::parse(&text).ok());
     let start = Pos { line: 1, column: 1 };
-    let diagnostics = needs
+    let diagnostics = findings
         .iter()
-        .map(|need| {
+        .map(|finding| {
             let mut pos = start;
             let mut node = root.as_ref();
-            for key in need.key {
-                node = node.and_then(|n| n.get(key));
+            for key in &finding.key {
+                node = node.and_then(|n| match (&n.node, key.parse::<usize>()) {
+                    (Node::Seq(items), Ok(index)) => items.get(index),
+                    _ => n.get(key),
+                });
                 if let Some(found) = node {
                     pos = found.pos;
                 }
             }
-            Diagnostic { pos, severity, message: need.message.clone() }
+            Diagnostic { pos, severity: finding.severity, message: finding.message.clone() }
         })
         .collect();
     Report { source: path.display().to_string(), diagnostics }

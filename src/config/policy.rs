@@ -513,7 +513,7 @@ pub struct Cron {
 
 /// A cron expression that does not parse.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("`{text}` is not a 5-field cron expression: {why}")]
+#[error("`{text}` {why}")]
 pub struct CronError {
     pub text: String,
     pub why: String,
@@ -526,8 +526,36 @@ impl Cron {
             .seconds(Seconds::Disallowed)
             .build()
             .parse(text.trim())
-            .map_err(|e| CronError { text: text.to_owned(), why: e.to_string() })?;
+            .map_err(|e| CronError { text: text.to_owned(), why: Cron::diagnose(text, &e.to_string()) })?;
         Ok(Cron { text: text.trim().to_owned(), cron })
+    }
+
+    /// Why an expression the parser refused is wrong, by field: the
+    /// parser's own words do not say which field or what range.
+    fn diagnose(text: &str, parser: &str) -> String {
+        const FIELDS: [(&str, u32, u32); 5] =
+            [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        if fields.len() != FIELDS.len() {
+            return format!(
+                "has {} fields; a cron expression has 5: minute hour day-of-month month day-of-week",
+                fields.len()
+            );
+        }
+        for (field, (name, low, high)) in fields.iter().zip(FIELDS) {
+            for part in field.split(',') {
+                // In `a-b/step` the step is a count, not a value of the field.
+                let values = part.split('/').next().unwrap_or(part);
+                for value in values.split('-') {
+                    if let Ok(n) = value.parse::<u32>()
+                        && !(low..=high).contains(&n)
+                    {
+                        return format!("has {name} {n}, out of range ({low}-{high})");
+                    }
+                }
+            }
+        }
+        format!("is not a 5-field cron expression (minute hour day-of-month month day-of-week): {parser}")
     }
 
     /// The latest firing at or before `now`, in `tz`.

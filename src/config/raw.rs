@@ -34,7 +34,7 @@ pub struct Settings {
     /// A budget over every policy together.
     pub budget: Option<Budget>,
     /// How long a SKU that failed a create for capacity is skipped.
-    pub capacity_backoff: Option<Human>,
+    pub capacity_backoff: Option<Loc<Human>>,
     /// How late the platform may list a new instance.
     pub listing_delay: Option<Loc<Human>>,
     pub prometheus: Option<PrometheusSettings>,
@@ -185,7 +185,7 @@ pub struct Idle {
     #[serde(default)]
     pub max_runtime: Option<Loc<Human>>,
     #[serde(default)]
-    pub grace_period: Option<Human>,
+    pub grace_period: Option<Loc<Human>>,
 }
 
 /// A fixed idle timer (`30m`), or `adaptive`: learned per instance.

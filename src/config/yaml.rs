@@ -163,12 +163,16 @@ fn syntax_message(rendered: &str) -> String {
 pub struct Problem {
     pub pos: Pos,
     pub message: String,
+    /// For an unknown key: the known one it is likely a misspelling of.
+    meant: Option<&'static str>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeError {
     pos: Option<Pos>,
     message: String,
+    /// A required field that is absent.
+    missing: Option<&'static str>,
 }
 
 impl DeError {
@@ -188,7 +192,11 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError { pos: None, message: msg.to_string() }
+        DeError { pos: None, message: msg.to_string(), missing: None }
+    }
+
+    fn missing_field(field: &'static str) -> Self {
+        DeError { pos: None, message: format!("missing field `{field}`"), missing: Some(field) }
     }
 }
 
@@ -198,8 +206,16 @@ impl de::Error for DeError {
 pub fn decode<T: DeserializeOwned>(node: &Located, problems: &mut Vec<Problem>) -> Result<T, Problem> {
     let sink = RefCell::new(Vec::new());
     let result = T::deserialize(NodeDe { node, sink: &sink });
-    problems.extend(sink.into_inner());
-    result.map_err(|e| Problem { pos: e.pos.unwrap_or(node.pos), message: e.message })
+    let mut found = sink.into_inner();
+    let result = result.map_err(|e| {
+        // A field missing because its key is misspelt is one mistake, told once: at the misspelling.
+        match found.iter().position(|p| e.missing.is_some() && p.meant == e.missing) {
+            Some(misspelt) => found.remove(misspelt),
+            None => Problem { pos: e.pos.unwrap_or(node.pos), message: e.message, meant: None },
+        }
+    });
+    problems.extend(found);
+    result
 }
 
 struct NodeDe<'a> {
@@ -213,7 +229,11 @@ impl<'a> NodeDe<'a> {
     }
 
     fn wrong(&self, expected: &str) -> DeError {
-        DeError { pos: Some(self.node.pos), message: format!("expected {expected}, found {}", self.node.describe()) }
+        DeError {
+            pos: Some(self.node.pos),
+            message: format!("expected {expected}, found {}", self.node.describe()),
+            missing: None,
+        }
     }
 }
 
@@ -314,6 +334,7 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
             return Err(DeError {
                 pos: Some(pos),
                 message: format!("`{tag}` is not one of {}{}", quoted(variants), suggestion(tag, variants)),
+                missing: None,
             });
         }
         visitor.visit_enum(EnumDe { tag, value, de: self }).map_err(|e| e.at(pos))
@@ -362,7 +383,10 @@ impl<'de> de::MapAccess<'de> for MapDe<'_> {
                 Node::Str(s) => s.clone(),
                 Node::Int(i) => i.to_string(),
                 Node::Bool(b) => b.to_string(),
-                _ => return Err(DeError { pos: Some(key.pos), message: "a key must be a plain word".into() }),
+                _ => {
+                    let message = "a key must be a plain word".into();
+                    return Err(DeError { pos: Some(key.pos), message, missing: None });
+                }
             };
             if let Some(fields) = self.fields
                 && !fields.contains(&text.as_str())
@@ -370,6 +394,7 @@ impl<'de> de::MapAccess<'de> for MapDe<'_> {
                 self.sink.borrow_mut().push(Problem {
                     pos: key.pos,
                     message: format!("unknown key `{text}`{}", suggestion(&text, fields)),
+                    meant: nearest(&text, fields),
                 });
                 continue;
             }
@@ -564,14 +589,18 @@ fn quoted(words: &[&str]) -> String {
 
 /// ` (did you mean `x`?)` when a known word is close enough.
 pub fn suggestion(word: &str, known: &[&str]) -> String {
+    nearest(word, known).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default()
+}
+
+/// The known word `word` is likely a misspelling of.
+fn nearest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
     let lower = word.to_lowercase();
     known
         .iter()
         .map(|k| (edit_distance(&lower, &k.to_lowercase()), *k))
         .filter(|(d, k)| *d <= (k.len() / 3).max(1) + 1)
         .min()
-        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
-        .unwrap_or_default()
+        .map(|(_, k)| k)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -637,6 +666,12 @@ mod tests {
         assert!(err.message.contains("boolean"), "{}", err.message);
         let err = decode::<Idle>(&parse("snapshot: true\n").unwrap(), &mut Vec::new()).unwrap_err();
         assert!(err.message.contains("missing field `stop_after`"), "{}", err.message);
+        // Missing because misspelt: one mistake, told once where it is.
+        let mut problems = Vec::new();
+        let err = decode::<Idle>(&parse("snapshot: true\nstop_aftr: 1m\n").unwrap(), &mut problems).unwrap_err();
+        assert_eq!(err.pos, Pos { line: 2, column: 1 });
+        assert_eq!(err.message, "unknown key `stop_aftr` (did you mean `stop_after`?)");
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]

@@ -148,6 +148,15 @@ policies:
     select: {{ display_name: "nb-keep-*" }}
   - name: cheap
     pool: {{ cluster: host-cluster, image: img, desired: 1, gpu: {{ products: [H20] }}, max_price_per_hour: 2 }}
+  - name: nights
+    pool:
+      cluster: bj2-cluster
+      image: img
+      desired: 1
+      gpu: {{ products: [A800, B200] }}
+      only_during_discount: true
+  - name: ghosts
+    select: {{ display_name: "ghost-*", gpu_product: V100 }}
 "#
         ),
     );
@@ -162,12 +171,30 @@ policies:
     // The H20 costs 10.00/h, 4.80/h at night: a cap of 2.00 can never be met.
     assert!(
         stdout.contains(
-            "error: policy `cheap`: max_price_per_hour ¥2.00 is below every fitting SKU (the cheapest is ¥4.80/h"
+            ":10:106: error: policy `cheap`: max_price_per_hour ¥2.00 is below every fitting SKU (the cheapest is ¥4.80/h"
         ),
         "{stdout}"
     );
     assert!(stdout.contains("instance nb-keep-carol (instance-"), "{stdout}");
     assert!(stdout.contains("is selected by `notebooks` and `keepers`; it belongs to `notebooks`"), "{stdout}");
+    // Each at the line it comes from.
+    for said in [
+        ":16:24: warning: policy `nights`: `B200` is not on sale in bj2-cluster (on sale: 4090, A800)",
+        ":17:29: warning: policy `nights`: no fitting SKU has a discount window now",
+        ":19:53: warning: policy `ghosts`: no SKU of `V100` is on sale",
+        ":19:13: warning: policy `ghosts`: its selector matches none of the",
+    ] {
+        assert!(stdout.contains(said), "no `{said}` in:\n{stdout}");
+    }
+    let json = binary()
+        .args(["validate", "--online", "--output", "json", "--config"])
+        .arg(&policy)
+        .env("TEST_MDC_TOKEN", "demo-token")
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let diagnostics = json["diagnostics"].as_array().unwrap();
+    assert!(diagnostics.iter().all(|d| d["line"].as_u64().is_some_and(|l| l > 0)), "{json}");
 }
 
 #[tokio::test]

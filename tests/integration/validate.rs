@@ -76,7 +76,7 @@ fn arbitrary_text_never_panics() {
 
 #[test]
 fn a_policy_one_edit_from_deleting_the_fleet_is_warned_of() {
-    let text = "policies:\n  - name: everything\n    select: {}\n    idle: { stop_after: 1s, delete_after_stopped: 1s, delete_without_snapshot: true }\n";
+    let text = "policies:\n  - name: everything\n    select: {}\n    idle: { stop_after: 1m, delete_after_stopped: 1d, delete_without_snapshot: true }\n";
     let (config, report) = load_str("fleet.yaml", text);
     assert!(config.is_some(), "{report}");
     let said = report.to_string();
@@ -107,4 +107,15 @@ fn only_a_regular_file_of_bounded_size_is_read() {
         assert!(config.is_none() && report.to_string().contains(said), "{}: {report}", path.display());
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_pool_minimum_that_discounts_overrule_is_said_to() {
+    let text = "policies:\n  - name: nights\n    pool:\n      cluster: host-cluster\n      image: img\n      desired: 2\n      min: 2\n      max: 4\n      gpu: { products: [H20] }\n      only_during_discount: true\n";
+    let (config, report) = load_str("nights.yaml", text);
+    assert!(config.is_some(), "{report}");
+    assert_eq!(
+        report.to_string(),
+        "nights.yaml:7:12: warning: only_during_discount outranks min: outside discount windows the pool runs none, not 2\n"
+    );
 }
