@@ -34,6 +34,9 @@ pub struct Status {
     pub instances: usize,
     #[serde(skip)]
     pub plan: Option<Plan>,
+    /// Every instance with its next decision, as the last plan saw them.
+    #[serde(skip)]
+    pub fleet: Vec<crate::instances::InstanceRow>,
     /// Display name → platform name, to accept either in the admin API.
     #[serde(skip)]
     pub names: BTreeMap<String, String>,
@@ -64,6 +67,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/status", get(status))
         .route("/api/v1/plan", get(plan))
+        .route("/api/v1/instances", get(instances))
         .route("/api/v1/instances/{name}/heartbeat", post(heartbeat))
         .route("/api/v1/instances/{name}/snooze", post(snooze))
         .route("/api/v1/policies/{name}/confirm", post(confirm))
@@ -96,6 +100,14 @@ async fn status(State(s): AppState) -> Json<Status> {
 async fn plan(State(s): AppState) -> Response {
     match s.status.read().expect("status lock").plan.clone() {
         Some(plan) => Json(plan).into_response(),
+        None => (StatusCode::NOT_FOUND, "no plan yet").into_response(),
+    }
+}
+
+async fn instances(State(s): AppState) -> Response {
+    let status = s.status.read().expect("status lock");
+    match status.plan {
+        Some(_) => Json(status.fleet.clone()).into_response(),
         None => (StatusCode::NOT_FOUND, "no plan yet").into_response(),
     }
 }

@@ -13,7 +13,8 @@
 //! 5. `plan`: the pure planner: what was observed in, decisions with reasons out.
 //! 6. `signals`, `ledger`: reading idle signals; the spend ledger and record of use.
 //! 7. `sim`: the simulated platform: a `Cloud`, and a source of known activity.
-//! 8. `observe`, `prices`: one look at the cloud, the signals and the ledger's facts; the SKU list as people read it.
+//! 8. `observe`, `prices`, `instances`: one look at the cloud, the signals and the ledger's facts; the SKU
+//!    list and the fleet with its next decisions, as people read them.
 //! 9. `reconcile`: one step: observe, plan, act, record.
 //! 10. `metrics`: what the daemon exports.
 //! 11. `http`: what it serves.
@@ -26,6 +27,7 @@ pub mod cloud;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod instances;
 pub mod ledger;
 pub mod listener;
 pub mod metrics;

@@ -96,6 +96,22 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Every instance: its policy (or unmanaged), state, price, since when
+    /// idle and by which signal, and the next decision with its time and
+    /// reason. From the running daemon when it answers on `settings.listen`,
+    /// else by observing once.
+    Instances {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this policy's (`unmanaged` for those no policy owns); repeatable.
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+        /// Only instances in this state (running, stopped, starting, ...); repeatable.
+        #[arg(long = "state")]
+        states: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Spend and estimated savings from the ledger.
     Spend {
         #[arg(long)]
@@ -277,6 +293,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Validate { config, online, output } => validate(&config, online, output).await,
         Command::Plan { config, output, at } => plan(&config, output, at.as_deref()).await,
         Command::Skus { config, output, watch } => skus(&config, output, watch).await,
+        Command::Instances { config, policies, states, output } => instances(&config, output, &policies, &states).await,
         Command::Spend { config, since, until, month, by, output } => {
             let span = if month { Span::Month } else { Span::Between(since, until) };
             spend(&config, span, by, output).await
@@ -393,23 +410,8 @@ fn load_config(path: &std::path::Path) -> Config {
 async fn plan(path: &std::path::Path, output: Output, at: Option<&str>) -> anyhow::Result<()> {
     let config = load_config(path);
     let later = at.map(|text| moment_ahead(text, config.settings.zone(), Utc::now())).transpose()?;
-    let client = config.settings.client()?;
-    let mut observed =
-        observe(&client, &config).await.map_err(|e| anyhow::anyhow!("cannot observe the cloud, so no plan: {e}"))?;
     let now = Utc::now();
-    read_signals(&mut observed.instances, &config, &SignalSettings::default(), None, now).await;
-    // Read, never written: a ledger not made yet is the daemon's first cycle.
-    let unknown = |e: &dyn std::fmt::Display| {
-        Some(format!("The ledger could not be read ({e}): spend is unknown, so nothing would be created."))
-    };
-    let ledger_note = match open_existing(&config.settings.ledger).await {
-        Ok(store) => read_facts(store, &mut observed, &config, now).await.err().and_then(|e| unknown(&e)),
-        Err(OpenError::Missing { place }) => {
-            read_facts(MemoryStore::default(), &mut observed, &config, now).await?;
-            Some(format!("No ledger at {place} yet: planned as the daemon's first cycle would be, with nothing spent."))
-        }
-        Err(e) => unknown(&e),
-    };
+    let (observed, ledger_note) = observe_once(&config, now).await?;
     let plan = mdc_autoscaler::plan::plan(&observed, &config, later.unwrap_or(now));
     if let (Output::Json, Some(note)) = (output, &ledger_note) {
         eprintln!("{note}");
@@ -425,6 +427,91 @@ async fn plan(path: &std::path::Path, output: Output, at: Option<&str>) -> anyho
         }
     }
     Ok(())
+}
+
+/// The cloud, the signals and the ledger's facts as one cycle would see
+/// them, and a note when the ledger could not add its part.
+async fn observe_once(
+    config: &Config,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(mdc_autoscaler::plan::Observed, Option<String>)> {
+    let client = config.settings.client()?;
+    let mut observed =
+        observe(&client, config).await.map_err(|e| anyhow::anyhow!("cannot observe the cloud, so no plan: {e}"))?;
+    read_signals(&mut observed.instances, config, &SignalSettings::default(), None, now).await;
+    // Read, never written: a ledger not made yet is the daemon's first cycle.
+    let unknown = |e: &dyn std::fmt::Display| {
+        Some(format!("The ledger could not be read ({e}): spend is unknown, so nothing would be created."))
+    };
+    let ledger_note = match open_existing(&config.settings.ledger).await {
+        Ok(store) => read_facts(store, &mut observed, config, now).await.err().and_then(|e| unknown(&e)),
+        Err(OpenError::Missing { place }) => {
+            read_facts(MemoryStore::default(), &mut observed, config, now).await?;
+            Some(format!("No ledger at {place} yet: planned as the daemon's first cycle would be, with nothing spent."))
+        }
+        Err(e) => unknown(&e),
+    };
+    Ok((observed, ledger_note))
+}
+
+/// Every instance with its owner, state, activity and next decision: the
+/// running daemon's view when it answers, else one observation now.
+async fn instances(
+    path: &std::path::Path,
+    output: Output,
+    policies: &[String],
+    states: &[String],
+) -> anyhow::Result<()> {
+    use mdc_autoscaler::instances::{InstanceRow, rows, table};
+    let config = load_config(path);
+    let known: Vec<&str> =
+        config.policies.iter().map(|p| p.name.as_str()).chain([mdc_autoscaler::config::policy::UNMANAGED]).collect();
+    if let Some(unknown) = policies.iter().find(|p| !known.contains(&p.as_str())) {
+        anyhow::bail!("no policy `{unknown}` in {}: one of {}", path.display(), known.join(", "));
+    }
+    let at = daemon_address(&config);
+    let now = Utc::now();
+    let from_daemon = async {
+        let answer = reqwest::Client::new()
+            .get(format!("http://{at}/api/v1/instances"))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .ok()?;
+        answer.status().is_success().then_some(())?;
+        answer.json::<Vec<InstanceRow>>().await.ok()
+    };
+    let (mut found, source) = match from_daemon.await {
+        Some(found) => (found, format!("as the daemon at {at} planned them")),
+        None => {
+            let (observed, note) = observe_once(&config, now).await?;
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            let plan = mdc_autoscaler::plan::plan(&observed, &config, now);
+            (rows(&observed, &config, &plan), format!("observed now: no daemon answered at {at}"))
+        }
+    };
+    found.retain(|r| {
+        (policies.is_empty() || policies.contains(&r.policy)) && (states.is_empty() || states.contains(&r.status))
+    });
+    match output {
+        Output::Json => {
+            eprintln!("{source}");
+            println!("{}", serde_json::to_string_pretty(&found)?);
+        }
+        Output::Table => print!("{}\n({source})\n", table(&found, config.settings.zone(), now)),
+    }
+    Ok(())
+}
+
+/// Where the daemon of this policy file answers: its `listen`, on loopback when it listens on all.
+fn daemon_address(config: &Config) -> SocketAddr {
+    let mut at = config.settings.listen;
+    if at.ip().is_unspecified() {
+        at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    at
 }
 
 /// What the ledger adds to the picture `plan` shows: spend, marks, recent actions, creates not listed yet.
@@ -624,10 +711,7 @@ async fn confirm(path: &std::path::Path, policy: &str) -> anyhow::Result<()> {
         .read_admin_token()
         .map_err(|why| anyhow::anyhow!("admin token: {why}"))?
         .ok_or_else(|| anyhow::anyhow!("settings.admin_token is not set: the daemon refuses every confirmation"))?;
-    let mut at = config.settings.listen;
-    if at.ip().is_unspecified() {
-        at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
+    let at = daemon_address(&config);
     let url = format!("http://{at}/api/v1/policies/{policy}/confirm");
     let answer = reqwest::Client::new()
         .post(&url)

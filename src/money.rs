@@ -71,6 +71,12 @@ pub fn yuan<S: serde::Serializer>(money: &Money, serializer: S) -> Result<S::Ok,
     serializer.serialize_f64(money.as_yuan_f64())
 }
 
+/// Money read back from yuan in JSON (what [`yuan`] wrote).
+pub fn from_yuan<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Money, D::Error> {
+    let yuan = <f64 as serde::Deserialize>::deserialize(deserializer)?;
+    Money::from_yuan_f64(yuan).ok_or_else(|| serde::de::Error::custom(format!("{yuan} is not an amount of yuan")))
+}
+
 impl Add for Money {
     type Output = Money;
     fn add(self, rhs: Money) -> Money {

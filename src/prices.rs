@@ -2,8 +2,6 @@
 //! list price, the price in force, the discount window and its time left,
 //! and the free GPUs.
 
-use std::fmt::Write;
-
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -79,7 +77,7 @@ pub fn rows(skus: &[Sku], now: DateTime<Utc>) -> Vec<PriceRow> {
 pub fn table(rows: &[PriceRow], tz: Tz, now: DateTime<Utc>) -> String {
     let mut out = format!("SKUs at {}\n\n", now.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z"));
     let header = ["REGION", "CLUSTER", "SKU", "GPU", "LIST", "NOW", "DISCOUNT", "FREE GPUS"];
-    let cells: Vec<[String; 8]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let discount = r.discount.as_ref().map_or_else(String::new, |d| {
@@ -91,7 +89,7 @@ pub fn table(rows: &[PriceRow], tz: Tz, now: DateTime<Utc>) -> String {
                 format!("×{:.2} {} to {}{left}", d.ratio, local(d.start), local(d.end))
             });
             let shown = |text: &str| Shown(text).to_string();
-            [
+            vec![
                 shown(&r.region),
                 shown(&r.cluster),
                 shown(&r.sku),
@@ -103,21 +101,7 @@ pub fn table(rows: &[PriceRow], tz: Tz, now: DateTime<Utc>) -> String {
             ]
         })
         .collect();
-    let width = |k: usize| cells.iter().map(|c| c[k].chars().count()).chain([header[k].len()]).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..header.len()).map(width).collect();
-    let mut line = |fields: &[&str]| {
-        let mut text = String::new();
-        for (k, field) in fields.iter().enumerate() {
-            let pad = widths[k].saturating_sub(field.chars().count());
-            let _ = write!(text, "{field}{}  ", " ".repeat(pad));
-        }
-        out += text.trim_end();
-        out.push('\n');
-    };
-    line(&header);
-    for c in &cells {
-        line(&c.iter().map(String::as_str).collect::<Vec<_>>());
-    }
+    out += &crate::text::table(&header, &cells);
     if rows.is_empty() {
         out += "(no SKUs on sale)\n";
     }

@@ -332,6 +332,7 @@ fn update(shared: &Shared, report: &StepReport, instances: Option<usize>) {
     }
     if let Some(plan) = &report.plan {
         status.plan = Some(plan.clone());
+        status.fleet = report.instances.clone();
     }
     status.names.extend(report.names.iter().cloned());
     if let Some(count) = instances {

@@ -112,7 +112,7 @@ pub fn check(
     for instance in instances {
         let matching: Vec<(usize, &Policy)> =
             config.policies.iter().enumerate().filter(|(_, p)| p.pools(instance) || p.selects(instance)).collect();
-        let Some(owner) = owner(config, instance) else { continue };
+        let Some(owner) = config.owner(instance).map(|p| p.name.as_str()) else { continue };
         if matching.len() > 1 {
             let other = matching.iter().find(|(_, p)| p.name != owner).map_or(0, |(i, _)| *i);
             findings.push(Finding {
@@ -136,14 +136,4 @@ fn listed(names: &BTreeSet<&str>) -> String {
         true => " (nothing is on sale there)".into(),
         false => format!(" (on sale: {})", names.iter().copied().collect::<Vec<_>>().join(", ")),
     }
-}
-
-/// The policy an instance belongs to: its pool's, else the first selecting it.
-fn owner<'c>(config: &'c Config, instance: &Instance) -> Option<&'c str> {
-    config
-        .policies
-        .iter()
-        .find(|p| p.pools(instance))
-        .or_else(|| config.policies.iter().find(|p| p.selects(instance)))
-        .map(|p| p.name.as_str())
 }

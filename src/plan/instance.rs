@@ -209,6 +209,23 @@ pub fn idle_since(rule: &IdleRule, member: &ObservedInstance) -> Option<DateTime
     }
 }
 
+/// The signal behind [`idleness`]'s verdict: the first in use, else the
+/// first unreadable, else the last to go idle.
+pub fn deciding_signal(rule: &IdleRule, member: &ObservedInstance) -> Option<&'static str> {
+    let reading = |s: &crate::config::policy::Signal| member.signals.get(s.label());
+    let labels = || rule.signals.iter();
+    labels()
+        .find(|s| reading(s) == Some(&Reading::Active))
+        .or_else(|| labels().find(|s| matches!(reading(s), None | Some(Reading::Unreadable(_)))))
+        .or_else(|| {
+            labels().max_by_key(|s| match reading(s) {
+                Some(Reading::IdleSince(t)) => Some(*t),
+                _ => None,
+            })
+        })
+        .map(|s| s.label())
+}
+
 /// Idle only when every configured signal says idle; a signal that cannot be
 /// read, or was not read, counts as active.
 pub fn idleness(rule: &IdleRule, member: &ObservedInstance) -> Idleness {

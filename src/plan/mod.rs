@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 
 use candidate::{Candidate, Reason, Target};
-pub use instance::{Idleness, idle_since, idleness};
+pub use instance::{Idleness, deciding_signal, idle_since, idleness};
 pub use memo::Memo;
 use memo::{Calendar, Known, Proposal, Recording, Verdict};
 pub use observed::{Changed, Observed, ObservedInstance, PendingCreate, Reading, SnapshotState, SpendSoFar};
@@ -450,16 +450,11 @@ impl<'a> Planner<'a> {
 
     /// Why an instance must not be touched, if it must not.
     fn protection(&mut self, policy: &Policy, instance: &Instance) -> Option<String> {
-        if let Some(glob) = policy.protect.iter().find(|g| g.matches(&instance.display_name)) {
-            return Some(format!("protected by `{}`", glob.as_str()));
+        let (why, until) = protection(policy, self.observed, instance, self.now)?;
+        if let Some(until) = until {
+            self.wake(until);
         }
-        match self.observed.snoozes.get(&instance.name) {
-            Some(until) if *until > self.now => {
-                self.wake(*until);
-                Some(format!("snoozed until {}", until.format("%Y-%m-%d %H:%M UTC")))
-            }
-            _ => None,
-        }
+        Some(why)
     }
 
     /// Proposes an action, unless the instance is protected: then it becomes a note.
@@ -499,6 +494,24 @@ impl<'a> Planner<'a> {
 
 /// What an instance costs per hour while running, at the price in force at
 /// `now`. Prepaid instances cost nothing more by running.
+/// Why an instance must not be touched at `now`, and until when (none: for good).
+pub fn protection(
+    policy: &Policy,
+    observed: &Observed,
+    instance: &Instance,
+    now: DateTime<Utc>,
+) -> Option<(String, Option<DateTime<Utc>>)> {
+    if let Some(glob) = policy.protect.iter().find(|g| g.matches(&instance.display_name)) {
+        return Some((format!("protected by `{}`", glob.as_str()), None));
+    }
+    match observed.snoozes.get(&instance.name) {
+        Some(until) if *until > now => {
+            Some((format!("snoozed until {}", until.format("%Y-%m-%d %H:%M UTC")), Some(*until)))
+        }
+        _ => None,
+    }
+}
+
 pub fn hourly_cost(observed: &Observed, instance: &Instance, now: DateTime<Utc>) -> Money {
     cost_at(instance, observed.sku(&instance.cost.sku_id).map(|sku| pricing::effective_price(sku, now)))
 }

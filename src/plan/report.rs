@@ -15,7 +15,7 @@ pub fn table(plan: &Plan, tz: Tz) -> String {
     if plan.actions.is_empty() {
         let _ = writeln!(out, "\nNothing to do.");
     } else {
-        let rows: Vec<[String; 5]> = plan
+        let rows: Vec<Vec<String>> = plan
             .actions
             .iter()
             .map(|a| {
@@ -29,25 +29,12 @@ pub fn table(plan: &Plan, tz: Tz) -> String {
                 } else {
                     format!("saves {}", yuan(a.saving_per_hour))
                 };
-                [what, a.instance.display_name.clone(), a.policy.clone(), format!("{saving}/h"), a.reason.clone()]
+                vec![what, a.instance.display_name.clone(), a.policy.clone(), format!("{saving}/h"), a.reason.clone()]
             })
             .collect();
         let headers = ["ACTION", "INSTANCE", "POLICY", "MONEY", "WHY"];
-        let widths: Vec<usize> = (0..4)
-            .map(|c| rows.iter().map(|r| r[c].chars().count()).chain([headers[c].len()]).max().unwrap_or(0))
-            .collect();
         let _ = writeln!(out);
-        let line = |cells: [&str; 5]| {
-            let mut text = String::new();
-            for (c, cell) in cells.iter().enumerate().take(4) {
-                let _ = write!(text, "{cell:<width$}  ", width = widths[c]);
-            }
-            text + cells[4]
-        };
-        let _ = writeln!(out, "{}", line(headers));
-        for r in &rows {
-            let _ = writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
-        }
+        out += &crate::text::table(&headers, &rows);
         let saved: super::Money = plan.actions.iter().map(|a| a.saving_per_hour).sum();
         let _ = writeln!(out, "\nNet effect: {} per hour.", signed(saved));
     }

@@ -53,6 +53,8 @@ pub struct StepReport {
     /// because their policy is held.
     pub held: Vec<Held>,
     pub withheld: usize,
+    /// The fleet as planned this step, for `/api/v1/instances`.
+    pub instances: Vec<crate::instances::InstanceRow>,
 }
 
 /// Why unfinished actions could not be settled after a restart (the next start tries again).
@@ -367,6 +369,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             }
             report.executed.push(executed);
         }
+        report.instances = crate::instances::rows(&self.picture.observed, &self.config, &plan);
         report.plan = Some(plan);
         report
     }

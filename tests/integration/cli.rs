@@ -125,6 +125,69 @@ policies:
 }
 
 #[test]
+fn instances_show_owner_state_activity_and_next_decision() {
+    let (_server, api) = spawn(&["--manual-clock"], &[]);
+    let policy = write(
+        "instances",
+        &format!(
+            r#"settings:
+  api: {{ base_url: "{api}", namespace: demo }}
+  token: {{ env: TEST_MDC_TOKEN }}
+  listen: 127.0.0.1:1
+  ledger: {{ url: "sqlite:///nonexistent/mdc.db" }}
+policies:
+  - name: notebooks
+    select: {{ cluster: host-cluster, display_name: "nb-*" }}
+    protect: {{ display_name: "nb-keep-*" }}
+    idle: {{ signals: [jupyter], stop_after: 30m }}
+  - name: training
+    pool: {{ cluster: [host-cluster, bj2-cluster], image: img, desired: 2, gpu: {{ products: [H20, "4090"] }} }}
+"#
+        ),
+    );
+    let run = |args: &[&str]| {
+        binary()
+            .arg("instances")
+            .args(args)
+            .arg("--config")
+            .arg(&policy)
+            .env("TEST_MDC_TOKEN", "demo-token")
+            .output()
+            .unwrap()
+    };
+    // No daemon answers on port 1: one observation now.
+    let out = run(&["--output", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("observed now: no daemon answered at 127.0.0.1:1"));
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |display: &str| rows.as_array().unwrap().iter().find(|r| r["display_name"] == display).cloned().unwrap();
+    let alice = row("nb-alice");
+    assert_eq!((alice["policy"].as_str(), alice["status"].as_str()), (Some("notebooks"), Some("running")));
+    assert_eq!(alice["activity"], serde_json::json!({ "state": "in_use", "signal": "jupyter" }));
+    // Idle two hours past a 30-minute timer: powered off now, with the reason.
+    let bob = row("nb-bob");
+    assert_eq!(
+        (bob["activity"]["state"].as_str(), bob["activity"]["signal"].as_str()),
+        (Some("idle"), Some("jupyter"))
+    );
+    assert_eq!(bob["next"]["action"], "power_off");
+    assert!(bob["price_yuan_per_hour"].as_f64().unwrap() > 0.0);
+    let carol = row("nb-keep-carol");
+    assert_eq!((carol["next"].clone(), carol["held"].as_str()), (Value::Null, Some("protected by `nb-keep-*`")));
+    assert_eq!(row("training-0")["status"], "not created");
+    assert!(row("training-0")["next"]["action"].as_str().unwrap().starts_with("create on SKU"));
+    assert_eq!(row("train-llm-0")["policy"], "unmanaged");
+
+    let filtered = run(&["--policy", "notebooks", "--state", "running"]);
+    let table = String::from_utf8_lossy(&filtered.stdout);
+    assert!(table.contains("idle since") && table.contains("held: protected by `nb-keep-*`"), "{table}");
+    assert!(!table.contains("nb-dave") && !table.contains("training-0") && !table.contains("train-llm"), "{table}");
+    let unknown = run(&["--policy", "notebook"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no policy `notebook`"));
+}
+
+#[test]
 fn plan_without_a_token_says_where_it_looked() {
     let policy = write("token", "settings:\n  token: { env: NO_SUCH_TOKEN_VARIABLE }\npolicies: []\n");
     let out = binary().args(["plan", "--config"]).arg(&policy).env_remove("NO_SUCH_TOKEN_VARIABLE").output().unwrap();

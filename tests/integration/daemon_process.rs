@@ -46,6 +46,25 @@ async fn run_stops_idle_work_answers_http_survives_a_bad_reload_and_stops_cleanl
     let status: serde_json::Value =
         http.get(format!("{base}/api/v1/status")).send().await.unwrap().json().await.unwrap();
     assert!(status["cycles"].as_u64().unwrap() >= 1 && status["actions_taken"].as_u64().unwrap() >= 1, "{status}");
+    // The fleet as the daemon planned it, and `instances` reading it from there.
+    let fleet: serde_json::Value =
+        http.get(format!("{base}/api/v1/instances")).send().await.unwrap().json().await.unwrap();
+    let alice = fleet.as_array().unwrap().iter().find(|r| r["display_name"] == "nb-alice").unwrap();
+    assert_eq!((&alice["policy"], &alice["activity"]["state"]), (&"notebooks".into(), &"in_use".into()), "{fleet}");
+    let carol = fleet.as_array().unwrap().iter().find(|r| r["display_name"] == "nb-keep-carol").unwrap();
+    assert_eq!(carol["held"], "protected by `nb-keep-*`", "{fleet}");
+    let shown = Command::new(env!("CARGO_BIN_EXE_mdc-autoscaler"))
+        .args(["instances", "--policy", "notebooks", "--config"])
+        .arg(work.policy())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        table.contains(&format!("(as the daemon at 127.0.0.1:{} planned them)", base.rsplit(':').next().unwrap())),
+        "{table}"
+    );
+    assert!(table.contains("nb-alice") && !table.contains("train-llm-0"), "{table}");
     let beat = format!("{base}/api/v1/instances/nb-alice/heartbeat");
     assert_eq!(http.post(&beat).send().await.unwrap().status(), 401);
     assert_eq!(http.post(&beat).bearer_auth("wrong").send().await.unwrap().status(), 401);
