@@ -334,8 +334,8 @@ fn init_logging(default_level: &str) {
 }
 
 /// Exit 1 on any error, 0 with warnings only. As JSON (for editors and CI):
-/// `{file, policies, errors, warnings, diagnostics: [{line, column, severity, message}]}`,
-/// a finding of `--online` without a position.
+/// `{file, policies, errors, warnings, diagnostics: [{line, column, severity, message}]}`;
+/// what the machine or (`--online`) the cloud lacks is placed at the key it comes from.
 async fn validate(path: &std::path::Path, online: bool, output: Output) -> anyhow::Result<()> {
     let (config, report) = load_file(path);
     let mut found = report.diagnostics;

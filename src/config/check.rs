@@ -410,10 +410,8 @@ impl Checker {
         at: Pos,
     ) -> policy::DueStops {
         let mut due = policy::DueStops::default();
-        if let Some(wait) = &raw.when_idle_for {
-            due.when_idle_for =
-                self.within(&Some(wait.clone()), "due_stops.when_idle_for", due.when_idle_for, bounds::WHEN_IDLE_FOR);
-        }
+        due.when_idle_for =
+            self.within(&raw.when_idle_for, "due_stops.when_idle_for", due.when_idle_for, bounds::WHEN_IDLE_FOR);
         for cause in &raw.hard {
             match policy::HardStop::parse(&cause.value) {
                 Some(hard) => {

@@ -492,8 +492,6 @@ impl<'a> Planner<'a> {
     }
 }
 
-/// What an instance costs per hour while running, at the price in force at
-/// `now`. Prepaid instances cost nothing more by running.
 /// Why an instance must not be touched at `now`, and until when (none: for good).
 pub fn protection(
     policy: &Policy,
@@ -512,6 +510,8 @@ pub fn protection(
     }
 }
 
+/// What an instance costs per hour while running, at the price in force at
+/// `now`. Prepaid instances cost nothing more by running.
 pub fn hourly_cost(observed: &Observed, instance: &Instance, now: DateTime<Utc>) -> Money {
     cost_at(instance, observed.sku(&instance.cost.sku_id).map(|sku| pricing::effective_price(sku, now)))
 }
