@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DurationRound, TimeZone, Utc};
 
 use crate::clock::Clock;
 use crate::config::load::load_str;
@@ -27,11 +27,8 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
     if speed <= 0.0 {
         return Err("--speed must be above 0".into());
     }
-    std::fs::create_dir_all(state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
-    let db = state_dir.join("ledger.db");
-    for suffix in ["", "-shm", "-wal"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
+    let state_dir = &claim(state_dir)?;
+    let db = state_dir.join(OWN[0]);
     // Tonight at 21:30 in Beijing: half an hour before the 4090's night discount.
     let shanghai = chrono_tz::Asia::Shanghai;
     let today = Utc::now().with_timezone(&shanghai).date_naive();
@@ -54,6 +51,8 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
         .replace("@API@", &format!("{cloud_url}{API_PREFIX}"))
         .replace("@TOKEN@", &token.display().to_string())
         .replace("@DB@", &format!("sqlite://{}", db.display()));
+    let policy = state_dir.join("policy.yaml");
+    std::fs::write(&policy, &text).map_err(|e| format!("cannot write {}: {e}", policy.display()))?;
     let (config, report) = load_str("config/demo.yaml", &text);
     let config = config.ok_or_else(|| format!("the demo policy is invalid:\n{report}"))?;
     let metrics = Arc::new(Metrics::new());
@@ -83,7 +82,8 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
     let daemon = Daemon::new(cloud, Ledger::new(store.clone()), config, false);
     crate::run::run(daemon, shared, options).await;
 
-    let end = clock.now();
+    // To the minute, so that `spend` given the times printed tells the same.
+    let end = clock.now().duration_trunc(chrono::Duration::minutes(1)).unwrap_or(start).max(start);
     let rows = report::spend(&store, start, end, report::By::Policy, shanghai).await?;
     let bill = {
         let mut sim = fake.sim();
@@ -105,5 +105,47 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
         compute.as_yuan_f64(),
         bill.total.as_yuan_f64()
     );
+    let day = |t: chrono::DateTime<Utc>| t.with_timezone(&shanghai).format("%Y-%m-%d %H:%M").to_string();
+    println!(
+        "The same from the demo's ledger:\n  mdc-autoscaler spend --config {} --since '{}' --until '{}'",
+        policy.display(),
+        day(start),
+        day(end)
+    );
     Ok(())
+}
+
+/// The files the demo writes in its state directory; only these are ever
+/// replaced, and only in a directory that the demo's marker says is its own.
+const OWN: [&str; 6] = ["ledger.db", "ledger.db-shm", "ledger.db-wal", "token", "policy.yaml", MARKER];
+const MARKER: &str = ".mdc-autoscaler-demo";
+
+/// Makes `state_dir` the demo's (a new or empty one, or one it made before)
+/// and clears its last run's ledger; returns it made absolute, for the
+/// paths in the policy written there to hold from any directory. A
+/// directory holding a file of those names that the demo did not make is
+/// refused, and nothing in it is touched.
+fn claim(state_dir: &Path) -> Result<std::path::PathBuf, String> {
+    std::fs::create_dir_all(state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+    if !state_dir.join(MARKER).exists() {
+        if let Some(found) = OWN.iter().map(|f| state_dir.join(f)).find(|p| p.exists()) {
+            return Err(format!(
+                "{} was not written by the demo, so the demo leaves it alone: choose another --state-dir",
+                found.display()
+            ));
+        }
+        let marker = state_dir.join(MARKER);
+        std::fs::write(&marker, "The demo's state: its ledger, token and policy; replaced by each run.\n")
+            .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
+    }
+    for file in &OWN[..3] {
+        let path = state_dir.join(file);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("cannot remove the last demo's {}: {e}", path.display()));
+            }
+            _ => {}
+        }
+    }
+    state_dir.canonicalize().map_err(|e| format!("cannot resolve {}: {e}", state_dir.display()))
 }

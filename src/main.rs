@@ -59,7 +59,7 @@ enum Command {
         /// Simulated time runs this many times faster than real time.
         #[arg(long, default_value_t = 30.0)]
         speed: f64,
-        /// Where the demo keeps its SQLite ledger.
+        /// Where the demo keeps its SQLite ledger, token and the policy it runs.
         #[arg(long, default_value = "mdc-autoscaler-demo")]
         state_dir: PathBuf,
     },

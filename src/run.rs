@@ -4,7 +4,7 @@
 //! step halts it at its next safe point, so either is honoured within
 //! seconds; a step also ends at its deadline.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -45,7 +45,8 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
             "cycle_deadline plus api.call_timeout is not under systemd's watchdog: a slow cycle would be killed"
         );
     }
-    let mut narrator = Narrator { seen_notes: BTreeSet::new(), timezone: daemon.config().settings.zone() };
+    let mut narrator =
+        Narrator { seen_notes: BTreeSet::new(), activity: BTreeMap::new(), timezone: daemon.config().settings.zone() };
     {
         let mut status = shared.status.write().expect("status lock");
         status.started_at = Some(options.clock.now());
@@ -343,6 +344,8 @@ fn update(shared: &Shared, report: &StepReport, instances: Option<usize>) {
 /// Decisions as a person wants to read them: what, why, and the money.
 struct Narrator {
     seen_notes: BTreeSet<String>,
+    /// Each watched instance's activity as last told, by instance name.
+    activity: BTreeMap<String, &'static str>,
     timezone: Tz,
 }
 
@@ -383,11 +386,42 @@ impl Narrator {
                 }
             }
         }
+        self.tell_activity(report, &at);
         if let Some(error) = &report.observe_error {
             println!("{at}  no action: {}", Shown(&error.to_string()));
         }
         if let Some(cut) = report.cut {
             println!("{at}  cut short: {cut}; {} actions left for the next cycle", report.unsent);
+        }
+    }
+}
+
+impl Narrator {
+    /// An instance left alone because it is in use makes no decision, so
+    /// its activity is told when it changes: busy, unreadable, gone quiet.
+    fn tell_activity(&mut self, report: &StepReport, at: &str) {
+        use crate::instances::Activity;
+        for row in &report.instances {
+            let (state, text) = match &row.activity {
+                Activity::NotWatched => {
+                    self.activity.remove(&row.name);
+                    continue;
+                }
+                Activity::InUse { signal } => ("in use", format!("in use by {signal}")),
+                Activity::Unreadable { signal } => ("unreadable", format!("{signal} unreadable, so counted as in use")),
+                Activity::Idle { since, signal } => {
+                    let next = row.next.as_ref().map_or(String::new(), |d| {
+                        format!("; next: {} at {} ({})", d.action, local(d.at, self.timezone), d.reason)
+                    });
+                    ("idle", format!("idle by {signal} since {}{next}", local(*since, self.timezone)))
+                }
+            };
+            let before = self.activity.insert(row.name.clone(), state);
+            let acted = report.executed.iter().any(|e| e.action.instance.name == row.name);
+            // Idle at first sight is told by the stop or the hold that follows.
+            if before != Some(state) && !acted && (state != "idle" || before.is_some()) {
+                println!("{at}  left alone: {} [{}]: {}", Shown(&row.display_name), row.policy, Shown(&text));
+            }
         }
     }
 }

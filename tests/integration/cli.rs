@@ -313,47 +313,6 @@ async fn migrate_then_spend_reports_from_the_ledger() {
     assert!(!out.status.success(), "--month with --since is refused");
 }
 
-/// The README's first command: decisions narrated, and on Ctrl-C a summary.
-#[test]
-fn the_demo_narrates_and_sums_up() {
-    use std::io::{BufRead, BufReader};
-    let dir = std::env::temp_dir().join(format!("mdc-demo-{}", crate::ledger_contract::uuid_like()));
-    let mut child = binary()
-        .args(["demo", "--speed", "600", "--state-dir"])
-        .arg(&dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut seen = Vec::new();
-    // At 600x, 22:01 (the discounted create) comes about three seconds in.
-    while !seen.iter().any(|l: &String| l.contains("created on SKU 66 batch-0")) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        assert!(!left.is_zero(), "the demo never created its pool member:\n{}", seen.join("\n"));
-        if let Ok(line) = lines.recv_timeout(left) {
-            seen.push(line);
-        }
-    }
-    let _ = Command::new("kill").args(["-s", "INT", &child.id().to_string()]).status();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
-    seen.extend(lines.iter());
-    let text = seen.join("\n");
-    assert!(text.contains("stopped, with a snapshot, nb-bob [notebooks]"), "{text}");
-    assert!(text.contains("left alone: nb-keep-carol"), "{text}");
-    assert!(text.contains("waiting for the discount on SKU 66"), "{text}");
-    assert!(text.contains("the simulated cloud billed"), "the summary: {text}");
-    assert!(!text.contains("left alone: nb-alice"), "a busy notebook is no news: {text}");
-}
-
 /// `trace export` from a ledger that is not there: the error names it and no file is written.
 #[test]
 fn trace_export_without_a_ledger_names_it_and_writes_nothing() {

@@ -8,6 +8,7 @@ mod daemon_process;
 mod daemon_scenarios;
 mod daylight_saving;
 mod deadline;
+mod demo;
 mod fake_cloud_process;
 mod harness;
 mod hostile;
