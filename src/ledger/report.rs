@@ -30,6 +30,9 @@ pub struct Row {
     pub saved: Money,
 }
 
+/// How long before a span a stop is still counted as saving within it.
+const SAVING_LOOKBACK: Duration = Duration::days(400);
+
 pub async fn spend<S: Store>(
     store: &S,
     from: DateTime<Utc>,
@@ -37,8 +40,10 @@ pub async fn spend<S: Store>(
     by: By,
     tz: Tz,
 ) -> Result<Vec<Row>, LedgerError> {
-    let segments = store.segments_overlapping(from, to).await?;
-    let actions = store.actions_between(from - Duration::days(400), to).await?;
+    // A stop long before `from` may still be saving; the run that ended its
+    // saving may have ended before `from` too, so both are read that far back.
+    let segments = store.segments_overlapping(from - SAVING_LOOKBACK, to).await?;
+    let actions = store.actions_between(from - SAVING_LOOKBACK, to).await?;
     Ok(tally(&segments, &actions, from, to, by, tz))
 }
 
@@ -200,5 +205,58 @@ mod tests {
         );
         let total = tally(&segments, &[], t(0), t(36), By::Policy, chrono_tz::Asia::Shanghai);
         assert_eq!((total[0].spend, total[0].running_hours), (Money::from_yuan(28), 14.0));
+    }
+
+    /// Stopped at 28h, started by hand at 30h and stopped by hand at 31h:
+    /// the stop saved nothing after 30h, though that run ended before the span.
+    #[tokio::test]
+    async fn a_saving_ends_at_the_next_run_even_one_before_the_span() {
+        use crate::ledger::{MemoryStore, Store, records::NewSegment, records::SegmentClose};
+        let store = MemoryStore::default();
+        let new = |at| NewSegment {
+            instance: "a".into(),
+            display_name: "a".into(),
+            policy: Some("nb".into()),
+            sku_id: "66".into(),
+            started_at: t(at),
+            price_per_hour: Money::from_yuan(2),
+        };
+        let close = |from, to| SegmentClose {
+            instance: "a".into(),
+            started_at: t(from),
+            ended_at: t(to),
+            amount: Money::from_yuan(2 * (to - from)),
+        };
+        store.write_segments(&[], &[new(20)]).await.unwrap();
+        store.write_segments(&[close(20, 28)], &[]).await.unwrap();
+        store.write_segments(&[], &[new(30)]).await.unwrap();
+        store.write_segments(&[close(30, 31)], &[]).await.unwrap();
+        let stop = ActionRecord {
+            id: 0,
+            planned_at: t(28),
+            policy: "nb".into(),
+            kind: "power_off".into(),
+            instance: "a".into(),
+            display_name: "a".into(),
+            cluster: "c".into(),
+            cause: "idle".into(),
+            reason: String::new(),
+            saving_per_hour: Money::from_yuan(2),
+            dry_run: false,
+            snapshot: None,
+            schedule_edge: None,
+            outcome: None,
+            error: None,
+            finished_at: None,
+        };
+        let id = store.insert_intent(&stop).await.unwrap();
+        store.record_outcome(id, Outcome::Done, None, None, t(28)).await.unwrap();
+        let rows = spend(&store, t(32), t(36), By::Policy, chrono_tz::Asia::Shanghai).await.unwrap();
+        assert_eq!(rows, []);
+        let rows = spend(&store, t(29), t(36), By::Policy, chrono_tz::Asia::Shanghai).await.unwrap();
+        assert_eq!(
+            rows.iter().map(|r| (r.spend, r.saved)).collect::<Vec<_>>(),
+            [(Money::from_yuan(2), Money::from_yuan(2))]
+        );
     }
 }
