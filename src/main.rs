@@ -180,6 +180,13 @@ enum Command {
     },
     /// Serve a simulated MatrixDC platform over the vendor's HTTP API.
     FakeCloud(Box<FakeCloudArgs>),
+    /// Print the shell completion script, e.g. `mdc-autoscaler completions bash > /etc/bash_completion.d/mdc-autoscaler`.
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages, one per command (mdc-autoscaler.1, mdc-autoscaler-run.1, ...), into a directory.
+    Man {
+        /// e.g. /usr/local/share/man/man1
+        dir: PathBuf,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -316,6 +323,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate { config } => migrate(&config).await,
         Command::Confirm { config, policy } => confirm(&config, &policy).await,
         Command::FakeCloud(args) => fake_cloud(*args).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "mdc-autoscaler",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))
+        }
     }
 }
 

@@ -420,3 +420,53 @@ fn validate_as_json_gives_positions_severities_and_counts() {
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((answer["errors"].as_u64(), answer["policies"].as_u64()), (Some(0), Some(2)), "{answer}");
 }
+
+/// Completions and man pages come from the CLI definition: every command is in them.
+#[test]
+fn completions_and_man_pages_name_every_command() {
+    let commands = [
+        "run",
+        "demo",
+        "validate",
+        "plan",
+        "skus",
+        "instances",
+        "spend",
+        "simulate",
+        "advise",
+        "trace",
+        "confirm",
+        "migrate",
+        "fake-cloud",
+        "completions",
+        "man",
+    ];
+    let bash = binary().args(["completions", "bash"]).output().unwrap();
+    assert!(bash.status.success());
+    let script = write("completion.bash", &String::from_utf8(bash.stdout).unwrap());
+    // Sourced by bash, it registers the function completing `mdc-autoscaler`.
+    let registered = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p mdc-autoscaler", script.display()))
+        .output()
+        .unwrap();
+    assert!(registered.status.success(), "{}", String::from_utf8_lossy(&registered.stderr));
+    let text = std::fs::read_to_string(&script).unwrap();
+    for shell in ["zsh", "fish"] {
+        let done = binary().args(["completions", shell]).output().unwrap();
+        assert!(done.status.success() && String::from_utf8_lossy(&done.stdout).contains("fake-cloud"), "{shell}");
+    }
+    let dir = script.parent().unwrap().join("man1");
+    let done = binary().arg("man").arg(&dir).output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let top = std::fs::read_to_string(dir.join("mdc-autoscaler.1")).unwrap();
+    assert!(top.starts_with(".ie") && top.contains(".TH mdc-autoscaler 1"), "{top}");
+    for command in commands {
+        assert!(text.contains(command), "bash completion lacks {command}");
+        let page = std::fs::read_to_string(dir.join(format!("mdc-autoscaler-{command}.1")))
+            .unwrap_or_else(|e| panic!("no man page for {command}: {e}"));
+        assert!(page.contains(".SH OPTIONS"), "{command}");
+        assert!(top.contains(&format!("mdc\\-autoscaler\\-{}(1)", command.replace('-', "\\-"))), "{command}");
+    }
+    assert!(std::fs::read_to_string(dir.join("mdc-autoscaler-plan.1")).unwrap().contains("\\-\\-at"));
+}
