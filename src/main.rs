@@ -180,6 +180,8 @@ enum Command {
     },
     /// Serve a simulated MatrixDC platform over the vendor's HTTP API.
     FakeCloud(Box<FakeCloudArgs>),
+    /// Print the policy file's JSON Schema (also config/policy.schema.json), for editors.
+    Schema,
     /// Print the shell completion script, e.g. `mdc-autoscaler completions bash > /etc/bash_completion.d/mdc-autoscaler`.
     Completions { shell: clap_complete::Shell },
     /// Write the man pages, one per command (mdc-autoscaler.1, mdc-autoscaler-run.1, ...), into a directory.
@@ -323,6 +325,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate { config } => migrate(&config).await,
         Command::Confirm { config, policy } => confirm(&config, &policy).await,
         Command::FakeCloud(args) => fake_cloud(*args).await,
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&mdc_autoscaler::config::schema::policy_file())?);
+            Ok(())
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

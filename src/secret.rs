@@ -166,6 +166,32 @@ impl Unit {
     }
 }
 
+impl schemars::JsonSchema for SecretSource {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SecretSource".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let one = |key: &str, what: &str| {
+            serde_json::json!({
+                "type": "object",
+                "properties": { key: { "type": "string", "description": what } },
+                "required": [key],
+                "additionalProperties": false,
+            })
+        };
+        schemars::json_schema!({
+            "description": "A secret: {env: VARIABLE}, {file: PATH}, {credential: NAME} (systemd's LoadCredential=), or, for the ledger URL only, the text itself",
+            "anyOf": [
+                one("env", "an environment variable"),
+                one("file", "a file holding it (trailing newline ignored)"),
+                one("credential", "a systemd credential, read from $CREDENTIALS_DIRECTORY"),
+                { "type": "string" },
+            ],
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for SecretSource {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visitor;

@@ -21,7 +21,7 @@ use crate::secret::Secret;
 
 /// How the client reaches and treats the API. The token is not here: it comes
 /// from the environment or a credential file, never from a settings file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientSettings {
     /// Up to and including `/mdc/api/v1`.
@@ -30,6 +30,7 @@ pub struct ClientSettings {
     pub namespace: String,
     /// Each attempt, from connecting to the last byte of the answer.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
     pub requests_per_second: u32,
     pub burst: u32,
@@ -38,13 +39,17 @@ pub struct ClientSettings {
     /// A call with its retries: no retry starts that could end past this
     /// (default: four attempts' `timeout`, at least a minute).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub call_timeout: Option<Duration>,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub retry_min_delay: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub retry_max_delay: Duration,
     /// A 429 asking for a longer wait than this ends the call instead.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub retry_after_max: Duration,
     pub paging: Paging,
     /// Extra API status strings and the state each means, e.g. `Hibernating: stopped`.
@@ -82,7 +87,7 @@ impl Default for ClientSettings {
 /// The instance list answers `hasNextPage` but documents no paging
 /// parameters; these are our guess, sent on every list call. An empty
 /// `page_param` sends none, and then a `hasNextPage: true` is an error.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Paging {
     pub page_param: String,

@@ -78,6 +78,16 @@ impl Serialize for BillingType {
 }
 
 /// Only the known types by name: a file cannot ask for an unknown one.
+impl schemars::JsonSchema for BillingType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "BillingType".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "enum": ["pay_as_you_go", "monthly", "weekly", "daily"] })
+    }
+}
+
 impl<'de> Deserialize<'de> for BillingType {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         const NAMES: &[&str] = &["pay_as_you_go", "monthly", "weekly", "daily"];
@@ -150,6 +160,18 @@ pub enum InstanceStatus {
     Deleting,
     Failed,
     Unknown(String),
+}
+
+impl schemars::JsonSchema for InstanceStatus {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "InstanceStatus".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "enum": ["creating", "starting", "running", "stopping", "stopped", "deleting", "failed"]
+        })
+    }
 }
 
 impl InstanceStatus {

@@ -7,4 +7,5 @@ pub mod load;
 pub mod online;
 pub mod policy;
 pub mod raw;
+pub mod schema;
 pub mod yaml;

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::yaml::{List, Loc};
@@ -15,6 +16,16 @@ use crate::secret::SecretSource;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Human(pub Duration);
 
+impl JsonSchema for Human {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": "^\\s*([0-9]+\\s*[a-zA-Zµ]+\\s*)+$", "description": "A duration: 90s, 30m, 2h, 7d, 1h 30m" })
+    }
+}
+
 impl<'de> Deserialize<'de> for Human {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -24,7 +35,8 @@ impl<'de> Deserialize<'de> for Human {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 #[serde(default)]
 pub struct Settings {
     pub api: Loc<ClientSettings>,
@@ -50,13 +62,18 @@ pub struct Settings {
     /// What a new or edited policy may newly stop or delete unconfirmed.
     pub change_guard: ChangeGuard,
     /// Settings keys decoded on their own (secrets), skipped here.
+    /// The admin API's bearer token (snoozes, confirm); without it those endpoints answer 401.
     #[serde(default)]
+    #[schemars(with = "Option<SecretSource>")]
     pub admin_token: Option<serde::de::IgnoredAny>,
+    /// The MatrixDC API token.
     #[serde(default)]
+    #[schemars(with = "Option<SecretSource>")]
     pub token: Option<serde::de::IgnoredAny>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 #[serde(default)]
 pub struct Ledger {
     /// The database URL: `postgres://…` or `sqlite://PATH`; best from `{env: VAR}`
@@ -67,21 +84,23 @@ pub struct Ledger {
     pub retention: Retention,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 #[serde(default)]
 pub struct Retention {
     pub price_samples: Option<Loc<Human>>,
     pub usage_segments: Option<Loc<Human>>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChangeGuard {
     pub share: Option<Loc<Share>>,
     pub at_least: Option<Loc<u32>>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 #[serde(default)]
 pub struct Limits {
     pub actions_per_cycle: Loc<u32>,
@@ -95,7 +114,8 @@ impl Default for Limits {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct PrometheusSettings {
     pub url: Loc<String>,
 }
@@ -121,9 +141,39 @@ impl Policy {
         ["name", "select", "protect", "idle", "schedule", "pool", "budget", "max_disrupted", "due_stops"];
 }
 
+/// Decoded section by section (see [`Policy`]), so its schema is spelled out.
+impl JsonSchema for Policy {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Policy".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let properties = serde_json::json!({
+            "name": { "type": "string", "description": "Unique; in metrics, the ledger and logs" },
+            "select": generator.subschema_for::<Select>(),
+            "protect": generator.subschema_for::<Protect>(),
+            "idle": generator.subschema_for::<Idle>(),
+            "schedule": generator.subschema_for::<Schedule>(),
+            "pool": generator.subschema_for::<Pool>(),
+            "budget": generator.subschema_for::<Budget>(),
+            "max_disrupted": generator.subschema_for::<Share>(),
+            "due_stops": generator.subschema_for::<DueStops>(),
+        });
+        debug_assert!(Policy::KEYS.iter().all(|k| properties.get(k).is_some()));
+        schemars::json_schema!({
+            "type": "object",
+            "description": "One policy: the instances it selects (or the pool it keeps) and the rules it applies",
+            "properties": properties,
+            "required": ["name"],
+            "additionalProperties": false,
+        })
+    }
+}
+
 /// Stops that come due at a moment (a schedule edge, `max_runtime`, a
 /// budget, a pool shrinking): they wait for idle unless named in `hard`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 #[serde(default)]
 pub struct DueStops {
     pub when_idle_for: Option<Loc<Human>>,
@@ -133,6 +183,16 @@ pub struct DueStops {
 /// `50%` or `0.5`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Share(pub f64);
+
+impl JsonSchema for Share {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Share".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "anyOf": [{ "type": "string", "pattern": "^\\s*[0-9.]+\\s*%\\s*$" }, { "type": "number", "minimum": 0, "maximum": 1 }], "description": "A share: 50% or 0.5" })
+    }
+}
 
 impl<'de> Deserialize<'de> for Share {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -146,7 +206,8 @@ impl<'de> Deserialize<'de> for Share {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 #[serde(default)]
 pub struct Select {
     pub cluster: Option<List<String>>,
@@ -155,13 +216,15 @@ pub struct Select {
     pub billing: Option<List<BillingType>>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 #[serde(default)]
 pub struct Protect {
     pub display_name: List<Loc<String>>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Idle {
     #[serde(default = "default_signals")]
     pub signals: Vec<Signal>,
@@ -195,6 +258,16 @@ pub enum StopAfter {
     Adaptive,
 }
 
+impl JsonSchema for StopAfter {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StopAfter".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "anyOf": [{ "const": "adaptive" }, { "type": "string", "pattern": "^\\s*([0-9]+\\s*[a-zA-Zµ]+\\s*)+$" }], "description": "A fixed idle timer (30m, 2h), or `adaptive`: learned per instance from its own gaps" })
+    }
+}
+
 impl<'de> Deserialize<'de> for StopAfter {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -210,7 +283,8 @@ impl<'de> Deserialize<'de> for StopAfter {
 }
 
 /// What a cold start costs and the bounds of a learned keep-alive.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 #[serde(default)]
 pub struct Adaptive {
     /// CNY per cold start, instead of `cold_start_wait` × `waiting_per_hour`.
@@ -227,6 +301,23 @@ pub struct Adaptive {
 pub struct Prewarm {
     pub enabled: bool,
     pub lead: Option<Loc<Human>>,
+}
+
+impl JsonSchema for Prewarm {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Prewarm".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let lead = generator.subschema_for::<Human>();
+        schemars::json_schema!({
+            "description": "Start an instance shortly before its owner's habit says they come back: true, or {lead: 10m}",
+            "anyOf": [
+                { "type": "boolean" },
+                { "type": "object", "properties": { "lead": lead }, "additionalProperties": false },
+            ],
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for Prewarm {
@@ -259,7 +350,7 @@ fn default_signals() -> Vec<Signal> {
     vec![Signal::Jupyter]
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Signal {
     Jupyter,
@@ -267,7 +358,8 @@ pub enum Signal {
     Prometheus(PrometheusSignal),
 }
 
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct PrometheusSignal {
     /// PromQL with `{name}` (instance name) or `{display_name}` substituted.
     pub query: Loc<String>,
@@ -276,7 +368,8 @@ pub struct PrometheusSignal {
     pub threshold: f64,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct SnapshotTemplate {
     #[serde(default = "default_image_template")]
     pub image: Loc<String>,
@@ -292,7 +385,8 @@ fn default_tag_template() -> Loc<String> {
     Loc::new("{date}-{time}".into())
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 #[serde(default)]
 pub struct Schedule {
     pub timezone: Option<Loc<String>>,
@@ -302,7 +396,8 @@ pub struct Schedule {
     pub enforce: bool,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Pool {
     /// Clusters in order of preference: a later one is used when an earlier has no capacity.
     pub cluster: List<String>,
@@ -346,13 +441,15 @@ fn default_billing() -> BillingType {
     BillingType::PayAsYouGo
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct DesiredEdge {
     pub cron: Loc<String>,
     pub count: Loc<u32>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Gpu {
     pub products: List<String>,
     #[serde(default = "one")]
@@ -366,7 +463,7 @@ fn one() -> Loc<u32> {
 }
 
 /// A data volume to mount, in the policy file and in fleet files.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Volume {
     #[serde(default = "default_volume_path")]
@@ -384,7 +481,7 @@ fn default_volume_type() -> String {
     "shared-filesystem".into()
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ScaleDown {
     /// Power off surplus instances (their data stays until the platform purges it).
@@ -394,7 +491,8 @@ pub enum ScaleDown {
     Delete,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Budget {
     #[serde(default)]
     pub daily: Option<Loc<f64>>,
@@ -406,7 +504,7 @@ pub struct Budget {
     pub when_exceeded: WhenExceeded,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenExceeded {
     /// Power off the policy's running pay-as-you-go instances.

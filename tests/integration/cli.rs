@@ -438,6 +438,7 @@ fn completions_and_man_pages_name_every_command() {
         "confirm",
         "migrate",
         "fake-cloud",
+        "schema",
         "completions",
         "man",
     ];
