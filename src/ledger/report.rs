@@ -172,12 +172,11 @@ mod tests {
         }
     }
 
-    #[test]
-    fn spend_and_savings_add_up_by_day() {
-        let segments = [segment("a", 20, Some(28), 2), segment("a", 30, None, 2)];
-        let stop = ActionRecord {
+    /// A stop at `h` hours that saves 2/h, done then.
+    fn stop(h: i64) -> ActionRecord {
+        ActionRecord {
             id: 1,
-            planned_at: t(28),
+            planned_at: t(h),
             policy: "nb".into(),
             kind: "power_off".into(),
             instance: "a".into(),
@@ -191,8 +190,14 @@ mod tests {
             schedule_edge: None,
             outcome: Some(Outcome::Done),
             error: None,
-            finished_at: Some(t(28)),
-        };
+            finished_at: Some(t(h)),
+        }
+    }
+
+    #[test]
+    fn spend_and_savings_add_up_by_day() {
+        let segments = [segment("a", 20, Some(28), 2), segment("a", 30, None, 2)];
+        let stop = stop(28);
         let rows = tally(&segments, &[stop], t(0), t(36), By::Day, chrono_tz::Asia::Shanghai);
         let days: Vec<(&str, Money, Money)> = rows.iter().map(|r| (r.key.as_str(), r.spend, r.saved)).collect();
         // Day 1: 20:00-24:00 at 2/h. Day 2: 00:00-04:00 and 06:00-12:00 at 2/h; off 04:00-06:00 saved 2/h.
@@ -231,24 +236,7 @@ mod tests {
         store.write_segments(&[close(20, 28)], &[]).await.unwrap();
         store.write_segments(&[], &[new(30)]).await.unwrap();
         store.write_segments(&[close(30, 31)], &[]).await.unwrap();
-        let stop = ActionRecord {
-            id: 0,
-            planned_at: t(28),
-            policy: "nb".into(),
-            kind: "power_off".into(),
-            instance: "a".into(),
-            display_name: "a".into(),
-            cluster: "c".into(),
-            cause: "idle".into(),
-            reason: String::new(),
-            saving_per_hour: Money::from_yuan(2),
-            dry_run: false,
-            snapshot: None,
-            schedule_edge: None,
-            outcome: None,
-            error: None,
-            finished_at: None,
-        };
+        let stop = stop(28);
         let id = store.insert_intent(&stop).await.unwrap();
         store.record_outcome(id, Outcome::Done, None, None, t(28)).await.unwrap();
         let rows = spend(&store, t(32), t(36), By::Policy, chrono_tz::Asia::Shanghai).await.unwrap();
