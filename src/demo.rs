@@ -2,7 +2,7 @@
 //! from 21:30 Beijing time (half an hour before the night discount), each
 //! decision narrated; on Ctrl-C, spend and savings beside the simulated bill.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DurationRound, TimeZone, Utc};
@@ -125,27 +125,35 @@ const MARKER: &str = ".mdc-autoscaler-demo";
 /// paths in the policy written there to hold from any directory. A
 /// directory holding a file of those names that the demo did not make is
 /// refused, and nothing in it is touched.
-fn claim(state_dir: &Path) -> Result<std::path::PathBuf, String> {
-    std::fs::create_dir_all(state_dir).map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
-    if !state_dir.join(MARKER).exists() {
+fn claim(state_dir: &Path) -> Result<PathBuf, StateDirError> {
+    fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StateDirError {
+        let path = path.to_owned();
+        move |source| StateDirError::Io { what, path, source }
+    }
+    std::fs::create_dir_all(state_dir).map_err(io("create", state_dir))?;
+    let marker = state_dir.join(MARKER);
+    if !marker.exists() {
         if let Some(found) = OWN.iter().map(|f| state_dir.join(f)).find(|p| p.exists()) {
-            return Err(format!(
-                "{} was not written by the demo, so the demo leaves it alone: choose another --state-dir",
-                found.display()
-            ));
+            return Err(StateDirError::NotTheDemos(found));
         }
-        let marker = state_dir.join(MARKER);
         std::fs::write(&marker, "The demo's state: its ledger, token and policy; replaced by each run.\n")
-            .map_err(|e| format!("cannot write {}: {e}", marker.display()))?;
+            .map_err(io("write", &marker))?;
     }
     for file in &OWN[..3] {
         let path = state_dir.join(file);
         match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(format!("cannot remove the last demo's {}: {e}", path.display()));
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove the last demo's", &path)(e)),
             _ => {}
         }
     }
-    state_dir.canonicalize().map_err(|e| format!("cannot resolve {}: {e}", state_dir.display()))
+    state_dir.canonicalize().map_err(io("resolve", state_dir))
+}
+
+/// Why the demo cannot use its state directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StateDirError {
+    #[error("{} was not written by the demo, so the demo leaves it alone: choose another --state-dir", .0.display())]
+    NotTheDemos(PathBuf),
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
 }

@@ -394,9 +394,7 @@ impl Narrator {
             println!("{at}  cut short: {cut}; {} actions left for the next cycle", report.unsent);
         }
     }
-}
 
-impl Narrator {
     /// An instance left alone because it is in use makes no decision, so
     /// its activity is told when it changes: busy, unreadable, gone quiet.
     fn tell_activity(&mut self, report: &StepReport, at: &str) {
