@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::reconcile::Held;
 use crate::secret::Secret;
+use crate::text::Shown;
 
 /// What the loop last did, for `/readyz` and `/api/v1/status`.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -69,7 +70,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/plan", get(plan))
         .route("/api/v1/instances", get(instances))
         .route("/api/v1/instances/{name}/heartbeat", post(heartbeat))
-        .route("/api/v1/instances/{name}/snooze", post(snooze))
+        .route("/api/v1/instances/{name}/snooze", post(snooze).delete(unsnooze))
+        .route("/api/v1/snoozes", get(snoozes))
         .route("/api/v1/policies/{name}/confirm", post(confirm))
         .with_state(shared)
 }
@@ -133,17 +135,34 @@ fn same(token: &str, given: &str) -> bool {
     token.len() == given.len() && differ == 0
 }
 
-/// The platform name for a platform or display name.
-fn resolve(s: &Shared, name: &str) -> String {
+/// The platform name of the instance a path names, by display name or
+/// name, among those the daemon has listed: 404 for any other, 503 before
+/// the first listing.
+fn resolve(s: &Shared, name: &str) -> Result<String, (StatusCode, String)> {
     let status = s.status.read().expect("status lock");
-    status.names.get(name).cloned().unwrap_or_else(|| name.to_owned())
+    if let Some(known) = status.names.get(name) {
+        return Ok(known.clone());
+    }
+    if status.names.values().any(|n| n == name) {
+        return Ok(name.to_owned());
+    }
+    let why = match status.last_success_at {
+        None => {
+            (StatusCode::SERVICE_UNAVAILABLE, "no listing yet: try again after the daemon's first cycle".to_owned())
+        }
+        Some(_) => (StatusCode::NOT_FOUND, format!("no instance `{}` in the daemon's listings", Shown(name))),
+    };
+    Err(why)
 }
 
 async fn heartbeat(State(s): AppState, Path(name): Path<String>, headers: HeaderMap) -> Response {
     if let Some(refusal) = refused(&s, &headers) {
         return refusal;
     }
-    let instance = resolve(&s, &name);
+    let instance = match resolve(&s, &name) {
+        Ok(instance) => instance,
+        Err(refusal) => return refusal.into_response(),
+    };
     match s.store.record_heartbeat(&instance, (s.now)()).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
@@ -186,10 +205,46 @@ async fn snooze(
     let Some(span) = span.filter(|d| *d > Duration::zero() && *d <= SNOOZE_MAX) else {
         return (StatusCode::BAD_REQUEST, "for= must be a duration like 2h, at most 30 days").into_response();
     };
-    let instance = resolve(&s, &name);
+    let instance = match resolve(&s, &name) {
+        Ok(instance) => instance,
+        Err(refusal) => return refusal.into_response(),
+    };
     let until = (s.now)() + span;
     match s.store.set_snooze(&instance, until).await {
         Ok(()) => Json(serde_json::json!({ "instance": instance, "until": until })).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// Ends a snooze now (a snooze that ends now is none); 204 whether or not one was in force.
+async fn unsnooze(State(s): AppState, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refused(&s, &headers) {
+        return refusal;
+    }
+    let instance = match resolve(&s, &name) {
+        Ok(instance) => instance,
+        Err(refusal) => return refusal.into_response(),
+    };
+    match s.store.set_snooze(&instance, (s.now)()).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// The snoozes in force: instance, display name, until when.
+async fn snoozes(State(s): AppState) -> Response {
+    let now = (s.now)();
+    match s.store.snoozes().await {
+        Ok(all) => {
+            let status = s.status.read().expect("status lock");
+            let shown = |name: &str| status.names.iter().find(|(_, n)| *n == name).map(|(d, _)| d.clone());
+            let rows: Vec<serde_json::Value> = all
+                .iter()
+                .filter(|(_, until)| **until > now)
+                .map(|(name, until)| serde_json::json!({ "instance": name, "display_name": shown(name), "until": until }))
+                .collect();
+            Json(rows).into_response()
+        }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }

@@ -76,6 +76,31 @@ async fn run_stops_idle_work_answers_http_survives_a_bad_reload_and_stops_cleanl
         .await
         .unwrap();
     assert_eq!(snooze.status(), 200);
+    let listed: serde_json::Value =
+        http.get(format!("{base}/api/v1/snoozes")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["display_name"], "nb-alice", "{listed}");
+    // One that was never listed is not quietly "snoozed".
+    let unknown = http
+        .post(format!("{base}/api/v1/instances/nb-alcie/snooze?for=2h"))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let end = format!("{base}/api/v1/instances/nb-alice/snooze");
+    assert_eq!(http.delete(&end).send().await.unwrap().status(), 401);
+    assert_eq!(http.delete(&end).bearer_auth("admin-secret").send().await.unwrap().status(), 204);
+    let listed: serde_json::Value =
+        http.get(format!("{base}/api/v1/snoozes")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed, serde_json::json!([]));
+    let snooze = http
+        .post(format!("{base}/api/v1/instances/nb-alice/snooze?for=2h"))
+        .bearer_auth("admin-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(snooze.status(), 200);
     for unbounded in ["300000y", "31d", "0s", "soon"] {
         let url = format!("{base}/api/v1/instances/nb-alice/snooze?for={unbounded}");
         let refused = http.post(url).bearer_auth("admin-secret").send().await.unwrap();
