@@ -69,42 +69,25 @@ async fn run_stops_idle_work_answers_http_survives_a_bad_reload_and_stops_cleanl
     assert_eq!(http.post(&beat).send().await.unwrap().status(), 401);
     assert_eq!(http.post(&beat).bearer_auth("wrong").send().await.unwrap().status(), 401);
     assert_eq!(http.post(&beat).bearer_auth("admin-secret").send().await.unwrap().status(), 204);
-    let snooze = http
-        .post(format!("{base}/api/v1/instances/nb-alice/snooze?for=2h"))
-        .bearer_auth("admin-secret")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(snooze.status(), 200);
-    let listed: serde_json::Value =
-        http.get(format!("{base}/api/v1/snoozes")).send().await.unwrap().json().await.unwrap();
+    let snooze = |name: &str, span: &str| {
+        let url = format!("{base}/api/v1/instances/{name}/snooze?for={span}");
+        let request = http.post(url).bearer_auth("admin-secret");
+        async move { request.send().await.unwrap().status() }
+    };
+    let snoozes = || async { http.get(format!("{base}/api/v1/snoozes")).send().await.unwrap().json().await.unwrap() };
+    assert_eq!(snooze("nb-alice", "2h").await, 200);
+    let listed: serde_json::Value = snoozes().await;
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(listed[0]["display_name"], "nb-alice", "{listed}");
     // One that was never listed is not quietly "snoozed".
-    let unknown = http
-        .post(format!("{base}/api/v1/instances/nb-alcie/snooze?for=2h"))
-        .bearer_auth("admin-secret")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
+    assert_eq!(snooze("nb-alcie", "2h").await, 404);
     let end = format!("{base}/api/v1/instances/nb-alice/snooze");
     assert_eq!(http.delete(&end).send().await.unwrap().status(), 401);
     assert_eq!(http.delete(&end).bearer_auth("admin-secret").send().await.unwrap().status(), 204);
-    let listed: serde_json::Value =
-        http.get(format!("{base}/api/v1/snoozes")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(listed, serde_json::json!([]));
-    let snooze = http
-        .post(format!("{base}/api/v1/instances/nb-alice/snooze?for=2h"))
-        .bearer_auth("admin-secret")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(snooze.status(), 200);
+    assert_eq!(snoozes().await, serde_json::json!([]));
+    assert_eq!(snooze("nb-alice", "2h").await, 200);
     for unbounded in ["300000y", "31d", "0s", "soon"] {
-        let url = format!("{base}/api/v1/instances/nb-alice/snooze?for={unbounded}");
-        let refused = http.post(url).bearer_auth("admin-secret").send().await.unwrap();
-        assert_eq!(refused.status(), 400, "for={unbounded}");
+        assert_eq!(snooze("nb-alice", unbounded).await, 400, "for={unbounded}");
     }
 
     // A broken policy on SIGHUP: refused, the old one stays, the daemon lives on.
