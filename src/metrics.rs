@@ -69,7 +69,8 @@ struct ActionLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IdleLabels {
     policy: String,
-    instance: String,
+    /// Not `instance`: Prometheus gives that label to the scrape target.
+    instance_name: String,
     display_name: String,
 }
 
@@ -402,8 +403,8 @@ impl Metrics {
             }
         }
         idle.sort_by_key(|i| std::cmp::Reverse(i.0));
-        for (seconds, policy, instance, display_name) in idle.into_iter().take(IDLE_SERIES_MAX) {
-            let labels = IdleLabels { policy, instance, display_name };
+        for (seconds, policy, instance_name, display_name) in idle.into_iter().take(IDLE_SERIES_MAX) {
+            let labels = IdleLabels { policy, instance_name, display_name };
             self.idle_seconds.get_or_create(&labels).set(seconds.num_milliseconds() as f64 / 1000.0);
         }
         for (policy, rate) in &rates {

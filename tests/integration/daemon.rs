@@ -244,7 +244,8 @@ async fn metrics_follow_the_fleet_and_the_money() {
     let bob = quiet_bob(&cloud);
     let mut daemon = daemon(&cloud, NOTEBOOKS, sqlite().await).await;
     let metrics = mdc_autoscaler::metrics::Metrics::new();
-    let idle = format!(r#"mdc_autoscaler_idle_seconds{{policy="notebooks",instance="{bob}",display_name="nb-bob"}}"#);
+    let idle =
+        format!(r#"mdc_autoscaler_idle_seconds{{policy="notebooks",instance_name="{bob}",display_name="nb-bob"}}"#);
 
     let report = daemon.step(now(&cloud)).await;
     metrics.cycle(&report, daemon.observed(), daemon.config(), std::time::Duration::from_millis(5));
