@@ -28,7 +28,7 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
         return Err("--speed must be above 0".into());
     }
     let state_dir = &claim(state_dir)?;
-    let db = state_dir.join(OWN[0]);
+    let db = state_dir.join(LEDGER);
     // Tonight at 21:30 in Beijing: half an hour before the 4090's night discount.
     let shanghai = chrono_tz::Asia::Shanghai;
     let today = Utc::now().with_timezone(&shanghai).date_naive();
@@ -45,13 +45,13 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
     tokio::spawn(Arc::clone(&fake).serve(cloud_listener, std::future::pending()));
 
     // The demo's one token: for its API, and for its admin API (snoozes).
-    let token = state_dir.join("token");
+    let token = state_dir.join(TOKEN);
     std::fs::write(&token, DEMO_TOKEN).map_err(|e| format!("cannot write {}: {e}", token.display()))?;
     let text = DEMO_POLICY
         .replace("@API@", &format!("{cloud_url}{API_PREFIX}"))
         .replace("@TOKEN@", &token.display().to_string())
         .replace("@DB@", &format!("sqlite://{}", db.display()));
-    let policy = state_dir.join("policy.yaml");
+    let policy = state_dir.join(POLICY);
     std::fs::write(&policy, &text).map_err(|e| format!("cannot write {}: {e}", policy.display()))?;
     let (config, report) = load_str("config/demo.yaml", &text);
     let config = config.ok_or_else(|| format!("the demo policy is invalid:\n{report}"))?;
@@ -115,10 +115,17 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
     Ok(())
 }
 
-/// The files the demo writes in its state directory; only these are ever
-/// replaced, and only in a directory that the demo's marker says is its own.
-const OWN: [&str; 6] = ["ledger.db", "ledger.db-shm", "ledger.db-wal", "token", "policy.yaml", MARKER];
+// The files the demo writes in its state directory; only these are ever
+// replaced, and only in a directory that the demo's marker says is its own.
+const LEDGER: &str = "ledger.db";
+const TOKEN: &str = "token";
+const POLICY: &str = "policy.yaml";
 const MARKER: &str = ".mdc-autoscaler-demo";
+
+/// The SQLite ledger's files: the database, its shared memory, its write-ahead log.
+fn ledger_files() -> [String; 3] {
+    ["", "-shm", "-wal"].map(|suffix| format!("{LEDGER}{suffix}"))
+}
 
 /// Makes `state_dir` the demo's (a new or empty one, or one it made before)
 /// and clears its last run's ledger; returns it made absolute, for the
@@ -133,13 +140,14 @@ fn claim(state_dir: &Path) -> Result<PathBuf, StateDirError> {
     std::fs::create_dir_all(state_dir).map_err(io("create", state_dir))?;
     let marker = state_dir.join(MARKER);
     if !marker.exists() {
-        if let Some(found) = OWN.iter().map(|f| state_dir.join(f)).find(|p| p.exists()) {
+        let own = ledger_files().into_iter().chain([TOKEN, POLICY].map(String::from));
+        if let Some(found) = own.map(|f| state_dir.join(f)).find(|p| p.exists()) {
             return Err(StateDirError::NotTheDemos(found));
         }
         std::fs::write(&marker, "The demo's state: its ledger, token and policy; replaced by each run.\n")
             .map_err(io("write", &marker))?;
     }
-    for file in &OWN[..3] {
+    for file in ledger_files() {
         let path = state_dir.join(file);
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove the last demo's", &path)(e)),
