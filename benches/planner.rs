@@ -138,6 +138,7 @@ fn fleet(n: usize, now: DateTime<Utc>, busy_share: f64) -> Observed {
         recent_deletes: vec![],
         capacity_failures: Default::default(),
         pending_creates: vec![],
+        warned: Default::default(),
         snoozes: Default::default(),
         schedule_marks,
         habits: Default::default(),

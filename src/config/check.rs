@@ -106,7 +106,12 @@ impl Checker {
     /// A duration within `bounds` (both ends included). Each field has the
     /// range it makes sense in, so that `45M` (months) or `45ms` where
     /// minutes were meant is an error, and date arithmetic never overflows.
-    fn duration(&mut self, value: &Loc<raw::Human>, what: &str, (low, high): (Duration, Duration)) -> Option<Duration> {
+    pub(super) fn duration(
+        &mut self,
+        value: &Loc<raw::Human>,
+        what: &str,
+        (low, high): (Duration, Duration),
+    ) -> Option<Duration> {
         debug_assert!(high <= LONGEST);
         match Duration::from_std(value.value.0) {
             Ok(d) if (low..=high).contains(&d) => Some(d),
@@ -209,6 +214,7 @@ impl Checker {
         raw: raw::Settings,
         token: Option<SecretSource>,
         admin_token: Option<SecretSource>,
+        channels: Vec<super::notify::Channel>,
     ) -> policy::Settings {
         let interval =
             self.within(&raw.interval, "interval", Duration::seconds(30), (Duration::seconds(1), Duration::hours(1)));
@@ -287,6 +293,8 @@ impl Checker {
             ),
             listing_delay,
             prometheus_url: raw.prometheus.map(|p| p.url.value),
+            channels,
+            public_url: self.public_url(raw.public_url),
         }
     }
 
@@ -322,7 +330,13 @@ impl Checker {
         Some(policy::Budget { daily, monthly, timezone, when_exceeded: b.when_exceeded })
     }
 
-    pub fn policy(&mut self, raw: raw::Policy, settings_zone: Option<Tz>, prometheus: bool) -> Option<policy::Policy> {
+    pub fn policy(
+        &mut self,
+        raw: raw::Policy,
+        settings_zone: Option<Tz>,
+        prometheus: bool,
+        channels: &[String],
+    ) -> Option<policy::Policy> {
         let name = raw.name.value.trim().to_owned();
         let valid_name = !name.is_empty()
             && name.len() <= 40
@@ -398,7 +412,9 @@ impl Checker {
         let schedule_stops = schedule.as_ref().is_some_and(|s| s.stop.is_some());
         let due_stops =
             self.due_stops(raw.due_stops.unwrap_or_default(), &name, has_idle, schedule_stops, raw.name.pos);
-        Some(policy::Policy { name, select, protect, idle, schedule, pool, budget, max_disrupted, due_stops })
+        let earliest_idle_stop = idle.as_ref().map(|i| i.stop_after.earliest());
+        let notify = raw.notify.and_then(|n| self.policy_notify(n, channels, earliest_idle_stop));
+        Some(policy::Policy { name, select, protect, idle, schedule, pool, budget, max_disrupted, due_stops, notify })
     }
 
     fn due_stops(
@@ -869,7 +885,7 @@ fn zone_suggestion(written: &str) -> String {
 /// A duration as a policy file writes it: `5m`, `4h`.
 /// In the largest unit it is a whole number of (`62d`, not humantime's
 /// `2months 1day 2h 52m 48s`).
-fn shown(d: Duration) -> String {
+pub(super) fn shown(d: Duration) -> String {
     let ms = d.num_milliseconds();
     let units =
         [(YEAR.num_milliseconds(), "y"), (86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s"), (1, "ms")];

@@ -138,45 +138,38 @@ fn build(root: &Located, checker: &mut Checker) -> Option<Config> {
     };
     unknown_keys(entries, &["settings", "policies"], checker);
     let settings_node = root.get("settings");
-    let raw_settings = match settings_node {
+    let mut raw_settings = match settings_node {
         Some(node) => decode::<raw::Settings>(node, checker).unwrap_or_default(),
         None => raw::Settings::default(),
     };
-    // Secrets decode apart, so that no error message can repeat one pasted inline.
-    let mut secret = |key: &str| {
-        let node = settings_node.and_then(|s| s.get(key))?;
-        match yaml::decode::<SecretSource>(node, &mut Vec::new()) {
-            Ok(SecretSource::Credential(name)) if name.is_empty() || name.contains('/') || name.starts_with('.') => {
-                checker.error(
-                    node.pos,
-                    format!("{key}: a credential is named as in LoadCredential=NAME:PATH, a file name"),
-                );
-                None
-            }
-            Ok(source @ (SecretSource::Env(_) | SecretSource::File(_) | SecretSource::Credential(_))) => Some(source),
-            Ok(SecretSource::Value(_)) | Err(_) => {
-                checker.error(
-                    node.pos,
-                    format!(
-                        "{key} must be `{{env: VARIABLE}}`, `{{file: /path}}` or `{{credential: NAME}}`, never the secret itself"
-                    ),
-                );
+    let token = settings_node.and_then(|s| s.get("token")).and_then(|n| secret(n, "token", checker));
+    let admin_token = settings_node.and_then(|s| s.get("admin_token")).and_then(|n| secret(n, "admin_token", checker));
+    let settings_zone = raw_settings.timezone.as_ref().and_then(|z| z.value.parse().ok());
+    let prometheus = raw_settings.prometheus.is_some();
+    let channel_nodes = settings_node.and_then(|s| s.get("notify")).and_then(|n| n.get("channels"));
+    let mut channel_secret = |index: usize, key: &str, checker: &mut Checker| {
+        let item = match channel_nodes.map(|n| &n.node) {
+            Some(Node::Seq(items)) => items.get(index)?,
+            _ => return None,
+        };
+        match item.get(key) {
+            Some(node) => secret(node, &format!("notify.channels[{index}].{key}"), checker),
+            None => {
+                checker.error(item.pos, format!("a channel needs `{key}`"));
                 None
             }
         }
     };
-    let token = secret("token");
-    let admin_token = secret("admin_token");
-    let settings_zone = raw_settings.timezone.as_ref().and_then(|z| z.value.parse().ok());
-    let prometheus = raw_settings.prometheus.is_some();
-    let settings = checker.settings(raw_settings, token, admin_token);
+    let channels = checker.channels(std::mem::take(&mut raw_settings.notify.channels), &mut channel_secret);
+    let channel_names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
+    let settings = checker.settings(raw_settings, token, admin_token, channels);
 
     let mut policies = Vec::new();
     match root.get("policies").map(|p| &p.node) {
         Some(Node::Seq(items)) => {
             for item in items {
                 if let Some(raw) = raw_policy(item, checker)
-                    && let Some(policy) = checker.policy(raw, settings_zone, prometheus)
+                    && let Some(policy) = checker.policy(raw, settings_zone, prometheus, &channel_names)
                 {
                     policies.push((item.pos, policy));
                 }
@@ -187,6 +180,28 @@ fn build(root: &Located, checker: &mut Checker) -> Option<Config> {
     }
     checker.across_policies(&policies);
     Some(Config { settings, policies: policies.into_iter().map(|(_, p)| p).collect() })
+}
+
+/// A secret's source, decoded apart from its section so that no error
+/// message can repeat a secret pasted inline.
+fn secret(node: &Located, key: &str, checker: &mut Checker) -> Option<SecretSource> {
+    match yaml::decode::<SecretSource>(node, &mut Vec::new()) {
+        Ok(SecretSource::Credential(name)) if name.is_empty() || name.contains('/') || name.starts_with('.') => {
+            checker
+                .error(node.pos, format!("{key}: a credential is named as in LoadCredential=NAME:PATH, a file name"));
+            None
+        }
+        Ok(source @ (SecretSource::Env(_) | SecretSource::File(_) | SecretSource::Credential(_))) => Some(source),
+        Ok(SecretSource::Value(_)) | Err(_) => {
+            checker.error(
+                node.pos,
+                format!(
+                    "{key} must be `{{env: VARIABLE}}`, `{{file: /path}}` or `{{credential: NAME}}`, never the secret itself"
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn raw_policy(node: &Located, checker: &mut Checker) -> Option<raw::Policy> {
@@ -212,6 +227,7 @@ fn raw_policy(node: &Located, checker: &mut Checker) -> Option<raw::Policy> {
         budget: section("budget").and_then(|n| decode(&n, checker)),
         max_disrupted: section("max_disrupted").and_then(|n| decode(&n, checker)),
         due_stops: section("due_stops").and_then(|n| decode(&n, checker)),
+        notify: section("notify").and_then(|n| decode(&n, checker)),
         name,
     })
 }

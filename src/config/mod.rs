@@ -4,6 +4,7 @@
 pub mod check;
 pub mod environment;
 pub mod load;
+pub mod notify;
 pub mod online;
 pub mod policy;
 pub mod raw;

@@ -69,6 +69,10 @@ pub struct Settings {
     /// listed yet holds its pool slot, and counts against the budgets, this long.
     pub listing_delay: Duration,
     pub prometheus_url: Option<String>,
+    /// The channels notices go to.
+    pub channels: Vec<super::notify::Channel>,
+    /// The daemon's address as people reach it (snooze links).
+    pub public_url: Option<String>,
 }
 
 /// The environment variable that, when set, is the API token whatever `token` says.
@@ -207,6 +211,7 @@ pub struct Policy {
     pub budget: Option<Budget>,
     pub max_disrupted: MaxDisrupted,
     pub due_stops: DueStops,
+    pub notify: Option<super::notify::PolicyNotify>,
 }
 
 /// Stops that come due at a moment rather than for idleness.

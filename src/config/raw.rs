@@ -59,6 +59,9 @@ pub struct Settings {
     pub cycle_deadline: Option<Loc<Human>>,
     /// Where `/metrics`, the health checks and the admin API listen.
     pub listen: Option<Loc<String>>,
+    /// The daemon's address as people reach it, to form snooze links: `https://autoscaler.example.com`.
+    pub public_url: Option<Loc<String>>,
+    pub notify: Notify,
     /// What a new or edited policy may newly stop or delete unconfirmed.
     pub change_guard: ChangeGuard,
     /// Settings keys decoded on their own (secrets), skipped here.
@@ -134,11 +137,12 @@ pub struct Policy {
     /// At most this share of the policy's instances disrupted at once: `50%` or `0.5`.
     pub max_disrupted: Option<Loc<Share>>,
     pub due_stops: Option<DueStops>,
+    pub notify: Option<PolicyNotify>,
 }
 
 impl Policy {
-    pub const KEYS: [&str; 9] =
-        ["name", "select", "protect", "idle", "schedule", "pool", "budget", "max_disrupted", "due_stops"];
+    pub const KEYS: [&str; 10] =
+        ["name", "select", "protect", "idle", "schedule", "pool", "budget", "max_disrupted", "due_stops", "notify"];
 }
 
 /// Decoded section by section (see [`Policy`]), so its schema is spelled out.
@@ -158,6 +162,7 @@ impl JsonSchema for Policy {
             "budget": generator.subschema_for::<Budget>(),
             "max_disrupted": generator.subschema_for::<Share>(),
             "due_stops": generator.subschema_for::<DueStops>(),
+            "notify": generator.subschema_for::<PolicyNotify>(),
         });
         debug_assert!(Policy::KEYS.iter().all(|k| properties.get(k).is_some()));
         schemars::json_schema!({
@@ -512,4 +517,116 @@ pub enum WhenExceeded {
     /// Only report it (and create nothing more).
     #[default]
     Alert,
+}
+
+/// Where notices go: `settings.notify`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[serde(default)]
+pub struct Notify {
+    pub channels: Vec<Channel>,
+}
+
+/// One channel; its `url` and `secret` are decoded on their own (secrets).
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Channel {
+    /// What policies call it.
+    pub name: Loc<String>,
+    pub kind: Loc<crate::config::notify::ChannelKind>,
+    /// The webhook URL (Slack, Feishu, DingTalk and WeCom put their key in it): `{env:}`, `{file:}` or `{credential:}`.
+    #[schemars(with = "SecretSource")]
+    pub url: serde::de::IgnoredAny,
+    /// The signing secret: required for `webhook`, and for a Feishu or DingTalk bot with signing on.
+    #[serde(default)]
+    #[schemars(with = "Option<SecretSource>")]
+    pub secret: Option<serde::de::IgnoredAny>,
+    /// Messages a minute at most (the platform's limit by default).
+    #[serde(default)]
+    pub per_minute: Option<Loc<u32>>,
+}
+
+/// Who hears of a policy's actions, and how long before.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct PolicyNotify {
+    /// A channel of `settings.notify.channels`.
+    pub channel: Loc<String>,
+    #[serde(default)]
+    pub warn_before: Option<Loc<WarnBefore>>,
+    /// Instances whose notices go elsewhere or mention someone, first match wins.
+    #[serde(default)]
+    pub owners: Vec<Owner>,
+    /// The longest snooze a link may ask for (default 3d).
+    #[serde(default)]
+    pub snooze_max: Option<Loc<Human>>,
+}
+
+/// `warn_before: 10m` for every action, or per action:
+/// `{ idle: 10m, schedule: 30m, max_runtime: 30m, budget: 10m, scale_down: 10m, delete: 1d }`.
+#[derive(Clone, Debug, Default)]
+pub struct WarnBefore {
+    pub all: Option<Human>,
+    pub each: WarnEach,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct WarnEach {
+    pub idle: Option<Loc<Human>>,
+    pub schedule: Option<Loc<Human>>,
+    pub max_runtime: Option<Loc<Human>>,
+    pub budget: Option<Loc<Human>>,
+    pub scale_down: Option<Loc<Human>>,
+    pub delete: Option<Loc<Human>>,
+}
+
+impl JsonSchema for WarnBefore {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WarnBefore".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let (all, each) = (generator.subschema_for::<Human>(), generator.subschema_for::<WarnEach>());
+        schemars::json_schema!({
+            "description": "How long before a stop or delete its warning goes out: one duration, or one per action",
+            "anyOf": [all, each],
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for WarnBefore {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = WarnBefore;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration like 10m, or a mapping of actions (idle, schedule, max_runtime, budget, scale_down, delete) to durations")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<WarnBefore, E> {
+                let all = Human::deserialize(serde::de::value::StrDeserializer::<E>::new(text))?;
+                Ok(WarnBefore { all: Some(all), each: WarnEach::default() })
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, map: M) -> Result<WarnBefore, M::Error> {
+                let each = WarnEach::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(WarnBefore { all: None, each })
+            }
+        }
+        const FIELDS: &[&str] = &["idle", "schedule", "max_runtime", "budget", "scale_down", "delete"];
+        d.deserialize_struct(super::yaml::OR_SCALAR, FIELDS, Either)
+    }
+}
+
+/// The owner of the instances a display-name pattern matches.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Owner {
+    pub display_name: Loc<String>,
+    /// Their channel instead of the policy's.
+    #[serde(default)]
+    pub channel: Option<Loc<String>>,
+    /// Put in the message so the platform notifies them: `<@U024BE7LH>` on Slack, a user id on Feishu,
+    /// a phone number on DingTalk, a user id on WeCom.
+    #[serde(default)]
+    pub mention: Option<Loc<String>>,
 }

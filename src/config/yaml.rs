@@ -239,6 +239,9 @@ impl<'a> NodeDe<'a> {
 
 const LOC_MARKER: &str = "$mdc_autoscaler::Loc";
 const LIST_MARKER: &str = "$mdc_autoscaler::List";
+/// A struct that may also be written as one scalar (`warn_before: 10m`):
+/// its visitor is given the scalar, and a mapping's unknown keys are reported.
+pub const OR_SCALAR: &str = "$mdc_autoscaler::OrScalar";
 
 impl<'de> Deserializer<'de> for NodeDe<'_> {
     type Error = DeError;
@@ -301,12 +304,15 @@ impl<'de> Deserializer<'de> for NodeDe<'_> {
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
         let pos = self.node.pos;
         match &self.node.node {
+            Node::Str(_) | Node::Int(_) | Node::Float(_) | Node::Bool(_) if name == OR_SCALAR => {
+                self.deserialize_any(visitor)
+            }
             Node::Map(entries) => {
                 visitor.visit_map(MapDe { entries: entries.iter(), value: None, fields: Some(fields), sink: self.sink })
             }

@@ -21,6 +21,8 @@ pub(super) struct Candidate<'a> {
     pub reason: Reason,
     pub saving_per_hour: Money,
     pub schedule_edge: Option<DateTime<Utc>>,
+    /// See [`Action::unannounced`](super::Action::unannounced).
+    pub unannounced: bool,
 }
 
 pub(super) enum Target<'a> {
@@ -163,6 +165,7 @@ impl<'a> Candidate<'a> {
             reason,
             saving_per_hour: self.saving_per_hour,
             schedule_edge: self.schedule_edge,
+            unannounced: self.unannounced,
         }
     }
 }

@@ -196,7 +196,7 @@ pub(super) fn power_off(policy: &Policy) -> ActionKind {
 }
 
 /// The zone of the policy's schedule, for the moments in its reasons.
-fn zone(policy: &Policy) -> chrono_tz::Tz {
+pub(super) fn zone(policy: &Policy) -> chrono_tz::Tz {
     policy.schedule.as_ref().map_or(crate::config::check::DEFAULT_TIMEZONE, |s| s.timezone)
 }
 

@@ -15,6 +15,7 @@ mod pool;
 pub mod prewarm;
 pub mod report;
 mod types;
+mod warn;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -52,7 +53,27 @@ pub fn plan(observed: &Observed, config: &Config, now: DateTime<Utc>) -> Plan {
 pub fn plan_with(observed: &Observed, config: &Config, now: DateTime<Utc>, detail: Detail) -> Plan {
     let owners = Owners::new(config);
     let owners: Vec<Option<usize>> = observed.instances.iter().map(|o| owners.of(&o.instance)).collect();
-    plan_inner(observed, config, now, detail, &owners, None).0
+    let mut plan = plan_inner(observed, config, now, detail, &owners, None, warn::Mode::Gate).0;
+    look_ahead(&mut plan, observed, config, &owners);
+    plan
+}
+
+/// Adds the warnings a plan `lead` ahead finds due, for each lead a policy
+/// warns by, and wakes the plan in time for what those plans wait for.
+fn look_ahead(plan: &mut Plan, observed: &Observed, config: &Config, owners: &[Option<usize>]) {
+    let now = plan.at;
+    for lead in warn::leads(config) {
+        let mode = warn::Mode::Ahead { now, lead };
+        let (ahead, _) = plan_inner(observed, config, now + lead, Detail::Decisions, owners, None, mode);
+        for warning in ahead.warnings {
+            if !plan.warnings.iter().any(|w| w.key == warning.key) {
+                plan.warnings.push(warning);
+            }
+        }
+        if let Some(next) = ahead.next_check.map(|at| at - lead).filter(|at| *at > now) {
+            earliest(&mut plan.next_check, next);
+        }
+    }
 }
 
 /// Plans one cycle without notes, keeping in `memo` what the next plan can
@@ -103,10 +124,12 @@ pub fn plan_memo(
         calendars: std::mem::take(&mut memo.calendars),
         costs: std::mem::take(&mut memo.costs),
     };
-    let (plan, kept) = plan_inner(observed, config, now, Detail::Decisions, &memo.owners, Some(kept));
+    let (mut plan, kept) =
+        plan_inner(observed, config, now, Detail::Decisions, &memo.owners, Some(kept), warn::Mode::Gate);
     if let Some(kept) = kept {
         (memo.verdicts, memo.calendars, memo.costs) = (kept.verdicts, kept.calendars, kept.costs);
     }
+    look_ahead(&mut plan, observed, config, &memo.owners);
     plan
 }
 
@@ -117,6 +140,7 @@ fn plan_inner(
     detail: Detail,
     owners: &[Option<usize>],
     kept: Option<Kept>,
+    mode: warn::Mode,
 ) -> (Plan, Option<Kept>) {
     let mut members = vec![Vec::new(); config.policies.len()];
     for (i, owner) in owners.iter().enumerate() {
@@ -161,9 +185,13 @@ fn plan_inner(
     let Draft { candidates, mut notes, schedule_marks, next_check, watch, learned } =
         std::mem::take(&mut planner.draft);
     let verdicts = planner.kept.take();
+    let mut warned = warn::Outcome::default();
+    let candidates = warn::apply(candidates, observed, now, mode, &mut warned, detail);
+    notes.append(&mut warned.notes);
     let (actions, retry) = limits::apply(candidates, observed, config, &members, now, &mut notes, detail);
-    let next_check = [next_check, retry].into_iter().flatten().min();
-    (Plan { at: now, actions, notes, schedule_marks, next_check, watch, learned }, verdicts)
+    let next_check = [next_check, retry, warned.next_check].into_iter().flatten().min();
+    let warnings = warned.warnings;
+    (Plan { at: now, actions, notes, schedule_marks, next_check, watch, learned, warnings }, verdicts)
 }
 
 /// Which policy owns an instance: a pool's slots belong to the pool; any
@@ -338,6 +366,7 @@ impl<'a> Planner<'a> {
                     reason: p.reason.clone(),
                     saving_per_hour: p.saving_per_hour,
                     schedule_edge: p.schedule_edge,
+                    unannounced: false,
                 });
             }
             self.commit(verdict.committed);
@@ -482,6 +511,7 @@ impl<'a> Planner<'a> {
             reason,
             saving_per_hour,
             schedule_edge: None,
+            unannounced: false,
         });
     }
 

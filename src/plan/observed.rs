@@ -119,6 +119,8 @@ pub struct Observed {
     pub snoozes: BTreeMap<String, DateTime<Utc>>,
     /// The last schedule edge applied to each instance.
     pub schedule_marks: BTreeMap<String, DateTime<Utc>>,
+    /// The warnings queued lately, and whether delivered (`notify.warn_before`).
+    pub warned: BTreeMap<super::WarningKey, super::WarningSent>,
     /// What the record of use taught (for `stop_after: adaptive`).
     pub habits: std::sync::Arc<super::habits::Habits>,
 }

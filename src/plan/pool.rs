@@ -329,6 +329,7 @@ impl<'a> Planner<'a> {
             reason: Reason::Text(reason),
             saving_per_hour: Money::ZERO - price,
             schedule_edge: None,
+            unannounced: false,
         });
     }
 

@@ -109,6 +109,7 @@ mod tests {
             schedule_marks: vec![],
             next_check: None,
             watch: vec![],
+            warnings: vec![],
             learned: vec![
                 learning(
                     Some(at + chrono::Duration::minutes(70)),

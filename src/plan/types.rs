@@ -24,6 +24,44 @@ pub struct Plan {
     pub watch: Vec<String>,
     /// What the adaptive rules learned of each instance they looked at.
     pub learned: Vec<Learning>,
+    /// Warnings to send: actions coming due, or held until they are announced.
+    pub warnings: Vec<Warning>,
+}
+
+/// A stop or delete to announce before it happens (`notify.warn_before`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Warning {
+    pub policy: String,
+    pub instance: InstanceRef,
+    #[serde(flatten)]
+    pub key: WarningKey,
+    pub cause: Cause,
+    /// When it happens if nothing changes (and the warning is delivered by then).
+    pub act_at: DateTime<Utc>,
+    /// Why, as at the moment of planning.
+    pub reason: String,
+    /// Whether the stop saves a snapshot first.
+    pub snapshot: bool,
+    #[serde(rename = "saving_per_hour_yuan", serialize_with = "crate::money::yuan")]
+    pub saving_per_hour: Money,
+}
+
+/// One warning per instance per pending action: the action (`power_off`
+/// or `delete`) and the moment its occasion began (the instance went idle,
+/// the schedule edge, the stop, a snooze ending), to the second.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct WarningKey {
+    #[serde(rename = "instance_name")]
+    pub instance: String,
+    pub action: String,
+    pub occasion: DateTime<Utc>,
+}
+
+/// What became of a warning: queued, and delivered once a channel took it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WarningSent {
+    pub queued_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 /// An adaptive instance's keep-alive (idle now) or next pre-warm (stopped),
@@ -152,6 +190,10 @@ pub struct Action {
     pub saving_per_hour: Money,
     /// The schedule edge this action applies, to record once done.
     pub schedule_edge: Option<DateTime<Utc>>,
+    /// A stop whose warning was queued and not delivered in time: it goes
+    /// ahead (money wins) and the notice says so after the fact.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unannounced: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

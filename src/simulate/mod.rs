@@ -136,6 +136,7 @@ pub fn timer_config(config: &Config, stop_after: Duration) -> Config {
             budget: None,
             max_disrupted: MaxDisrupted::share(1.0),
             due_stops: Default::default(),
+            notify: None,
         }
     };
     let pools = config.policies.iter().filter_map(|p| {

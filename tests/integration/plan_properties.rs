@@ -188,6 +188,7 @@ fn observed(specs: &[InstanceSpec], now: DateTime<Utc>, spend: Option<(u32, u32)
     Observed {
         regions: vec![],
         skus,
+        warned: Default::default(),
         snoozes: specs
             .iter()
             .zip(&instances)

@@ -41,7 +41,22 @@ pub struct Scenario {
     /// Creates sent whose instance is not listed yet.
     #[serde(default)]
     pub pending_creates: Vec<ScenarioPending>,
+    /// Warnings queued before now (`notify.warn_before`).
+    #[serde(default)]
+    pub warned: Vec<ScenarioWarned>,
     pub expect: Expect,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioWarned {
+    /// The display name.
+    pub name: String,
+    pub action: String,
+    pub occasion: DateTime<FixedOffset>,
+    pub queued_at: DateTime<FixedOffset>,
+    #[serde(default)]
+    pub delivered_at: Option<DateTime<FixedOffset>>,
 }
 
 #[derive(Deserialize)]
@@ -142,7 +157,8 @@ pub struct ScenarioSpend {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
-    /// Exactly these actions, in order: `<kind> <display name>: <part of the reason>`.
+    /// Exactly these actions, in order: `<kind> <display name>: <part of the reason>`
+    /// (`<kind> <display name> unannounced: …` for a stop whose warning was not delivered).
     #[serde(default)]
     pub actions: Vec<String>,
     /// Notes that must appear: `<display name or policy>: <part of the text>`.
@@ -159,6 +175,9 @@ pub struct Expect {
     pub create_skus: Vec<String>,
     #[serde(default)]
     pub next_check: Option<DateTime<FixedOffset>>,
+    /// Exactly these warnings to send, in any order: `<action> <display name> <act_at>`.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -331,6 +350,22 @@ pub fn observed(s: &Scenario) -> Observed {
             .iter()
             .filter_map(|i| i.schedule_mark.map(|t| (by_display(&i.name), t.to_utc())))
             .collect(),
+        warned: s
+            .warned
+            .iter()
+            .map(|w| {
+                let key = plan::WarningKey {
+                    instance: by_display(&w.name),
+                    action: w.action.clone(),
+                    occasion: w.occasion.to_utc(),
+                };
+                let sent = plan::WarningSent {
+                    queued_at: w.queued_at.to_utc(),
+                    delivered_at: w.delivered_at.map(|t| t.to_utc()),
+                };
+                (key, sent)
+            })
+            .collect(),
         habits: Default::default(),
         instances,
     }
@@ -412,7 +447,8 @@ fn every_scenario_plans_as_expected() {
         }
         for (want, got) in s.expect.actions.iter().zip(&plan.actions) {
             let (head, reason) = want.split_once(": ").unwrap_or((want, ""));
-            let head_got = format!("{} {}", got.kind.label(), got.instance.display_name);
+            let unannounced = if got.unannounced { " unannounced" } else { "" };
+            let head_got = format!("{} {}{unannounced}", got.kind.label(), got.instance.display_name);
             if head != head_got || !got.reason.contains(reason) {
                 problems.push(format!("expected `{want}`, got `{head_got}: {}`", got.reason));
             }
@@ -466,6 +502,25 @@ fn every_scenario_plans_as_expected() {
             && plan.next_check != Some(next.to_utc())
         {
             problems.push(format!("next check {:?}, expected {next}", plan.next_check));
+        }
+        let mut warnings: Vec<String> = plan
+            .warnings
+            .iter()
+            .map(|w| format!("{} {} {}", w.key.action, w.instance.display_name, w.act_at.to_rfc3339()))
+            .collect();
+        let mut expected: Vec<String> = s
+            .expect
+            .warnings
+            .iter()
+            .map(|w| {
+                let (head, at) = w.rsplit_once(' ').unwrap_or_else(|| panic!("bad warning {w:?}"));
+                format!("{head} {}", DateTime::parse_from_rfc3339(at).unwrap().to_utc().to_rfc3339())
+            })
+            .collect();
+        warnings.sort();
+        expected.sort();
+        if warnings != expected {
+            problems.push(format!("warnings {warnings:?}, expected {expected:?}"));
         }
         if !problems.is_empty() {
             failures.push(format!("{} ({}):\n  {}\n got:\n{got}", path.display(), s.about, problems.join("\n  ")));

@@ -1,0 +1,302 @@
+//! Who hears of an action before it happens: the channels notices go to
+//! (`settings.notify.channels`), and per policy the channel, how long before
+//! each kind of action its warning goes out, and the owners of instances.
+
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::check::Checker;
+use super::policy::Glob;
+use super::raw;
+use super::yaml::{self, Loc};
+use crate::secret::SecretSource;
+
+/// The platforms a channel speaks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    /// Any receiver: JSON, signed with HMAC-SHA256 (see the README).
+    Webhook,
+    /// A Slack incoming webhook.
+    Slack,
+    /// A Feishu or Lark custom bot.
+    Feishu,
+    /// A DingTalk custom robot.
+    Dingtalk,
+    /// A WeCom (WeChat Work) group bot.
+    Wecom,
+}
+
+impl ChannelKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Slack => "slack",
+            ChannelKind::Feishu => "feishu",
+            ChannelKind::Dingtalk => "dingtalk",
+            ChannelKind::Wecom => "wecom",
+        }
+    }
+
+    /// Messages a minute the platform takes from one bot: DingTalk and WeCom
+    /// document 20, Feishu 100, Slack about one a second.
+    pub fn per_minute(self) -> u32 {
+        match self {
+            ChannelKind::Dingtalk | ChannelKind::Wecom => 20,
+            ChannelKind::Feishu => 100,
+            ChannelKind::Slack | ChannelKind::Webhook => 60,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Channel {
+    pub name: String,
+    pub kind: ChannelKind,
+    pub url: SecretSource,
+    pub secret: Option<SecretSource>,
+    pub per_minute: u32,
+}
+
+/// The actions a warning goes out before, spelled as `warn_before` keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Warned {
+    Idle,
+    Schedule,
+    MaxRuntime,
+    Budget,
+    ScaleDown,
+    Delete,
+}
+
+impl Warned {
+    pub const ALL: [Warned; 6] =
+        [Warned::Idle, Warned::Schedule, Warned::MaxRuntime, Warned::Budget, Warned::ScaleDown, Warned::Delete];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Warned::Idle => "idle",
+            Warned::Schedule => "schedule",
+            Warned::MaxRuntime => "max_runtime",
+            Warned::Budget => "budget",
+            Warned::ScaleDown => "scale_down",
+            Warned::Delete => "delete",
+        }
+    }
+}
+
+/// A policy's notices.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyNotify {
+    pub channel: String,
+    /// How long before each kind of action its warning goes out; a stop not
+    /// named goes unwarned, a delete never ([`Self::DEFAULT_DELETE_WARNING`]).
+    pub warn_before: BTreeMap<Warned, Duration>,
+    pub owners: Vec<Owner>,
+    pub snooze_max: Duration,
+}
+
+impl PolicyNotify {
+    pub const DEFAULT_SNOOZE_MAX: Duration = Duration::days(3);
+    /// A policy with a channel warns of every delete, this long ahead unless told.
+    pub const DEFAULT_DELETE_WARNING: Duration = Duration::days(1);
+
+    /// Where an instance's notices go, and whom they mention.
+    pub fn recipient(&self, display_name: &str) -> (&str, Option<&str>) {
+        match self.owners.iter().find(|o| o.display_name.matches(display_name)) {
+            Some(owner) => (owner.channel.as_deref().unwrap_or(&self.channel), owner.mention.as_deref()),
+            None => (&self.channel, None),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Owner {
+    pub display_name: Glob,
+    pub channel: Option<String>,
+    pub mention: Option<String>,
+}
+
+/// A warning's lead, from a minute to a week.
+const WARN_BEFORE: (Duration, Duration) = (Duration::minutes(1), Duration::days(7));
+const SNOOZE_MAX: (Duration, Duration) = (Duration::hours(1), Duration::days(30));
+
+impl Checker {
+    /// The channels, each with its secrets decoded apart (see `load.rs`).
+    pub fn channels(
+        &mut self,
+        raw: Vec<raw::Channel>,
+        secrets: &mut dyn FnMut(usize, &str, &mut Checker) -> Option<SecretSource>,
+    ) -> Vec<Channel> {
+        let mut channels: Vec<Channel> = Vec::new();
+        for (index, c) in raw.into_iter().enumerate() {
+            let name = c.name.value.trim().to_owned();
+            if name.is_empty() {
+                self.error(c.name.pos, "a channel needs a name");
+            } else if channels.iter().any(|other| other.name == name) {
+                self.error(c.name.pos, format!("channel `{name}` is named twice"));
+            }
+            let kind = c.kind.value;
+            let url = secrets(index, "url", self);
+            let secret = c.secret.and_then(|_| secrets(index, "secret", self));
+            if kind == ChannelKind::Webhook && c.secret.is_none() {
+                self.error(
+                    c.name.pos,
+                    format!("channel `{name}`: a webhook needs `secret`, so receivers can verify what it sends"),
+                );
+            }
+            if kind == ChannelKind::Slack && c.secret.is_some() {
+                self.warning(
+                    c.name.pos,
+                    format!("channel `{name}`: Slack incoming webhooks are not signed; `secret` is not used"),
+                );
+            }
+            let per_minute = match c.per_minute {
+                Some(n) if n.value == 0 => {
+                    self.error(n.pos, "per_minute must be at least 1");
+                    kind.per_minute()
+                }
+                Some(n) if n.value > kind.per_minute() => {
+                    self.warning(
+                        n.pos,
+                        format!("{} takes at most {} messages a minute from one bot", kind.label(), kind.per_minute()),
+                    );
+                    n.value
+                }
+                Some(n) => n.value,
+                None => kind.per_minute(),
+            };
+            if let Some(url) = url {
+                channels.push(Channel { name, kind, url, secret, per_minute });
+            }
+        }
+        channels
+    }
+
+    /// A policy's `notify`, checked against the channels and its idle timer.
+    pub fn policy_notify(
+        &mut self,
+        raw: raw::PolicyNotify,
+        channels: &[String],
+        earliest_idle_stop: Option<Duration>,
+    ) -> Option<PolicyNotify> {
+        let known: Vec<&str> = channels.iter().map(String::as_str).collect();
+        let named = |checker: &mut Checker, channel: &Loc<String>| {
+            let found = known.contains(&channel.value.as_str());
+            if !found {
+                let hint = yaml::suggestion(&channel.value, &known);
+                let message = if known.is_empty() {
+                    format!("unknown channel `{}`: settings.notify.channels names none", channel.value)
+                } else {
+                    format!("unknown channel `{}`{hint}", channel.value)
+                };
+                checker.error(channel.pos, message);
+            }
+            found
+        };
+        let mut ok = named(self, &raw.channel);
+        let mut warn_before = BTreeMap::new();
+        if let Some(written) = &raw.warn_before {
+            let each = &written.value.each;
+            let given = [&each.idle, &each.schedule, &each.max_runtime, &each.budget, &each.scale_down, &each.delete];
+            for (warned, value) in Warned::ALL.into_iter().zip(given) {
+                let value = match (&written.value.all, value) {
+                    (_, Some(value)) => value.clone(),
+                    (Some(all), None) => Loc { value: *all, pos: written.pos },
+                    (None, None) => continue,
+                };
+                let what = format!("warn_before.{}", warned.label());
+                if let Some(lead) = self.duration(&value, &what, WARN_BEFORE) {
+                    if let (Warned::Idle, Some(stop)) = (warned, earliest_idle_stop)
+                        && lead > stop
+                    {
+                        self.error(
+                            value.pos,
+                            format!(
+                                "{what} is longer than the shortest idle timer ({}): the warning would go out before the instance is idle",
+                                super::check::shown(stop)
+                            ),
+                        );
+                        ok = false;
+                    }
+                    warn_before.insert(warned, lead);
+                }
+            }
+        }
+        warn_before.entry(Warned::Delete).or_insert(PolicyNotify::DEFAULT_DELETE_WARNING);
+        let mut owners = Vec::new();
+        for owner in raw.owners {
+            if owner.channel.is_none() && owner.mention.is_none() {
+                self.error(owner.display_name.pos, "an owner needs `channel`, `mention`, or both");
+            }
+            if let Some(channel) = &owner.channel {
+                ok &= named(self, channel);
+            }
+            owners.push(Owner {
+                display_name: Glob::new(&owner.display_name.value),
+                channel: owner.channel.map(|c| c.value),
+                mention: owner.mention.map(|m| m.value),
+            });
+        }
+        let snooze_max = raw
+            .snooze_max
+            .and_then(|m| self.duration(&m, "snooze_max", SNOOZE_MAX))
+            .unwrap_or(PolicyNotify::DEFAULT_SNOOZE_MAX);
+        ok.then_some(PolicyNotify { channel: raw.channel.value, warn_before, owners, snooze_max })
+    }
+
+    /// `settings.public_url`: https, or http on this machine.
+    pub fn public_url(&mut self, raw: Option<Loc<String>>) -> Option<String> {
+        let url = raw?;
+        let text = url.value.trim().trim_end_matches('/').to_owned();
+        if !is_https_or_local(&text) {
+            self.error(
+                url.pos,
+                "public_url must be an https:// address (or http://localhost): snooze links carry tokens",
+            );
+            return None;
+        }
+        Some(text)
+    }
+}
+
+/// Whether a URL is `https://…`, or `http://` to this machine (tests, a local relay).
+pub fn is_https_or_local(url: &str) -> bool {
+    if url.len() > 8 && url[..8].eq_ignore_ascii_case("https://") {
+        return true;
+    }
+    let Some(rest) = url.get(..7).filter(|s| s.eq_ignore_ascii_case("http://")).map(|_| &url[7..]) else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_or_this_machine() {
+        for good in [
+            "https://hooks.slack.com/services/x",
+            "http://localhost:8080/hook",
+            "http://127.0.0.1/x",
+            "http://[::1]:9/x",
+        ] {
+            assert!(is_https_or_local(good), "{good}");
+        }
+        for bad in
+            ["http://example.com/hook", "ftp://x", "http://localhost.example.com/", "https://", "hooks.slack.com"]
+        {
+            assert!(!is_https_or_local(bad), "{bad}");
+        }
+    }
+}
