@@ -70,6 +70,7 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
         admin_token: config.settings.read_admin_token()?,
         confirmed: Default::default(),
         now: Box::new(move || demo_clock.now()),
+        links: crate::notify::link::Links::new(&config.settings.read_token()?),
     });
     tokio::spawn(axum::serve(Bounded::new(status_listener), http::router(Arc::clone(&shared))).into_future());
     println!("mdc-autoscaler demo: a simulated MatrixDC account, {speed}x real time, from 21:30 Beijing time.");

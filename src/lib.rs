@@ -12,7 +12,8 @@
 //! 4. `config`: the policy file, read, checked and resolved.
 //! 5. `plan`: the pure planner: what was observed in, decisions with reasons out.
 //! 6. `signals`, `ledger`: reading idle signals; the spend ledger and record of use.
-//! 7. `sim`: the simulated platform: a `Cloud`, and a source of known activity.
+//! 7. `sim`, `notify`: the simulated platform: a `Cloud`, and a source of known activity; telling
+//!    people before acting, in each platform's format, from the ledger's outbox.
 //! 8. `observe`, `prices`, `instances`: one look at the cloud, the signals and the ledger's facts; the SKU
 //!    list and the fleet with its next decisions, as people read them.
 //! 9. `reconcile`: one step: observe, plan, act, record.
@@ -32,6 +33,7 @@ pub mod ledger;
 pub mod listener;
 pub mod metrics;
 pub mod money;
+pub mod notify;
 pub mod observe;
 pub mod plan;
 pub mod prices;

@@ -86,6 +86,17 @@ struct EndpointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NoticeLabels {
+    channel: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -124,6 +135,9 @@ pub struct Metrics {
     config_last_reload_successful: Gauge,
     config_restart_needed: Gauge,
     leader: Gauge,
+    notices: Family<NoticeLabels, Counter>,
+    notices_undelivered: Family<ChannelLabels, Gauge>,
+    oldest_undelivered_notice: Family<ChannelLabels, Seconds>,
     /// What the money counters accrue from, between cycles.
     accrual: Mutex<Accrual>,
 }
@@ -175,6 +189,9 @@ impl Metrics {
             config_last_reload_successful: Gauge::default(),
             config_restart_needed: Gauge::default(),
             leader: Gauge::default(),
+            notices: Family::default(),
+            notices_undelivered: Family::default(),
+            oldest_undelivered_notice: Family::default(),
             accrual: Mutex::new(Accrual::default()),
         };
         let r = &mut registry;
@@ -279,6 +296,22 @@ impl Metrics {
             m.config_restart_needed.clone(),
         );
         r.register("leader", "1 when this replica acts; 0 when it only watches", m.leader.clone());
+        r.register(
+            "notice_deliveries",
+            "Attempts to deliver a notice (warning, unannounced) by channel and outcome (delivered, failed)",
+            m.notices.clone(),
+        );
+        r.register(
+            "notices_undelivered",
+            "Notices in the ledger's outbox not delivered yet, by channel",
+            m.notices_undelivered.clone(),
+        );
+        r.register_with_unit(
+            "oldest_undelivered_notice_age",
+            "How long the oldest notice not delivered has waited, by channel",
+            Unit::Seconds,
+            m.oldest_undelivered_notice.clone(),
+        );
         // A gauge, not an OpenMetrics info: promtool's text parser knows no `info` type.
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
@@ -495,6 +528,23 @@ fn text_format(open_metrics: &str) -> String {
 }
 
 /// Every MatrixDC request, counted by endpoint and outcome, with its latency.
+impl crate::notify::courier::DeliveryObserver for Metrics {
+    fn attempted(&self, channel: &str, outcome: crate::notify::courier::Delivery) {
+        self.notices.get_or_create(&NoticeLabels { channel: channel.to_owned(), outcome: outcome.label() }).inc();
+    }
+
+    fn waiting(&self, channels: &[String], undelivered: &BTreeMap<String, (u64, DateTime<Utc>)>, now: DateTime<Utc>) {
+        for channel in channels.iter().chain(undelivered.keys()) {
+            let (count, oldest) = undelivered
+                .get(channel)
+                .map_or((0, 0.0), |(n, at)| (*n as i64, (now - *at).num_milliseconds().max(0) as f64 / 1000.0));
+            let labels = ChannelLabels { channel: channel.clone() };
+            self.notices_undelivered.get_or_create(&labels).set(count);
+            self.oldest_undelivered_notice.get_or_create(&labels).set(oldest);
+        }
+    }
+}
+
 impl crate::cloud::CallObserver for Metrics {
     fn call_ended(&self, endpoint: Endpoint, outcome: &str, elapsed: StdDuration) {
         let endpoint = endpoint.label();

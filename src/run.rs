@@ -14,9 +14,11 @@ use chrono_tz::Tz;
 use crate::clock::Clock;
 use crate::cloud::Cloud;
 use crate::config::load::load_file;
-use crate::config::policy::Settings;
-use crate::http::Shared;
+use crate::config::notify::Channel;
+use crate::config::policy::{Config, Settings};
+use crate::http::{Shared, SnoozeRule};
 use crate::ledger::{AnyStore, Outcome};
+use crate::notify::courier::Courier;
 use crate::plan::observed::yuan;
 use crate::reconcile::{Cut, Daemon, Halt, StepReport};
 use crate::text::Shown;
@@ -52,6 +54,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         status.started_at = Some(options.clock.now());
         status.dry_run = daemon.dry_run();
         status.interval = daemon.config().settings.interval;
+        status.snooze_rules = snooze_rules(daemon.config());
     }
     let mut migrated = !options.migrate;
     if !migrated {
@@ -66,6 +69,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         Ok(n) => tracing::info!(settled = n, "settled actions left unfinished by the last run"),
         Err(error) => tracing::warn!(%error, "could not settle unfinished actions yet; the next start tries again"),
     }
+    let courier = deliver(&daemon, &shared, options.clock.clone());
     // Started: listening, and what the last run left is settled. Whether cycles
     // succeed is `/readyz`'s to say; the watchdog is fed as they end.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -96,6 +100,9 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         shared.status.write().expect("status lock").held = daemon.held().cloned().collect();
         shared.metrics.held(daemon.config(), daemon.held().map(|h| h.policy.as_str()));
         let next_check = report.plan.as_ref().and_then(|p| p.next_check);
+        if report.plan.as_ref().is_some_and(|p| !p.warnings.is_empty() || p.actions.iter().any(|a| a.unannounced)) {
+            courier.wake.notify_one();
+        }
         drop(report);
         daemon.release_picture();
         release_memory();
@@ -114,6 +121,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         }
         if reload_asked {
             reload(&mut daemon, options.config_path.as_ref(), &shared).await;
+            courier.reload(daemon.config());
             continue;
         }
         // Retention: once an hour, old price samples and finished segments go.
@@ -140,7 +148,10 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
             one = asked.recv() => {
                 daemon.halt().lower();
                 match one {
-                    Some(Asked::Reload) => reload(&mut daemon, options.config_path.as_ref(), &shared).await,
+                    Some(Asked::Reload) => {
+                        reload(&mut daemon, options.config_path.as_ref(), &shared).await;
+                        courier.reload(daemon.config());
+                    }
                     Some(Asked::Stop) | None => break,
                 }
             }
@@ -148,6 +159,71 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopped, the cycle in flight ended at a safe point");
+}
+
+/// Per policy, the snooze page's limit and zone.
+fn snooze_rules(config: &Config) -> BTreeMap<String, SnoozeRule> {
+    let rule = |p: &crate::config::policy::Policy| SnoozeRule {
+        max: p.notify.as_ref().map_or(crate::config::notify::PolicyNotify::DEFAULT_SNOOZE_MAX, |n| n.snooze_max),
+        zone: p.schedule.as_ref().map_or_else(|| config.settings.zone(), |s| s.timezone),
+    };
+    config.policies.iter().map(|p| (p.name.clone(), rule(p))).collect()
+}
+
+/// The courier's task, and how the loop reaches it.
+struct Delivering {
+    wake: Arc<tokio::sync::Notify>,
+    settings: tokio::sync::watch::Sender<(Vec<Channel>, Option<String>)>,
+}
+
+impl Delivering {
+    fn reload(&self, config: &Config) {
+        let _ = self.settings.send((config.settings.channels.clone(), config.settings.public_url.clone()));
+    }
+}
+
+/// How often the courier looks at the outbox: retries are due in 30 s at the soonest.
+const COURIER_ROUND: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts delivering the outbox's notices, woken when a step queues some.
+fn deliver<C: Cloud>(daemon: &Daemon<C, AnyStore>, shared: &Arc<Shared>, clock: Clock) -> Delivering {
+    let settings = &daemon.config().settings;
+    let links = shared.links.clone();
+    let observer: Arc<dyn crate::notify::courier::DeliveryObserver> = shared.metrics.clone();
+    let mut courier = Courier::new(
+        daemon.ledger().store().clone(),
+        &settings.channels,
+        links,
+        settings.public_url.clone(),
+        Some(observer),
+    );
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let (tell, mut told) = tokio::sync::watch::channel((settings.channels.clone(), settings.public_url.clone()));
+    let woken = wake.clone();
+    tokio::spawn(async move {
+        loop {
+            match courier.round(clock.now()).await {
+                Ok(round) if round.delivered + round.failed > 0 => {
+                    tracing::info!(delivered = round.delivered, failed = round.failed, "notices sent");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "the outbox could not be read; notices wait"),
+            }
+            let round = COURIER_ROUND.div_f64(clock.speed().max(1.0)).max(std::time::Duration::from_millis(200));
+            tokio::select! {
+                () = tokio::time::sleep(round) => {}
+                () = woken.notified() => {}
+                changed = told.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let (channels, public_url) = told.borrow_and_update().clone();
+                    courier.reload(&channels, public_url);
+                }
+            }
+        }
+    });
+    Delivering { wake, settings: tell }
 }
 
 /// What a signal asks of the loop.
@@ -234,6 +310,7 @@ async fn reload<C: Cloud>(daemon: &mut Daemon<C, AnyStore>, path: Option<&PathBu
             let mut status = shared.status.write().expect("status lock");
             status.restart_needed = restart_needed;
             status.interval = config.settings.interval;
+            status.snooze_rules = snooze_rules(&config);
             drop(status);
             daemon.set_config(config);
         }

@@ -19,6 +19,7 @@ use mdc_autoscaler::run;
 use mdc_autoscaler::text::counted;
 
 use super::load_config;
+use mdc_autoscaler::notify::link::Links;
 
 /// `run`'s exit status for a configuration it refuses (sysexits' EX_CONFIG):
 /// the unit does not restart on it (`RestartPreventExitStatus=`).
@@ -49,6 +50,7 @@ pub async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result
         admin_token,
         confirmed: Default::default(),
         now: Box::new(Utc::now),
+        links: Links::new(&config.settings.read_token().map_err(|why| anyhow::anyhow!("token: {why}"))?),
     });
     let listener = tokio::net::TcpListener::bind(config.settings.listen)
         .await

@@ -6,7 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::records::{
-    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, Transition, UseSpan,
+    ActionRecord, InstanceRecord, NewNotice, NewSegment, Notice, Outcome, PriceSample, Segment, SegmentClose,
+    Transition, UseSpan,
 };
 use super::store::{LedgerError, PgStore, SqliteStore, Store};
 use crate::config::policy::LedgerSettings;
@@ -206,5 +207,11 @@ delegate! {
     fn set_snooze(&self, instance: &str, until: DateTime<Utc>) -> ();
     fn accepted_policies(&self) -> std::collections::BTreeMap<String, String>;
     fn accept_policies(&self, accepted: &[(String, String)], at: DateTime<Utc>) -> ();
+    fn queue_notices(&self, notices: &[NewNotice]) -> ();
+    fn due_notices(&self, now: DateTime<Utc>, limit: usize) -> Vec<Notice>;
+    fn notice_delivered(&self, id: i64, at: DateTime<Utc>) -> ();
+    fn notice_failed(&self, id: i64, attempts: u32, retry_at: DateTime<Utc>, error: &str) -> ();
+    fn warnings_since(&self, since: DateTime<Utc>) -> std::collections::BTreeMap<crate::plan::WarningKey, crate::plan::WarningSent>;
+    fn undelivered_notices(&self) -> std::collections::BTreeMap<String, (u64, DateTime<Utc>)>;
     fn prune(&self, prices_before: DateTime<Utc>, segments_before: DateTime<Utc>) -> u64;
 }

@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 
 use super::records::{
-    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, Transition, UseSpan,
+    ActionRecord, InstanceRecord, NewNotice, NewSegment, Notice, Outcome, PriceSample, Segment, SegmentClose,
+    Transition, UseSpan,
 };
 use super::store::{LedgerError, Store};
+use crate::plan::{WarningKey, WarningSent};
 
 type Result<T> = std::result::Result<T, LedgerError>;
 
@@ -42,6 +44,16 @@ struct Tables {
     heartbeats: BTreeMap<String, DateTime<Utc>>,
     snoozes: BTreeMap<String, DateTime<Utc>>,
     accepted: BTreeMap<String, String>,
+    notices: Vec<Queued>,
+}
+
+/// A notice in the outbox, as a row.
+#[derive(Clone)]
+struct Queued {
+    notice: NewNotice,
+    attempts: u32,
+    next_attempt_at: DateTime<Utc>,
+    delivered_at: Option<DateTime<Utc>>,
 }
 
 impl MemoryStore {
@@ -273,6 +285,77 @@ impl Store for MemoryStore {
     async fn accept_policies(&self, accepted: &[(String, String)], _at: DateTime<Utc>) -> Result<()> {
         self.tables().accepted.extend(accepted.iter().cloned());
         Ok(())
+    }
+
+    async fn queue_notices(&self, notices: &[NewNotice]) -> Result<()> {
+        let mut t = self.tables();
+        for n in notices {
+            if !t.notices.iter().any(|q| q.notice.dedup == n.dedup) {
+                let queued =
+                    Queued { notice: n.clone(), attempts: 0, next_attempt_at: n.queued_at, delivered_at: None };
+                t.notices.push(queued);
+            }
+        }
+        Ok(())
+    }
+
+    async fn due_notices(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Notice>> {
+        let t = self.tables();
+        let mut due: Vec<(usize, &Queued)> = t
+            .notices
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| q.delivered_at.is_none() && q.next_attempt_at <= now)
+            .collect();
+        due.sort_by_key(|(id, q)| (q.next_attempt_at, *id));
+        let notice = |(id, q): (usize, &Queued)| Notice {
+            id: id as i64,
+            channel: q.notice.channel.clone(),
+            body: q.notice.body.clone(),
+            attempts: q.attempts,
+            queued_at: q.notice.queued_at,
+        };
+        Ok(due.into_iter().take(limit).map(notice).collect())
+    }
+
+    async fn notice_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
+        if let Some(q) = self.tables().notices.get_mut(id as usize) {
+            q.delivered_at = Some(at);
+            q.attempts += 1;
+        }
+        Ok(())
+    }
+
+    async fn notice_failed(&self, id: i64, attempts: u32, retry_at: DateTime<Utc>, _error: &str) -> Result<()> {
+        if let Some(q) = self.tables().notices.get_mut(id as usize) {
+            (q.attempts, q.next_attempt_at) = (attempts, retry_at);
+        }
+        Ok(())
+    }
+
+    async fn warnings_since(&self, since: DateTime<Utc>) -> Result<BTreeMap<WarningKey, WarningSent>> {
+        let t = self.tables();
+        let warnings = t.notices.iter().filter(|q| q.notice.event == "warning" && q.notice.queued_at >= since);
+        Ok(warnings
+            .filter_map(|q| {
+                let key = WarningKey {
+                    instance: q.notice.instance.clone(),
+                    action: q.notice.action.clone(),
+                    occasion: q.notice.occasion?,
+                };
+                Some((key, WarningSent { queued_at: q.notice.queued_at, delivered_at: q.delivered_at }))
+            })
+            .collect())
+    }
+
+    async fn undelivered_notices(&self) -> Result<BTreeMap<String, (u64, DateTime<Utc>)>> {
+        let mut waiting: BTreeMap<String, (u64, DateTime<Utc>)> = BTreeMap::new();
+        for q in self.tables().notices.iter().filter(|q| q.delivered_at.is_none()) {
+            let entry = waiting.entry(q.notice.channel.clone()).or_insert((0, q.notice.queued_at));
+            entry.0 += 1;
+            entry.1 = entry.1.min(q.notice.queued_at);
+        }
+        Ok(waiting)
     }
 
     async fn prune(&self, prices_before: DateTime<Utc>, segments_before: DateTime<Utc>) -> Result<u64> {

@@ -7,6 +7,7 @@ pub mod facts;
 pub mod habits;
 pub mod journal;
 pub mod memory;
+pub mod outbox;
 pub mod records;
 pub mod report;
 pub mod service;

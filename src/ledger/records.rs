@@ -217,3 +217,31 @@ pub struct ActionRecord {
     pub error: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
 }
+
+/// A notice to queue in the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewNotice {
+    /// One row per key: a warning is queued once per instance per pending action.
+    pub dedup: String,
+    pub channel: String,
+    /// `warning` or `unannounced`.
+    pub event: String,
+    pub instance: String,
+    /// `power_off` or `delete`.
+    pub action: String,
+    /// A warning's occasion (see [`WarningKey`](crate::plan::WarningKey)).
+    pub occasion: Option<DateTime<Utc>>,
+    /// The message, as JSON.
+    pub body: String,
+    pub queued_at: DateTime<Utc>,
+}
+
+/// A notice waiting in the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    pub id: i64,
+    pub channel: String,
+    pub body: String,
+    pub attempts: u32,
+    pub queued_at: DateTime<Utc>,
+}

@@ -29,6 +29,7 @@ pub(super) enum Write {
     /// An action whose intent could not be written, with its outcome.
     Action(Box<ActionRecord>),
     Marks(Vec<(String, DateTime<Utc>)>),
+    Notices(Vec<super::records::NewNotice>),
 }
 
 /// What one observation wrote, for the write-cost figures.
@@ -58,6 +59,10 @@ pub struct Ledger<S> {
     /// Observations made before the state could be read, to replay.
     waiting: Vec<Waiting>,
     pub(super) pending: VecDeque<Write>,
+    /// The warnings this ledger queued lately, and those the store last
+    /// told of (see `outbox`).
+    pub(super) queued: BTreeMap<crate::plan::WarningKey, crate::plan::WarningSent>,
+    pub(super) stored: BTreeMap<crate::plan::WarningKey, crate::plan::WarningSent>,
 }
 
 /// A whole observation kept until the ledger's state can be read.
@@ -171,6 +176,8 @@ impl<S: Store> Ledger<S> {
             days: Days::default(),
             waiting: Vec::new(),
             pending: VecDeque::new(),
+            queued: BTreeMap::new(),
+            stored: BTreeMap::new(),
         }
     }
 
@@ -365,6 +372,7 @@ impl<S: Store> Ledger<S> {
                     written.map(|()| 1)
                 }
                 Write::Marks(marks) => self.store.set_schedule_marks(marks).await.map(|()| marks.len()),
+                Write::Notices(notices) => self.store.queue_notices(notices).await.map(|()| notices.len()),
             };
             rows += written?;
             self.pending.pop_front();

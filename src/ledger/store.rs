@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::records::{
-    ActionRecord, InstanceRecord, NewSegment, Outcome, PriceSample, Segment, SegmentClose, SkuSpec, Transition, UseSpan,
+    ActionRecord, InstanceRecord, NewNotice, NewSegment, Notice, Outcome, PriceSample, Segment, SegmentClose, SkuSpec,
+    Transition, UseSpan,
 };
 use crate::money::{Money, Ratio};
+use crate::plan::{WarningKey, WarningSent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -123,6 +125,25 @@ pub trait Store: Send + Sync {
         accepted: &[(String, String)],
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Queues notices in the outbox; one already queued under the same `dedup` stays as it is.
+    fn queue_notices(&self, notices: &[NewNotice]) -> impl Future<Output = Result<()>> + Send;
+    /// Notices not delivered whose next attempt is due at `now`, oldest first.
+    fn due_notices(&self, now: DateTime<Utc>, limit: usize) -> impl Future<Output = Result<Vec<Notice>>> + Send;
+    fn notice_delivered(&self, id: i64, at: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+    fn notice_failed(
+        &self,
+        id: i64,
+        attempts: u32,
+        retry_at: DateTime<Utc>,
+        error: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The warnings queued since `since`, by key, and whether delivered.
+    fn warnings_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<BTreeMap<WarningKey, WarningSent>>> + Send;
+    /// Per channel, how many notices wait for delivery and when the oldest was queued.
+    fn undelivered_notices(&self) -> impl Future<Output = Result<BTreeMap<String, (u64, DateTime<Utc>)>>> + Send;
     /// Removes price samples and closed segments older than the limits; returns rows removed.
     fn prune(
         &self,
@@ -627,6 +648,105 @@ macro_rules! sql_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn queue_notices(&self, notices: &[NewNotice]) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for n in notices {
+                    sqlx::query(
+                        "INSERT INTO notices (dedup, channel, event, instance, action, occasion, body, queued_at, next_attempt_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (dedup) DO NOTHING",
+                    )
+                    .bind(&n.dedup)
+                    .bind(&n.channel)
+                    .bind(&n.event)
+                    .bind(&n.instance)
+                    .bind(&n.action)
+                    .bind(n.occasion)
+                    .bind(&n.body)
+                    .bind(n.queued_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn due_notices(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Notice>> {
+                let rows = sqlx::query(
+                    "SELECT id, channel, body, attempts, queued_at FROM notices
+                     WHERE delivered_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+                )
+                .bind(now)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(Notice {
+                            id: r.try_get("id")?,
+                            channel: r.try_get("channel")?,
+                            body: r.try_get("body")?,
+                            attempts: count(r.try_get("attempts")?),
+                            queued_at: r.try_get("queued_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn notice_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
+                sqlx::query("UPDATE notices SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2")
+                    .bind(at)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn notice_failed(&self, id: i64, attempts: u32, retry_at: DateTime<Utc>, error: &str) -> Result<()> {
+                sqlx::query("UPDATE notices SET attempts = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4")
+                    .bind(i64::from(attempts))
+                    .bind(retry_at)
+                    .bind(error)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn warnings_since(&self, since: DateTime<Utc>) -> Result<BTreeMap<WarningKey, WarningSent>> {
+                let rows = sqlx::query(
+                    "SELECT instance, action, occasion, queued_at, delivered_at FROM notices
+                     WHERE event = 'warning' AND occasion IS NOT NULL AND queued_at >= $1",
+                )
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let key = WarningKey {
+                            instance: r.try_get("instance")?,
+                            action: r.try_get("action")?,
+                            occasion: r.try_get("occasion")?,
+                        };
+                        Ok((key, WarningSent { queued_at: r.try_get("queued_at")?, delivered_at: r.try_get("delivered_at")? }))
+                    })
+                    .collect()
+            }
+
+            async fn undelivered_notices(&self) -> Result<BTreeMap<String, (u64, DateTime<Utc>)>> {
+                let rows = sqlx::query(
+                    "SELECT channel, COUNT(*) AS waiting, MIN(queued_at) AS oldest FROM notices
+                     WHERE delivered_at IS NULL GROUP BY channel",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        let waiting: i64 = r.try_get("waiting")?;
+                        Ok((r.try_get("channel")?, (waiting.max(0) as u64, r.try_get("oldest")?)))
+                    })
+                    .collect()
             }
 
             async fn prune(&self, prices_before: DateTime<Utc>, segments_before: DateTime<Utc>) -> Result<u64> {

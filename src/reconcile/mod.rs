@@ -7,6 +7,7 @@
 //! are re-read and re-recorded, then the same planner plans the whole
 //! picture. Acting on the plan, and following what was sent, is `execution`.
 
+mod announce;
 mod cutoff;
 mod execution;
 mod guard;
@@ -332,6 +333,8 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         }
         changed.iter_mut().for_each(|c| c.extend(active));
         self.execution.tell(&mut self.picture, self.config.settings.listing_delay, now);
+        let warns = self.config.policies.iter().any(|p| p.notify.is_some());
+        self.picture.observed.warned = if warns { self.ledger.warnings(now).await } else { Default::default() };
 
         let plan = match self.detail {
             plan::Detail::Full => plan::plan_with(&self.picture.observed, &self.config, now, self.detail),
@@ -350,6 +353,7 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         self.record_accepted(&mut report, now).await;
         let ledger_readable = self.picture.observed.spend.is_some();
         let actions = self.execution.fresh(&plan.actions);
+        let mut notices = Vec::new();
         for (sent, action) in actions.iter().copied().enumerate() {
             if self.guard.holds(&action.policy) {
                 report.withheld += 1;
@@ -367,7 +371,18 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
                 self.picture.mark(&action.instance.name, edge);
                 self.ledger.mark(vec![(action.instance.name.clone(), edge)]).await;
             }
+            notices.extend(announce::unannounced(&executed, &self.config, now));
             report.executed.push(executed);
+        }
+        if !self.execution.dry_run() {
+            notices.extend(announce::warnings(&plan, &self.config, now));
+        }
+        if !notices.is_empty() {
+            self.ledger.queue_notices(notices);
+            // The courier reads the outbox: what was queued goes there now (or after an outage).
+            if let Err(e) = self.ledger.flush().await {
+                report.ledger_error.get_or_insert(e);
+            }
         }
         report.instances = crate::instances::rows(&self.picture.observed, &self.config, &plan);
         report.plan = Some(plan);

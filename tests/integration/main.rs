@@ -17,6 +17,7 @@ mod ledger_contract;
 mod ledger_exactness;
 mod ledger_journal;
 mod listener;
+mod notify;
 mod plan_properties;
 mod processes;
 mod prometheus_signal;

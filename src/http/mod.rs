@@ -13,6 +13,10 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+mod snooze;
+
+pub use snooze::SnoozeRule;
+
 use crate::ledger::{AnyStore, Store};
 use crate::metrics::Metrics;
 use crate::plan::Plan;
@@ -48,6 +52,9 @@ pub struct Status {
     /// The interval in force, for `/readyz`.
     #[serde(skip)]
     pub interval: Duration,
+    /// Per policy, how long a snooze link may keep an instance, and the zone of its page.
+    #[serde(skip)]
+    pub snooze_rules: BTreeMap<String, snooze::SnoozeRule>,
 }
 
 pub struct Shared {
@@ -59,6 +66,8 @@ pub struct Shared {
     pub confirmed: std::sync::Mutex<Vec<String>>,
     /// The daemon's clock (simulated in the demo).
     pub now: Box<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+    /// Checks the tokens of snooze links.
+    pub links: crate::notify::link::Links,
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -71,6 +80,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/instances", get(instances))
         .route("/api/v1/instances/{name}/heartbeat", post(heartbeat))
         .route("/api/v1/instances/{name}/snooze", post(snooze).delete(unsnooze))
+        .route("/snooze/{token}", get(snooze::page).post(snooze::keep))
         .route("/api/v1/snoozes", get(snoozes))
         .route("/api/v1/policies/{name}/confirm", post(confirm))
         .with_state(shared)

@@ -1,0 +1,190 @@
+//! Delivery from the ledger's outbox: each notice due is posted to its
+//! channel within the platform's rate limit; a failure is retried with
+//! backoff (30 s doubling to an hour) until a channel takes it. The outbox
+//! lives in the ledger, so what is queued survives restarts and outages.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use super::Message;
+use super::link::Links;
+use super::platform;
+use crate::config::notify::{Channel, ChannelKind, is_https_or_local};
+use crate::ledger::{LedgerError, Notice, Store};
+use crate::secret::Secret;
+
+/// Told of every delivery attempt: the metrics listen.
+pub trait DeliveryObserver: Send + Sync {
+    fn attempted(&self, channel: &str, outcome: Delivery);
+    /// After each round: per channel, how many notices wait and since when.
+    fn waiting(&self, channels: &[String], undelivered: &BTreeMap<String, (u64, DateTime<Utc>)>, now: DateTime<Utc>);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    Failed,
+}
+
+impl Delivery {
+    pub fn label(self) -> &'static str {
+        match self {
+            Delivery::Delivered => "delivered",
+            Delivery::Failed => "failed",
+        }
+    }
+}
+
+/// The most notices taken from the outbox in one round.
+const ROUND: usize = 100;
+const FIRST_RETRY: Duration = Duration::seconds(30);
+const LAST_RETRY: Duration = Duration::hours(1);
+
+pub struct Courier<S> {
+    store: S,
+    channels: BTreeMap<String, Open>,
+    /// Signs snooze links, under `settings.public_url` when it is set.
+    links: Links,
+    public_url: Option<String>,
+    http: reqwest::Client,
+    observer: Option<Arc<dyn DeliveryObserver>>,
+}
+
+/// A channel with its secrets read and its rate limit.
+struct Open {
+    kind: ChannelKind,
+    url: Result<Secret, String>,
+    secret: Option<Secret>,
+    limiter: DefaultDirectRateLimiter,
+}
+
+/// What one round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    pub delivered: usize,
+    pub failed: usize,
+    /// Left for a later round by a rate limit.
+    pub waiting: usize,
+}
+
+impl<S: Store> Courier<S> {
+    pub fn new(
+        store: S,
+        channels: &[Channel],
+        links: Links,
+        public_url: Option<String>,
+        observer: Option<Arc<dyn DeliveryObserver>>,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            // A webhook that redirects could send the body elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client with rustls builds");
+        let mut courier = Courier { store, channels: BTreeMap::new(), links, public_url, http, observer };
+        courier.set_channels(channels);
+        courier
+    }
+
+    /// Takes the channels and public address of a policy file reloaded.
+    pub fn reload(&mut self, channels: &[Channel], public_url: Option<String>) {
+        self.public_url = public_url;
+        self.set_channels(channels);
+    }
+
+    fn set_channels(&mut self, channels: &[Channel]) {
+        self.channels = channels
+            .iter()
+            .map(|c| {
+                let url = c.url.read().map_err(|e| e.to_string()).and_then(|url| {
+                    let trimmed = Secret::new(url.expose().trim());
+                    if is_https_or_local(trimmed.expose()) {
+                        Ok(trimmed)
+                    } else {
+                        Err("the channel's url is not https:// (nor http to this machine)".to_owned())
+                    }
+                });
+                let secret = c.secret.as_ref().and_then(|s| s.read().ok()).map(|s| Secret::new(s.expose().trim()));
+                let per_minute = NonZeroU32::new(c.per_minute).unwrap_or(NonZeroU32::MIN);
+                let limiter = RateLimiter::direct(Quota::per_minute(per_minute));
+                (c.name.clone(), Open { kind: c.kind, url, secret, limiter })
+            })
+            .collect();
+    }
+
+    /// Delivers what is due at `now`; returns when the next attempt is due, if any is queued.
+    pub async fn round(&mut self, now: DateTime<Utc>) -> Result<Round, LedgerError> {
+        let mut done = Round::default();
+        for notice in self.store.due_notices(now, ROUND).await? {
+            let result = match self.channels.get(&notice.channel) {
+                None => Err(format!("no channel `{}` in the policy file", crate::text::Shown(&notice.channel))),
+                Some(open) if open.limiter.check().is_err() => {
+                    done.waiting += 1;
+                    continue;
+                }
+                Some(open) => self.send(open, &notice, now).await,
+            };
+            match result {
+                Ok(()) => {
+                    self.store.notice_delivered(notice.id, now).await?;
+                    done.delivered += 1;
+                    self.tell(&notice.channel, Delivery::Delivered);
+                }
+                Err(error) => {
+                    let attempts = notice.attempts + 1;
+                    let wait = (FIRST_RETRY * 2i32.saturating_pow(attempts.min(12) - 1)).min(LAST_RETRY);
+                    tracing::warn!(channel = %notice.channel, attempts, %error, retry_in_seconds = wait.num_seconds(), "notice not delivered");
+                    self.store.notice_failed(notice.id, attempts, now + wait, &error).await?;
+                    done.failed += 1;
+                    self.tell(&notice.channel, Delivery::Failed);
+                }
+            }
+        }
+        if let Some(observer) = &self.observer {
+            let channels: Vec<String> = self.channels.keys().cloned().collect();
+            observer.waiting(&channels, &self.store.undelivered_notices().await?, now);
+        }
+        Ok(done)
+    }
+
+    async fn send(&self, open: &Open, notice: &Notice, now: DateTime<Utc>) -> Result<(), String> {
+        let url = open.url.as_ref().map_err(Clone::clone)?;
+        let mut message: Message =
+            serde_json::from_str(&notice.body).map_err(|e| format!("the queued notice does not read: {e}"))?;
+        if let (Some(public_url), Some(expires)) = (&self.public_url, message.link_expires) {
+            message.snooze_url = Some(self.links.url(public_url, &message.instance_name, expires));
+        }
+        let post = platform::post(open.kind, url.expose(), open.secret.as_ref().map(Secret::expose), &message, now);
+        let mut request = self.http.post(&post.url).header("content-type", "application/json").body(post.body);
+        for (name, value) in post.headers {
+            request = request.header(name, value);
+        }
+        // The URL holds the channel's key: errors name the channel, never the URL.
+        let answer = request.send().await.map_err(|e| {
+            let why = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not connect"
+            } else {
+                "failed"
+            };
+            format!("the request {why}")
+        })?;
+        let status = answer.status();
+        let body = answer.bytes().await.map_err(|_| "the answer could not be read".to_owned())?;
+        if !status.is_success() {
+            return Err(format!("the platform answered {status}"));
+        }
+        platform::accepted(open.kind, &body)
+    }
+
+    fn tell(&self, channel: &str, outcome: Delivery) {
+        if let Some(observer) = &self.observer {
+            observer.attempted(channel, outcome);
+        }
+    }
+}

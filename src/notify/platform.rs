@@ -1,0 +1,183 @@
+//! Each platform's message format and signature, as its public docs give
+//! them: a [`Message`] becomes the URL, headers and body of one POST, and
+//! the platform's answer says whether it took it (several answer 200 with
+//! an error code in the body).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::Message;
+use crate::config::notify::ChannelKind;
+
+/// The generic webhook's headers: the Unix time the body was signed at, and
+/// `sha256=` + hex HMAC-SHA256 over `{timestamp}.{body}` with the channel's secret.
+pub const TIMESTAMP_HEADER: &str = "X-Mdc-Timestamp";
+pub const SIGNATURE_HEADER: &str = "X-Mdc-Signature";
+/// How far a receiver should accept a webhook's timestamp from its clock.
+pub const REPLAY_WINDOW_SECONDS: i64 = 300;
+
+/// One POST to a platform.
+#[derive(Debug)]
+pub struct Post {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The POST that says `message` on a channel of `kind` at `url`, signed with `secret` at `now`.
+pub fn post(kind: ChannelKind, url: &str, secret: Option<&str>, message: &Message, now: DateTime<Utc>) -> Post {
+    let json_post = |url: String, body: Value| Post { url, headers: Vec::new(), body: body.to_string().into_bytes() };
+    match kind {
+        ChannelKind::Webhook => {
+            let body = serde_json::to_vec(message).expect("a message serialises");
+            let timestamp = now.timestamp().to_string();
+            let mut signed = timestamp.clone().into_bytes();
+            signed.push(b'.');
+            signed.extend_from_slice(&body);
+            let signature = format!("sha256={}", hex(&hmac(secret.unwrap_or_default().as_bytes(), &signed)));
+            Post {
+                url: url.to_owned(),
+                headers: vec![(TIMESTAMP_HEADER, timestamp), (SIGNATURE_HEADER, signature)],
+                body,
+            }
+        }
+        ChannelKind::Slack => json_post(url.to_owned(), slack(message)),
+        ChannelKind::Feishu => {
+            let mut body = feishu(message);
+            if let Some(secret) = secret {
+                let timestamp = now.timestamp().to_string();
+                // Feishu keys the HMAC with `timestamp\nsecret` and signs nothing.
+                let sign = BASE64.encode(hmac(format!("{timestamp}\n{secret}").as_bytes(), b""));
+                body["timestamp"] = json!(timestamp);
+                body["sign"] = json!(sign);
+            }
+            json_post(url.to_owned(), body)
+        }
+        ChannelKind::Dingtalk => {
+            let url = match secret {
+                Some(secret) => {
+                    let timestamp = now.timestamp_millis();
+                    let sign = BASE64.encode(hmac(secret.as_bytes(), format!("{timestamp}\n{secret}").as_bytes()));
+                    let joint = if url.contains('?') { '&' } else { '?' };
+                    format!("{url}{joint}timestamp={timestamp}&sign={}", percent_encode(&sign))
+                }
+                None => url.to_owned(),
+            };
+            json_post(url, dingtalk(message))
+        }
+        ChannelKind::Wecom => json_post(url.to_owned(), wecom(message)),
+    }
+}
+
+/// Whether the platform took the message, from a 2xx answer's body:
+/// Feishu answers `{"code":0}`, DingTalk and WeCom `{"errcode":0}`, Slack `ok`.
+pub fn accepted(kind: ChannelKind, body: &[u8]) -> Result<(), String> {
+    let code = |field: &str| -> Result<(), String> {
+        let value: Value = serde_json::from_slice(body).map_err(|_| "the answer is not JSON".to_owned())?;
+        match value.get(field).and_then(Value::as_i64) {
+            Some(0) => Ok(()),
+            Some(code) => {
+                let why = ["msg", "errmsg", "StatusMessage"].iter().find_map(|k| value.get(*k).and_then(Value::as_str));
+                Err(format!("{field} {code}: {}", crate::text::Shown(why.unwrap_or("no message"))))
+            }
+            // Feishu's older answers carry `StatusCode`.
+            None if field == "code" && value.get("StatusCode").and_then(Value::as_i64) == Some(0) => Ok(()),
+            None => Err(format!("the answer has no `{field}`")),
+        }
+    };
+    match kind {
+        ChannelKind::Webhook => Ok(()),
+        ChannelKind::Slack => match body {
+            b"ok" => Ok(()),
+            other => Err(format!("Slack answered {}", crate::text::Shown(&String::from_utf8_lossy(other)))),
+        },
+        ChannelKind::Feishu => code("code"),
+        ChannelKind::Dingtalk | ChannelKind::Wecom => code("errcode"),
+    }
+}
+
+/// Slack's mrkdwn: `&`, `<` and `>` escaped, so no text of ours becomes a link or a mention.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn slack(message: &Message) -> Value {
+    let mention = message.mention.as_deref().map(|m| format!("{m} ")).unwrap_or_default();
+    let headline = format!("{mention}{}", slack_escape(&message.headline()));
+    let details: Vec<String> = message.details().iter().map(|l| slack_escape(l)).collect();
+    let mut blocks = vec![json!({
+        "type": "section",
+        "text": { "type": "mrkdwn", "text": format!("*{headline}*\n{}", details.join("\n")) },
+    })];
+    if let Some(url) = &message.snooze_url {
+        blocks.push(json!({
+            "type": "actions",
+            "elements": [{ "type": "button", "text": { "type": "plain_text", "text": "Keep it running" }, "url": url }],
+        }));
+    }
+    json!({ "text": headline, "blocks": blocks })
+}
+
+fn feishu(message: &Message) -> Value {
+    let mut lines = vec![message.headline()];
+    lines.extend(message.details());
+    if let Some(url) = &message.snooze_url {
+        lines.push(format!("Keep it running: {url}"));
+    }
+    let mention = message.mention.as_deref().map(|id| format!("<at user_id=\"{id}\"></at> ")).unwrap_or_default();
+    json!({ "msg_type": "text", "content": { "text": format!("{mention}{}", lines.join("\n")) } })
+}
+
+fn markdown(message: &Message, mention: &str) -> String {
+    let mut text = format!("### {}\n\n", message.headline());
+    for line in message.details() {
+        text += &format!("- {line}\n");
+    }
+    if let Some(url) = &message.snooze_url {
+        text += &format!("\n[Keep it running]({url})\n");
+    }
+    if !mention.is_empty() {
+        text += &format!("\n{mention}\n");
+    }
+    text
+}
+
+fn dingtalk(message: &Message) -> Value {
+    // A mobile number is mentioned by writing `@number` in the text and listing it.
+    let mobiles: Vec<&str> = message.mention.as_deref().into_iter().collect();
+    let mention = mobiles.first().map(|m| format!("@{m}")).unwrap_or_default();
+    json!({
+        "msgtype": "markdown",
+        "markdown": { "title": message.headline(), "text": markdown(message, &mention) },
+        "at": { "atMobiles": mobiles, "isAtAll": false },
+    })
+}
+
+fn wecom(message: &Message) -> Value {
+    let mention = message.mention.as_deref().map(|id| format!("<@{id}>")).unwrap_or_default();
+    json!({ "msgtype": "markdown", "markdown": { "content": markdown(message, &mention) } })
+}
+
+pub fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Percent-encodes all but the unreserved characters (RFC 3986).
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,64 @@
+//! What a step tells people: the warnings its plan asks for and the stops
+//! that went ahead unannounced, as notices for the ledger's outbox (the
+//! courier delivers them). A dry run tells nobody: it acts on nothing.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::execution::Executed;
+use crate::config::policy::{Config, Policy};
+use crate::ledger::{NewNotice, Outcome};
+use crate::notify::Message;
+use crate::notify::link::LINK_LIFETIME;
+use crate::plan::Plan;
+
+/// The notices of a plan's warnings: one per instance per pending action.
+pub fn warnings(plan: &Plan, config: &Config, now: DateTime<Utc>) -> Vec<NewNotice> {
+    let expires = config.settings.public_url.as_ref().map(|_| now + LINK_LIFETIME);
+    plan.warnings
+        .iter()
+        .filter_map(|warning| {
+            let policy = config.policies.iter().find(|p| p.name == warning.policy)?;
+            let notify = policy.notify.as_ref()?;
+            let message = Message::warning(warning, notify, zone(policy, config), expires);
+            let (channel, _) = notify.recipient(&warning.instance.display_name);
+            let key = &warning.key;
+            Some(NewNotice {
+                dedup: format!("warning:{}:{}:{}", key.instance, key.action, key.occasion.timestamp()),
+                channel: channel.to_owned(),
+                event: message.event.label().to_owned(),
+                instance: key.instance.clone(),
+                action: key.action.clone(),
+                occasion: Some(key.occasion),
+                body: serde_json::to_string(&message).expect("a message serialises"),
+                queued_at: now,
+            })
+        })
+        .collect()
+}
+
+/// The notice of an action done before its warning was delivered.
+pub fn unannounced(executed: &Executed, config: &Config, now: DateTime<Utc>) -> Option<NewNotice> {
+    let action = &executed.action;
+    if !action.unannounced || executed.outcome != Outcome::Done {
+        return None;
+    }
+    let policy = config.policies.iter().find(|p| p.name == action.policy)?;
+    let notify = policy.notify.as_ref()?;
+    let message = Message::unannounced(action, notify, zone(policy, config), now);
+    let (channel, _) = notify.recipient(&action.instance.display_name);
+    Some(NewNotice {
+        dedup: format!("unannounced:{}:{}:{}", action.instance.name, action.kind.label(), now.timestamp()),
+        channel: channel.to_owned(),
+        event: message.event.label().to_owned(),
+        instance: action.instance.name.clone(),
+        action: action.kind.label().to_owned(),
+        occasion: None,
+        body: serde_json::to_string(&message).expect("a message serialises"),
+        queued_at: now,
+    })
+}
+
+fn zone(policy: &Policy, config: &Config) -> Tz {
+    policy.schedule.as_ref().map_or_else(|| config.settings.zone(), |s| s.timezone)
+}

@@ -1,0 +1,348 @@
+//! Each notifier against a local receiver that checks what the platform's
+//! docs say it must get: the body's shape, and the signature computed here
+//! independently (HMAC-SHA256 from the `hmac` crate, not the code under
+//! test). Delivery goes through a real SQLite outbox: retried with backoff,
+//! once, and across a restart of the courier.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use mdc_autoscaler::config::notify::{Channel, ChannelKind};
+use mdc_autoscaler::ledger::{AnyStore, NewNotice, Store, connect};
+use mdc_autoscaler::notify::courier::{Courier, Round};
+use mdc_autoscaler::notify::link::Links;
+use mdc_autoscaler::notify::{Event, Message};
+use mdc_autoscaler::secret::{Secret, SecretSource};
+use serde_json::Value;
+use sha2::Sha256;
+
+const SECRET: &str = "SEC-test-signing-secret";
+const PUBLIC_URL: &str = "https://autoscaler.example.com";
+
+/// What a receiver was sent, and what it answers next.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Got>>>,
+    /// Answers to give, first first; then 200 with the platform's "ok".
+    answers: Arc<Mutex<Vec<(StatusCode, &'static str)>>>,
+}
+
+#[derive(Clone, Debug)]
+struct Got {
+    path: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Got {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+async fn receive(
+    State(r): State<Receiver>,
+    uri: axum::http::Uri,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let path = uri.path().to_owned();
+    r.got.lock().unwrap().push(Got { path: path.clone(), query, headers, body: body.to_vec() });
+    let next = {
+        let mut answers = r.answers.lock().unwrap();
+        (!answers.is_empty()).then(|| answers.remove(0))
+    };
+    if let Some((status, body)) = next {
+        return (status, body.to_owned());
+    }
+    let ok = match path.as_str() {
+        "/slack" => "ok",
+        "/feishu" => r#"{"code":0,"msg":"success","data":{}}"#,
+        "/dingtalk" | "/wecom" => r#"{"errcode":0,"errmsg":"ok"}"#,
+        _ => "",
+    };
+    (StatusCode::OK, ok.to_owned())
+}
+
+async fn serve(receiver: &Receiver, listener: tokio::net::TcpListener) {
+    let app = Router::new().route("/{path}", post(receive)).with_state(receiver.clone());
+    tokio::spawn(axum::serve(listener, app).into_future());
+}
+
+async fn start(receiver: &Receiver) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    serve(receiver, listener).await;
+    url
+}
+
+fn channel(name: &str, kind: ChannelKind, url: String, signed: bool) -> Channel {
+    Channel {
+        name: name.into(),
+        kind,
+        url: SecretSource::Value(Secret::new(url)),
+        secret: signed.then(|| SecretSource::Value(Secret::new(SECRET))),
+        per_minute: kind.per_minute(),
+    }
+}
+
+/// A fresh SQLite file for an outbox.
+fn ledger_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("mdc-outbox-{}.db", super::ledger_contract::uuid_like()))
+}
+
+async fn outbox(path: &std::path::Path) -> AnyStore {
+    let store = connect(&Secret::new(format!("sqlite://{}", path.display()))).unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 3, 6, 35, 0).unwrap()
+}
+
+fn message(instance: &str, mention: Option<&str>) -> Message {
+    Message {
+        event: Event::Warning,
+        policy: "notebooks".into(),
+        instance_name: instance.into(),
+        display_name: format!("nb-{instance}"),
+        action: "power_off".into(),
+        cause: "idle".into(),
+        reason: "idle for 20m (since 2026-12-03 14:15 CST), stop_after 30m".into(),
+        at: now() + Duration::minutes(10),
+        snapshot: true,
+        saving_per_hour_yuan: 2.5,
+        mention: mention.map(str::to_owned),
+        link_expires: Some(now() + Duration::days(7)),
+        snooze_url: None,
+        timezone: "Asia/Shanghai".into(),
+    }
+}
+
+fn notice(channel: &str, message: &Message) -> NewNotice {
+    NewNotice {
+        dedup: format!("warning:{}:{channel}", message.instance_name),
+        channel: channel.into(),
+        event: "warning".into(),
+        instance: message.instance_name.clone(),
+        action: message.action.clone(),
+        occasion: Some(now() - Duration::minutes(20)),
+        body: serde_json::to_string(message).unwrap(),
+        queued_at: now(),
+    }
+}
+
+fn courier(store: AnyStore, channels: &[Channel]) -> Courier<AnyStore> {
+    Courier::new(store, channels, Links::new(&Secret::new("api-token")), Some(PUBLIC_URL.into()), None)
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The snooze link in a text opens the page of that instance.
+fn assert_link(text: &str, instance: &str) {
+    let start = text.find(&format!("{PUBLIC_URL}/snooze/")).unwrap_or_else(|| panic!("no snooze link in {text}"));
+    let token: String = text[start + PUBLIC_URL.len() + "/snooze/".len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .collect();
+    let links = Links::new(&Secret::new("api-token"));
+    assert_eq!(links.verify(token.trim_end_matches('.'), now()).as_deref(), Ok(instance));
+}
+
+#[tokio::test]
+async fn every_platform_gets_its_own_format_and_a_signature_it_can_verify() {
+    let receiver = Receiver::default();
+    let base = start(&receiver).await;
+    let channels = [
+        channel("hook", ChannelKind::Webhook, format!("{base}/webhook"), true),
+        channel("slack", ChannelKind::Slack, format!("{base}/slack"), false),
+        channel("feishu", ChannelKind::Feishu, format!("{base}/feishu"), true),
+        channel("dingtalk", ChannelKind::Dingtalk, format!("{base}/dingtalk?access_token=abc"), true),
+        channel("wecom", ChannelKind::Wecom, format!("{base}/wecom?key=k-1"), false),
+    ];
+    let dir = ledger_file();
+    let store = outbox(&dir).await;
+    let mentions = [None, Some("<@U024BE7LH>"), Some("ou_alice"), Some("13800000000"), Some("alice")];
+    let notices: Vec<NewNotice> = channels
+        .iter()
+        .zip(mentions)
+        .map(|(c, mention)| notice(&c.name, &message(&format!("instance-{}", c.name), mention)))
+        .collect();
+    store.queue_notices(&notices).await.unwrap();
+    let round = courier(store.clone(), &channels).round(now()).await.unwrap();
+    assert_eq!(round, Round { delivered: 5, failed: 0, waiting: 0 });
+    let got = receiver.got.lock().unwrap().clone();
+    let by = |path: &str| got.iter().find(|g| g.path == path).unwrap_or_else(|| panic!("nothing at {path}")).clone();
+
+    // Generic webhook: sha256=hex(HMAC(secret, "{timestamp}.{body}")), the timestamp within the replay window.
+    let hook = by("/webhook");
+    let timestamp = hook.headers["x-mdc-timestamp"].to_str().unwrap();
+    assert!((timestamp.parse::<i64>().unwrap() - now().timestamp()).abs() <= 300);
+    let signed = [timestamp.as_bytes(), b".", &hook.body].concat();
+    let expected = format!("sha256={}", hex(&hmac(SECRET.as_bytes(), &signed)));
+    assert_eq!(hook.headers["x-mdc-signature"].to_str().unwrap(), expected);
+    let body = hook.json();
+    assert_eq!(body["event"], "warning");
+    assert_eq!(body["instance_name"], "instance-hook");
+    assert_eq!(body["display_name"], "nb-instance-hook");
+    assert_eq!(body["action"], "power_off");
+    assert_eq!(body["at"], "2026-12-03T06:45:00Z");
+    assert!(body.get("snooze_url").is_none(), "links are signed as sent, and the webhook body is the stored one");
+
+    // Slack: text plus blocks; the mention raw, the button links the snooze page.
+    let slack = by("/slack").json();
+    assert!(
+        slack["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("<@U024BE7LH> nb-instance-slack will be stopped with a snapshot at 2026-12-03 14:45 CST")
+    );
+    assert_eq!(slack["blocks"][0]["type"], "section");
+    assert_eq!(slack["blocks"][0]["text"]["type"], "mrkdwn");
+    let button = &slack["blocks"][1]["elements"][0];
+    assert_eq!(button["type"], "button");
+    assert_link(button["url"].as_str().unwrap(), "instance-slack");
+
+    // Feishu: sign = base64(HMAC(key = "{timestamp}\n{secret}", message = "")).
+    let feishu = by("/feishu").json();
+    let timestamp = feishu["timestamp"].as_str().unwrap();
+    assert_eq!(timestamp, now().timestamp().to_string());
+    let sign = BASE64.encode(hmac(format!("{timestamp}\n{SECRET}").as_bytes(), b""));
+    assert_eq!(feishu["sign"], sign);
+    assert_eq!(feishu["msg_type"], "text");
+    let text = feishu["content"]["text"].as_str().unwrap();
+    assert!(text.starts_with("<at user_id=\"ou_alice\"></at> nb-instance-feishu will be stopped"), "{text}");
+    assert_link(text, "instance-feishu");
+
+    // DingTalk: ?timestamp=ms&sign=urlencode(base64(HMAC(secret, "{timestamp}\n{secret}"))), after the access token.
+    let ding = by("/dingtalk");
+    let query = ding.query.clone().unwrap();
+    let pairs: Vec<(String, String)> =
+        query.split('&').map(|p| p.split_once('=').unwrap()).map(|(k, v)| (k.into(), v.into())).collect();
+    assert_eq!(pairs[0], ("access_token".into(), "abc".into()));
+    let timestamp = &pairs.iter().find(|(k, _)| k == "timestamp").unwrap().1;
+    assert_eq!(*timestamp, now().timestamp_millis().to_string());
+    let sign = &pairs.iter().find(|(k, _)| k == "sign").unwrap().1;
+    let decoded = sign.replace("%2B", "+").replace("%2F", "/").replace("%3D", "=");
+    assert_eq!(decoded, BASE64.encode(hmac(SECRET.as_bytes(), format!("{timestamp}\n{SECRET}").as_bytes())));
+    assert!(!sign.contains('+') && !sign.contains('/') && !sign.contains('='), "the sign is URL-encoded");
+    let body = ding.json();
+    assert_eq!(body["msgtype"], "markdown");
+    assert!(body["markdown"]["title"].as_str().unwrap().contains("nb-instance-dingtalk"));
+    let text = body["markdown"]["text"].as_str().unwrap();
+    assert!(text.contains("@13800000000"), "a mobile is mentioned in the text too: {text}");
+    assert_eq!(body["at"]["atMobiles"][0], "13800000000");
+    assert_link(text, "instance-dingtalk");
+
+    // WeCom: markdown content, the key kept in the URL, the user mentioned as <@userid>.
+    let wecom = by("/wecom");
+    assert_eq!(wecom.query.as_deref(), Some("key=k-1"));
+    let body = wecom.json();
+    assert_eq!(body["msgtype"], "markdown");
+    let content = body["markdown"]["content"].as_str().unwrap();
+    assert!(content.contains("<@alice>") && content.contains("Saves ¥2.50/h"), "{content}");
+    assert_link(content, "instance-wecom");
+}
+
+#[tokio::test]
+async fn a_receiver_answering_500_then_200_gets_the_notice_once() {
+    let receiver = Receiver::default();
+    receiver.answers.lock().unwrap().push((StatusCode::INTERNAL_SERVER_ERROR, "busy"));
+    let base = start(&receiver).await;
+    let channels = [channel("team", ChannelKind::Slack, format!("{base}/slack"), false)];
+    let dir = ledger_file();
+    let store = outbox(&dir).await;
+    store.queue_notices(&[notice("team", &message("instance-a", None))]).await.unwrap();
+    // The same notice queued again (a second cycle) is one notice.
+    store.queue_notices(&[notice("team", &message("instance-a", None))]).await.unwrap();
+    let mut courier = courier(store.clone(), &channels);
+    assert_eq!(courier.round(now()).await.unwrap(), Round { delivered: 0, failed: 1, waiting: 0 });
+    assert_eq!(store.undelivered_notices().await.unwrap()["team"].0, 1);
+    // Backoff: nothing is tried again before 30 s.
+    assert_eq!(courier.round(now() + Duration::seconds(10)).await.unwrap(), Round::default());
+    assert_eq!(courier.round(now() + Duration::seconds(31)).await.unwrap().delivered, 1);
+    assert_eq!(courier.round(now() + Duration::hours(2)).await.unwrap(), Round::default());
+    assert_eq!(receiver.got.lock().unwrap().len(), 2, "one failure, one delivery");
+    assert!(store.undelivered_notices().await.unwrap().is_empty());
+    let warned = store.warnings_since(now() - Duration::days(1)).await.unwrap();
+    let sent = warned.values().next().unwrap();
+    assert_eq!(sent.delivered_at, Some(now() + Duration::seconds(31)));
+}
+
+#[tokio::test]
+async fn a_platform_that_answers_200_with_an_error_code_has_not_taken_it() {
+    let receiver = Receiver::default();
+    receiver.answers.lock().unwrap().push((StatusCode::OK, r#"{"errcode":130101,"errmsg":"send too fast"}"#));
+    let base = start(&receiver).await;
+    let channels = [channel("ding", ChannelKind::Dingtalk, format!("{base}/dingtalk?access_token=t"), true)];
+    let dir = ledger_file();
+    let store = outbox(&dir).await;
+    store.queue_notices(&[notice("ding", &message("instance-a", None))]).await.unwrap();
+    let mut courier = courier(store.clone(), &channels);
+    assert_eq!(courier.round(now()).await.unwrap().failed, 1);
+    assert_eq!(courier.round(now() + Duration::minutes(1)).await.unwrap().delivered, 1);
+}
+
+#[tokio::test]
+async fn a_receiver_down_across_a_restart_gets_the_notice_after() {
+    // A port nobody listens on yet.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = held.local_addr().unwrap();
+    drop(held);
+    let channels = [channel("team", ChannelKind::Wecom, format!("http://{address}/wecom?key=k"), false)];
+    let dir = ledger_file();
+    let store = outbox(&dir).await;
+    store.queue_notices(&[notice("team", &message("instance-a", None))]).await.unwrap();
+    assert_eq!(courier(store.clone(), &channels).round(now()).await.unwrap().failed, 1);
+    drop(store);
+
+    // The daemon restarts (a new store on the same file, a new courier); the receiver comes up.
+    let receiver = Receiver::default();
+    serve(&receiver, tokio::net::TcpListener::bind(address).await.unwrap()).await;
+    let store = outbox(&dir).await;
+    let round = courier(store.clone(), &channels).round(now() + Duration::minutes(1)).await.unwrap();
+    assert_eq!(round.delivered, 1);
+    assert_eq!(receiver.got.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_channel_takes_no_more_a_minute_than_its_platform_allows() {
+    let receiver = Receiver::default();
+    let base = start(&receiver).await;
+    let channels = [channel("ding", ChannelKind::Dingtalk, format!("{base}/dingtalk?access_token=t"), false)];
+    let dir = ledger_file();
+    let store = outbox(&dir).await;
+    let notices: Vec<NewNotice> = (0..25).map(|i| notice("ding", &message(&format!("instance-{i}"), None))).collect();
+    store.queue_notices(&notices).await.unwrap();
+    let round = courier(store.clone(), &channels).round(now()).await.unwrap();
+    assert_eq!(round, Round { delivered: 20, failed: 0, waiting: 5 }, "DingTalk takes 20 a minute from one robot");
+    assert_eq!(store.undelivered_notices().await.unwrap()["ding"].0, 5);
+}
+
+#[tokio::test]
+async fn a_channel_url_that_is_not_https_is_never_called() {
+    let channels = [channel("team", ChannelKind::Slack, "http://hooks.example.com/services/x".into(), false)];
+    let dir = ledger_file();
+    let store = outbox(&dir).await;
+    store.queue_notices(&[notice("team", &message("instance-a", None))]).await.unwrap();
+    assert_eq!(courier(store.clone(), &channels).round(now()).await.unwrap().failed, 1);
+}
