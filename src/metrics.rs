@@ -121,6 +121,9 @@ pub struct Metrics {
     budget_remaining: Family<BudgetLabels, Yuan>,
     actions: Family<ActionLabels, Counter>,
     idle_seconds: Family<IdleLabels, Seconds>,
+    idle_stop_after: Family<PolicyLabels, Seconds>,
+    pool_desired: Family<PolicyLabels, Gauge>,
+    pool_members: Family<PolicyLabels, Gauge>,
     idle_gpus: Family<PolicyLabels, Gauge>,
     idle_cost: Family<PolicyLabels, Yuan>,
     stuck_instances: Gauge,
@@ -175,6 +178,9 @@ impl Metrics {
             budget_remaining: Family::default(),
             actions: Family::default(),
             idle_seconds: Family::default(),
+            idle_stop_after: Family::default(),
+            pool_desired: Family::default(),
+            pool_members: Family::default(),
             idle_gpus: Family::default(),
             idle_cost: Family::default(),
             stuck_instances: Gauge::default(),
@@ -241,9 +247,21 @@ impl Metrics {
         r.register("actions", "Actions by policy, kind and outcome", m.actions.clone());
         r.register_with_unit(
             "idle",
-            "How long a running instance has been idle by every signal of its policy (the most idle only)",
+            "How long a running instance its policy may stop (not protected, snoozed nor prepaid) has been idle by every signal (the most idle only)",
             Unit::Seconds,
             m.idle_seconds.clone(),
+        );
+        r.register_with_unit(
+            "idle_stop_after",
+            "A policy's idle timer: stop_after as written, or adaptive's max",
+            Unit::Seconds,
+            m.idle_stop_after.clone(),
+        );
+        r.register("pool_desired", "How many members a pool wants now", m.pool_desired.clone());
+        r.register(
+            "pool_members",
+            "How many members a pool keeps now, as it counts them (running ones; with idle rules, every one not being deleted)",
+            m.pool_members.clone(),
         );
         r.register("idle_gpus", "GPUs of running instances idle by every signal", m.idle_gpus.clone());
         r.register(
@@ -369,6 +387,41 @@ impl Metrics {
         self.budgets(observed, config);
     }
 
+    /// Each policy's idle timer, and each pool's wanted and kept members.
+    fn pools(&self, observed: &Observed, config: &Config, now: DateTime<Utc>) {
+        use crate::config::policy::StopAfter;
+        self.idle_stop_after.clear();
+        self.pool_desired.clear();
+        self.pool_members.clear();
+        for policy in &config.policies {
+            let labels = PolicyLabels { policy: policy.name.clone() };
+            if let Some(idle) = &policy.idle {
+                let timer = match &idle.stop_after {
+                    StopAfter::Fixed(after) => *after,
+                    StopAfter::Adaptive(adaptive) => adaptive.max,
+                };
+                self.idle_stop_after.get_or_create(&labels).set(timer.num_seconds() as f64);
+            }
+            let Some(pool) = &policy.pool else { continue };
+            let wanted = pool.wanted();
+            let discounted = || observed.skus.iter().any(|s| wanted.fits(s) && pricing::discount_active(s, now));
+            let desired = if pool.only_during_discount && !discounted() { 0 } else { pool.desired_at(now) };
+            let kept = observed
+                .instances
+                .iter()
+                .filter(|o| policy.pools(&o.instance))
+                .filter(|o| match (&policy.idle, &o.instance.status) {
+                    (None, status) => {
+                        matches!(status, InstanceStatus::Running | InstanceStatus::Starting | InstanceStatus::Creating)
+                    }
+                    (Some(_), status) => !matches!(status, InstanceStatus::Deleting),
+                })
+                .count();
+            self.pool_desired.get_or_create(&labels).set(i64::from(desired));
+            self.pool_members.get_or_create(&labels).set(kept as i64);
+        }
+    }
+
     /// Every policy in force, 1 when the change guard holds it.
     pub fn held<'a>(&self, config: &Config, held: impl Iterator<Item = &'a str>) {
         let held: Vec<&str> = held.collect();
@@ -432,7 +485,11 @@ impl Metrics {
             if let Some(since) = since.filter(|_| i.cost.billing_type == BillingType::PayAsYouGo) {
                 *idle_gpus.entry(policy.clone()).or_default() += i64::from(i.resources.gpu_count);
                 *idle_cost.entry(policy.clone()).or_default() += cost;
-                idle.push(((now - since).max(Duration::zero()), policy, i.name.clone(), i.display_name.clone()));
+                // What the policy may not stop is not named: the idle-GPU alert would fire on it forever.
+                let protected = owner.is_some_and(|p| plan::protection(p, observed, i, now).is_some());
+                if !protected {
+                    idle.push(((now - since).max(Duration::zero()), policy, i.name.clone(), i.display_name.clone()));
+                }
             }
         }
         idle.sort_by_key(|i| std::cmp::Reverse(i.0));
@@ -443,6 +500,7 @@ impl Metrics {
         for (policy, rate) in &rates {
             self.spend_rate.get_or_create(&PolicyLabels { policy: policy.clone() }).set(*rate);
         }
+        self.pools(observed, config, now);
         for (policy, gpus) in idle_gpus {
             self.idle_gpus.get_or_create(&PolicyLabels { policy }).set(gpus);
         }

@@ -411,6 +411,12 @@ fn update(shared: &Shared, report: &StepReport, instances: Option<usize>) {
     if let Some(plan) = &report.plan {
         status.plan = Some(plan.clone());
         status.fleet = report.instances.clone();
+        for warning in &plan.warnings {
+            status.warnings.insert(warning.instance.name.clone(), warning.clone());
+        }
+        // A warning whose moment is long past is no news.
+        let stale = report.at - chrono::Duration::days(1);
+        status.warnings.retain(|_, w| w.act_at > stale);
     }
     status.names.extend(report.names.iter().cloned());
     if let Some(count) = instances {

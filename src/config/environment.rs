@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::check::Severity;
 use super::load::Finding;
+use super::notify::is_https_or_local;
 use super::policy::{Config, STATE_DIRECTORY, TOKEN_OVERRIDE, default_ledger};
 use crate::secret::{SecretSource, Unit};
 
@@ -41,6 +42,35 @@ pub fn check(config: &Config, context: &Context) -> Vec<Finding> {
     if let Some(admin) = &settings.admin_token {
         let hint = "; without admin_token the write endpoints answer 401";
         readable(admin, &["settings", "admin_token"], "the admin token", hint, &mut needs);
+    }
+    for (index, channel) in settings.channels.iter().enumerate() {
+        let index = index.to_string();
+        let at = |field| key(&["settings", "notify", "channels", &index, field]);
+        let name = crate::text::Shown(&channel.name);
+        match channel.url.read() {
+            Err(problem) => needs.push(Finding {
+                key: at("url"),
+                severity: Severity::Error,
+                message: format!("cannot read the url of channel `{name}`: {problem}: `run` refuses to start"),
+            }),
+            Ok(url) if !is_https_or_local(url.expose().trim()) => needs.push(Finding {
+                key: at("url"),
+                severity: Severity::Error,
+                message: format!(
+                    "the url of channel `{name}` must be https:// (or http:// to this machine): its notices carry snooze links"
+                ),
+            }),
+            Ok(_) => {}
+        }
+        if let Some(secret) = &channel.secret {
+            readable(
+                secret,
+                &["settings", "notify", "channels", &index, "secret"],
+                &format!("the secret of channel `{name}`"),
+                "",
+                &mut needs,
+            );
+        }
     }
     match &settings.ledger.url {
         Some(url) => {

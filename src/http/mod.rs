@@ -52,6 +52,9 @@ pub struct Status {
     /// The interval in force, for `/readyz`.
     #[serde(skip)]
     pub interval: Duration,
+    /// The latest warning each instance was sent, for its snooze page.
+    #[serde(skip)]
+    pub warnings: BTreeMap<String, crate::plan::Warning>,
     /// Per policy, how long a snooze link may keep an instance, and the zone of its page.
     #[serde(skip)]
     pub snooze_rules: BTreeMap<String, snooze::SnoozeRule>,

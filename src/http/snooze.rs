@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::config::notify::PolicyNotify;
+use crate::instances::Activity;
 use crate::ledger::Store;
 
 /// How long each policy's snoozes may be and the zone people read times in.
@@ -31,6 +32,9 @@ struct Subject {
     policy: String,
     status: String,
     next: Option<crate::instances::Decision>,
+    /// The latest warning it was sent.
+    warning: Option<crate::plan::Warning>,
+    activity: String,
     rule: SnoozeRule,
 }
 
@@ -89,7 +93,7 @@ pub async fn keep(State(s): AppState, Path(token): Path<String>, Form(asked): Fo
         String::new()
     };
     let body = format!(
-        "<p class=done>Kept running until <b>{}</b>{capped}.</p><p>Nothing stops or deletes <b>{}</b> before then; its idle timer starts afresh after.</p>",
+        "<p class=done>Kept running until <b>{}</b>{capped}.</p><p>Nothing stops or deletes <b>{}</b> before then.</p>",
         local(zone, until),
         escape(&subject.display_name)
     );
@@ -125,26 +129,34 @@ fn subject(s: &super::Shared, token: &str, now: DateTime<Utc>) -> Result<Subject
         policy: row.policy.clone(),
         status: row.status.clone(),
         next: row.next.clone(),
+        warning: status.warnings.get(&row.name).cloned(),
+        activity: match &row.activity {
+            Activity::NotWatched => String::new(),
+            Activity::InUse { signal } => format!("in use ({signal})"),
+            Activity::Unreadable { signal, .. } => format!("{signal} unreadable, counted in use"),
+            Activity::Idle { since, .. } => format!("idle since {}", local(rule.zone, *since)),
+        },
         rule,
     })
 }
 
 fn form(subject: &Subject, snoozed: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     let zone = subject.rule.zone;
-    let next = match &subject.next {
-        Some(next) => format!(
-            "<p>Next: <b>{}</b> at {}<br><small>{}</small></p>",
-            escape(&next.action),
-            local(zone, next.at),
-            escape(&next.reason)
-        ),
-        None => "<p>Nothing is due for it now.</p>".to_owned(),
+    let due = |action: &str, at: DateTime<Utc>, reason: &str| {
+        format!("<p>Next: <b>{}</b> at {}<br><small>{}</small></p>", escape(action), local(zone, at), escape(reason))
     };
+    let next = match (&subject.next, &subject.warning) {
+        (Some(next), _) => due(&next.action, next.at, &next.reason),
+        (None, Some(w)) if w.act_at > now - Duration::hours(1) => due(&w.key.action, w.act_at, &w.reason),
+        _ => "<p>Nothing is due for it now.</p>".to_owned(),
+    };
+    let activity =
+        if subject.activity.is_empty() { String::new() } else { format!(" · {}", escape(&subject.activity)) };
     let snoozed = snoozed.map(|u| format!("<p>Kept running until {} already.</p>", local(zone, u))).unwrap_or_default();
     let latest = (now + subject.rule.max).with_timezone(&zone).format("%Y-%m-%dT%H:%M");
     let earliest = now.with_timezone(&zone).format("%Y-%m-%dT%H:%M");
     format!(
-        r#"<p><b>{}</b> · policy {} · {}</p>{next}{snoozed}
+        r#"<p><b>{}</b> · policy {} · {}{activity}</p>{next}{snoozed}
 <form method=post>
 <button name=for value=1h>Keep 1 hour</button>
 <button name=for value=4h>Keep 4 hours</button>

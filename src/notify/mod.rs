@@ -39,7 +39,7 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub link_expires: Option<DateTime<Utc>>,
     /// The snooze page, signed as the notice is sent: never stored.
-    #[serde(skip)]
+    #[serde(skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub snooze_url: Option<String>,
     /// The zone the times are written in.
     pub timezone: String,

@@ -266,6 +266,11 @@ pub async fn replay_in<S: Store>(
             };
             steps += 1;
             anchor = now;
+            // A replay's channels take every notice the moment it is queued.
+            let store = daemon.ledger().store();
+            for notice in store.due_notices(now, usize::MAX).await.unwrap_or_default() {
+                let _ = store.notice_delivered(notice.id, now).await;
+            }
             for e in report.executed.iter().filter(|e| e.outcome == Outcome::Done) {
                 let restart = match e.action.kind {
                     ActionKind::PowerOff(_) => true,

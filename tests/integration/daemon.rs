@@ -530,3 +530,26 @@ async fn a_dry_run_records_each_would_be_action_once_until_it_changes() {
     assert_eq!(recorded().await.len(), 2);
     assert_eq!(cloud.server.sim().instance(&bob).unwrap().phase, mdc_autoscaler::sim::Phase::Running);
 }
+
+/// The idle metric names only instances the policy may stop: the idle-GPU
+/// alert reads it, and would fire forever on a protected, snoozed or prepaid one.
+#[tokio::test]
+async fn the_idle_metric_names_only_what_its_policy_may_stop() {
+    let cloud = TestCloud::start().await;
+    let bob = quiet_bob(&cloud);
+    let store = sqlite().await;
+    let mut daemon = daemon(&cloud, NOTEBOOKS, store.clone()).await;
+    let metrics = mdc_autoscaler::metrics::Metrics::new();
+    let report = daemon.step(now(&cloud)).await;
+    metrics.cycle(&report, daemon.observed(), daemon.config(), std::time::Duration::from_millis(5));
+    let text = metrics.render();
+    assert!(text.contains(r#"display_name="nb-bob"}"#), "{text}");
+    assert!(!text.contains(r#"display_name="nb-keep-carol"}"#), "a protected instance is not named:\n{text}");
+    assert_eq!(sample(&text, r#"mdc_autoscaler_idle_stop_after_seconds{policy="notebooks"}"#), 1800.0);
+
+    store.set_snooze(&bob, now(&cloud) + Duration::hours(1)).await.unwrap();
+    let report = daemon.step(now(&cloud)).await;
+    metrics.cycle(&report, daemon.observed(), daemon.config(), std::time::Duration::from_millis(5));
+    let text = metrics.render();
+    assert!(!text.contains("mdc_autoscaler_idle_seconds{"), "a snoozed instance is not named:\n{text}");
+}

@@ -28,3 +28,4 @@ mod systemd;
 mod trace_export;
 mod validate;
 mod vendor_samples;
+mod warn_and_snooze;

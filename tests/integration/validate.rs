@@ -119,3 +119,31 @@ fn a_pool_minimum_that_discounts_overrule_is_said_to() {
         "nights.yaml:7:12: warning: only_during_discount outranks min: outside discount windows the pool runs none, not 2\n"
     );
 }
+
+/// A channel's URL is a secret, read only on the machine: `validate` says
+/// there when it cannot be read or is not https, and `run` refuses to start.
+#[test]
+fn a_channel_url_unreadable_or_not_https_is_found_on_the_machine() {
+    use mdc_autoscaler::config::environment::{Context, check};
+    let url = std::env::temp_dir().join(format!("mdc-hook-url-{}", crate::ledger_contract::uuid_like()));
+    std::fs::write(&url, "http://hooks.example.com/x\n").unwrap();
+    let text = format!(
+        "settings:\n  token: {{ file: /etc/hostname }}\n  ledger: {{ url: \"sqlite:///tmp/x.db\" }}\n  notify:\n    channels:\n      - {{ name: plain, kind: slack, url: {{ file: {} }} }}\n      - {{ name: gone, kind: wecom, url: {{ env: MDC_TEST_NO_SUCH_VARIABLE }} }}\npolicies: []\n",
+        url.display()
+    );
+    let (config, report) = load_str("notify.yaml", &text);
+    let config = config.unwrap_or_else(|| panic!("{report}"));
+    let found: Vec<String> =
+        check(&config, &Context::Here).into_iter().map(|f| format!("{}: {}", f.key.join("."), f.message)).collect();
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("settings.notify.channels.0.url: the url of channel `plain` must be https://")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|f| f.starts_with("settings.notify.channels.1.url: cannot read the url of channel `gone`")),
+        "{found:?}"
+    );
+    assert!(!found.iter().any(|f| f.contains("hooks.example.com")), "a channel's URL is never repeated: {found:?}");
+}
