@@ -16,11 +16,18 @@ use mdc_autoscaler::plan::{self, Observed, ObservedInstance, Reading, SpendSoFar
 
 const POLICIES: usize = 100;
 
-fn policy_file(adaptive: bool) -> String {
+/// `warned`: every team warns before idle and schedule stops (and deletes),
+/// so each plan also plans ahead by each lead.
+fn policy_file(adaptive: bool, warned: bool) -> String {
     let stop_after = if adaptive { "adaptive, prewarm: true" } else { "30m" };
     let mut text = String::from(
-        "settings:\n  timezone: Asia/Shanghai\n  limits: { actions_per_cycle: 50, actions_per_hour: 500 }\npolicies:\n",
+        "settings:\n  timezone: Asia/Shanghai\n  limits: { actions_per_cycle: 50, actions_per_hour: 500 }\n",
     );
+    if warned {
+        text += "  notify: { channels: [{ name: team, kind: slack, url: { env: SLACK_URL } }] }\n";
+    }
+    text += "policies:\n";
+    let notify = if warned { "    notify: { channel: team, warn_before: { idle: 10m, schedule: 15m } }\n" } else { "" };
     for k in 0..POLICIES {
         if k % 10 == 9 {
             text += &format!(
@@ -28,7 +35,7 @@ fn policy_file(adaptive: bool) -> String {
             );
         } else {
             text += &format!(
-                "  - name: team-{k}\n    select: {{ display_name: \"team{k}-*\" }}\n    protect: {{ display_name: \"team{k}-keep-*\" }}\n    idle: {{ signals: [jupyter, heartbeat], stop_after: {stop_after}, snapshot: {{}}, delete_after_stopped: 7d, max_runtime: 72h }}\n    schedule: {{ start: \"0 9 * * MON-FRI\", stop: \"0 20 * * *\" }}\n    max_disrupted: 50%\n    budget: {{ daily: 5000 }}\n"
+                "  - name: team-{k}\n    select: {{ display_name: \"team{k}-*\" }}\n    protect: {{ display_name: \"team{k}-keep-*\" }}\n    idle: {{ signals: [jupyter, heartbeat], stop_after: {stop_after}, snapshot: {{}}, delete_after_stopped: 7d, max_runtime: 72h }}\n    schedule: {{ start: \"0 9 * * MON-FRI\", stop: \"0 20 * * *\" }}\n    max_disrupted: 50%\n    budget: {{ daily: 5000 }}\n{notify}"
             );
         }
     }
@@ -201,9 +208,11 @@ fn validation() {
 
 fn main() {
     validation();
-    let (fixed, report) = load_str("bench", &policy_file(false));
+    let (fixed, report) = load_str("bench", &policy_file(false, false));
     let fixed = fixed.unwrap_or_else(|| panic!("{report}"));
-    let (adaptive, report) = load_str("bench", &policy_file(true));
+    let (warned, report) = load_str("bench", &policy_file(false, true));
+    let warned = warned.unwrap_or_else(|| panic!("{report}"));
+    let (adaptive, report) = load_str("bench", &policy_file(true, false));
     let adaptive = adaptive.unwrap_or_else(|| panic!("{report}"));
     // A Friday afternoon in Shanghai.
     let now = Utc.with_ymd_and_hms(2026, 11, 27, 7, 0, 0).unwrap();
@@ -215,6 +224,8 @@ fn main() {
     let cases = [
         ("steady state (99% busy)", 0.99, &fixed, false),
         ("burst (14% busy)", 0.14, &fixed, false),
+        ("steady state (99% busy), warn_before (three leads: three plans ahead)", 0.99, &warned, false),
+        ("burst (14% busy), warn_before (three leads: three plans ahead)", 0.14, &warned, false),
         ("learned timers and pre-warming, burst (14% busy), first plan of the day", 0.14, &adaptive, true),
         ("learned timers and pre-warming, burst (14% busy), the plans after it", 0.14, &adaptive, false),
     ];

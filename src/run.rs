@@ -165,7 +165,7 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
 fn snooze_rules(config: &Config) -> BTreeMap<String, SnoozeRule> {
     let rule = |p: &crate::config::policy::Policy| SnoozeRule {
         max: p.notify.as_ref().map_or(crate::config::notify::PolicyNotify::DEFAULT_SNOOZE_MAX, |n| n.snooze_max),
-        zone: p.schedule.as_ref().map_or_else(|| config.settings.zone(), |s| s.timezone),
+        zone: config.zone_of(p),
     };
     config.policies.iter().map(|p| (p.name.clone(), rule(p))).collect()
 }

@@ -37,6 +37,11 @@ impl Config {
     }
 
     /// The policy an instance belongs to: its pool's, else the first that selects it.
+    /// The zone a policy's times are read in: its schedule's, else the settings'.
+    pub fn zone_of(&self, policy: &Policy) -> Tz {
+        policy.schedule.as_ref().map_or_else(|| self.settings.zone(), |s| s.timezone)
+    }
+
     pub fn owner(&self, instance: &Instance) -> Option<&Policy> {
         self.policies.iter().find(|p| p.pools(instance)).or_else(|| self.policies.iter().find(|p| p.selects(instance)))
     }

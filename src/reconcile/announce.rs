@@ -3,10 +3,9 @@
 //! courier delivers them). A dry run tells nobody: it acts on nothing.
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 
 use super::execution::Executed;
-use crate::config::policy::{Config, Policy};
+use crate::config::policy::Config;
 use crate::ledger::{NewNotice, Outcome};
 use crate::notify::Message;
 use crate::notify::link::LINK_LIFETIME;
@@ -20,7 +19,7 @@ pub fn warnings(plan: &Plan, config: &Config, now: DateTime<Utc>) -> Vec<NewNoti
         .filter_map(|warning| {
             let policy = config.policies.iter().find(|p| p.name == warning.policy)?;
             let notify = policy.notify.as_ref()?;
-            let message = Message::warning(warning, notify, zone(policy, config), expires);
+            let message = Message::warning(warning, notify, config.zone_of(policy), expires);
             let (channel, _) = notify.recipient(&warning.instance.display_name);
             let key = &warning.key;
             Some(NewNotice {
@@ -45,7 +44,7 @@ pub fn unannounced(executed: &Executed, config: &Config, now: DateTime<Utc>) -> 
     }
     let policy = config.policies.iter().find(|p| p.name == action.policy)?;
     let notify = policy.notify.as_ref()?;
-    let message = Message::unannounced(action, notify, zone(policy, config), now);
+    let message = Message::unannounced(action, notify, config.zone_of(policy), now);
     let (channel, _) = notify.recipient(&action.instance.display_name);
     Some(NewNotice {
         dedup: format!("unannounced:{}:{}:{}", action.instance.name, action.kind.label(), now.timestamp()),
@@ -57,8 +56,4 @@ pub fn unannounced(executed: &Executed, config: &Config, now: DateTime<Utc>) -> 
         body: serde_json::to_string(&message).expect("a message serialises"),
         queued_at: now,
     })
-}
-
-fn zone(policy: &Policy, config: &Config) -> Tz {
-    policy.schedule.as_ref().map_or_else(|| config.settings.zone(), |s| s.timezone)
 }
