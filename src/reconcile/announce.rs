@@ -21,17 +21,7 @@ pub fn warnings(plan: &Plan, config: &Config, now: DateTime<Utc>) -> Vec<NewNoti
             let notify = policy.notify.as_ref()?;
             let message = Message::warning(warning, notify, config.zone_of(policy), expires);
             let (channel, _) = notify.recipient(&warning.instance.display_name);
-            let key = &warning.key;
-            Some(NewNotice {
-                dedup: format!("warning:{}:{}:{}", key.instance, key.action, key.occasion.timestamp()),
-                channel: channel.to_owned(),
-                event: message.event.label().to_owned(),
-                instance: key.instance.clone(),
-                action: key.action.clone(),
-                occasion: Some(key.occasion),
-                body: serde_json::to_string(&message).expect("a message serialises"),
-                queued_at: now,
-            })
+            Some(notice(&message, channel, Some(warning.key.occasion), now))
         })
         .collect()
 }
@@ -46,14 +36,21 @@ pub fn unannounced(executed: &Executed, config: &Config, now: DateTime<Utc>) -> 
     let notify = policy.notify.as_ref()?;
     let message = Message::unannounced(action, notify, config.zone_of(policy), now);
     let (channel, _) = notify.recipient(&action.instance.display_name);
-    Some(NewNotice {
-        dedup: format!("unannounced:{}:{}:{}", action.instance.name, action.kind.label(), now.timestamp()),
+    Some(notice(&message, channel, None, now))
+}
+
+/// The outbox row of a message: one per event, instance, action and
+/// occasion (a warning's), or moment (an action's).
+fn notice(message: &Message, channel: &str, occasion: Option<DateTime<Utc>>, now: DateTime<Utc>) -> NewNotice {
+    let (event, instance, action) = (message.event.label(), &message.instance_name, &message.action);
+    NewNotice {
+        dedup: format!("{event}:{instance}:{action}:{}", occasion.unwrap_or(now).timestamp()),
         channel: channel.to_owned(),
-        event: message.event.label().to_owned(),
-        instance: action.instance.name.clone(),
-        action: action.kind.label().to_owned(),
-        occasion: None,
-        body: serde_json::to_string(&message).expect("a message serialises"),
+        event: event.to_owned(),
+        instance: instance.clone(),
+        action: action.clone(),
+        occasion,
+        body: serde_json::to_string(message).expect("a message serialises"),
         queued_at: now,
-    })
+    }
 }
