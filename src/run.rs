@@ -14,11 +14,11 @@ use chrono_tz::Tz;
 use crate::clock::Clock;
 use crate::cloud::Cloud;
 use crate::config::load::load_file;
-use crate::config::notify::Channel;
 use crate::config::policy::{Config, Settings};
 use crate::http::{Shared, SnoozeRule};
 use crate::ledger::{AnyStore, Outcome};
 use crate::notify::courier::Courier;
+use crate::notify::digest::Digests;
 use crate::plan::observed::yuan;
 use crate::reconcile::{Cut, Daemon, Halt, StepReport};
 use crate::text::Shown;
@@ -173,35 +173,52 @@ fn snooze_rules(config: &Config) -> BTreeMap<String, SnoozeRule> {
 /// The courier's task, and how the loop reaches it.
 struct Delivering {
     wake: Arc<tokio::sync::Notify>,
-    settings: tokio::sync::watch::Sender<(Vec<Channel>, Option<String>)>,
+    config: tokio::sync::watch::Sender<Config>,
 }
 
 impl Delivering {
     fn reload(&self, config: &Config) {
-        let _ = self.settings.send((config.settings.channels.clone(), config.settings.public_url.clone()));
+        let _ = self.config.send(config.clone());
     }
 }
 
 /// How often the courier looks at the outbox: retries are due in 30 s at the soonest.
 const COURIER_ROUND: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Starts delivering the outbox's notices, woken when a step queues some.
+/// Starts delivering the outbox's notices, woken when a step queues some,
+/// and queueing the digests as their times come.
 fn deliver<C: Cloud>(daemon: &Daemon<C, AnyStore>, shared: &Arc<Shared>, clock: Clock) -> Delivering {
-    let settings = &daemon.config().settings;
-    let links = shared.links.clone();
+    let mut config = daemon.config().clone();
+    let store = daemon.ledger().store().clone();
     let observer: Arc<dyn crate::notify::courier::DeliveryObserver> = shared.metrics.clone();
+    let settings = &config.settings;
     let mut courier = Courier::new(
-        daemon.ledger().store().clone(),
+        store.clone(),
         &settings.channels,
-        links,
+        shared.links.clone(),
         settings.public_url.clone(),
         Some(observer),
     );
+    let mut digests = Digests::new(clock.now());
     let wake = Arc::new(tokio::sync::Notify::new());
-    let (tell, mut told) = tokio::sync::watch::channel((settings.channels.clone(), settings.public_url.clone()));
+    let (tell, mut told) = tokio::sync::watch::channel(config.clone());
     let woken = wake.clone();
     tokio::spawn(async move {
+        let mut digest_failing = false;
         loop {
+            match digests.queue_due(&store, &config, clock.now()).await {
+                Ok(queued) => {
+                    if queued > 0 {
+                        tracing::info!(queued, "digests queued");
+                    }
+                    digest_failing = false;
+                }
+                Err(error) if !digest_failing => {
+                    tracing::warn!(%error, "the digest could not be composed from the ledger; tried again each round");
+                    digest_failing = true;
+                }
+                Err(_) => {}
+            }
             match courier.round(clock.now()).await {
                 Ok(round) if round.delivered + round.failed > 0 => {
                     tracing::info!(delivered = round.delivered, failed = round.failed, "notices sent");
@@ -217,13 +234,13 @@ fn deliver<C: Cloud>(daemon: &Daemon<C, AnyStore>, shared: &Arc<Shared>, clock: 
                     if changed.is_err() {
                         return;
                     }
-                    let (channels, public_url) = told.borrow_and_update().clone();
-                    courier.reload(&channels, public_url);
+                    config = told.borrow_and_update().clone();
+                    courier.reload(&config.settings.channels, config.settings.public_url.clone());
                 }
             }
         }
     });
-    Delivering { wake, settings: tell }
+    Delivering { wake, config: tell }
 }
 
 /// What a signal asks of the loop.

@@ -74,7 +74,7 @@ impl Checker {
         self.diagnostics.push(Diagnostic { pos, severity: Severity::Warning, message: message.into() });
     }
 
-    fn timezone(&mut self, zone: &Loc<String>) -> Option<Tz> {
+    pub(super) fn timezone(&mut self, zone: &Loc<String>) -> Option<Tz> {
         match zone.value.parse::<Tz>() {
             Ok(tz) => Some(tz),
             Err(_) => {
@@ -85,7 +85,7 @@ impl Checker {
         }
     }
 
-    fn cron(&mut self, text: &Loc<String>) -> Option<Cron> {
+    pub(super) fn cron(&mut self, text: &Loc<String>) -> Option<Cron> {
         match Cron::parse(&text.value) {
             Ok(cron) => {
                 // A fixed reference, not the clock: the answer must not depend on today.
@@ -246,6 +246,7 @@ impl Checker {
             None => DEFAULT_LISTEN.parse().expect("valid"),
         };
         let timezone = raw.timezone.as_ref().and_then(|z| self.timezone(z));
+        let digest = raw.notify.digest.and_then(|d| self.digest(d, &channels, timezone));
         let limits = policy::Limits {
             actions_per_cycle: *raw.limits.actions_per_cycle,
             actions_per_hour: *raw.limits.actions_per_hour,
@@ -294,6 +295,7 @@ impl Checker {
             listing_delay,
             prometheus_url: raw.prometheus.map(|p| p.url.value),
             channels,
+            digest,
             public_url: self.public_url(raw.public_url),
         }
     }

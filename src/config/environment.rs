@@ -7,7 +7,6 @@ use std::path::Path;
 
 use super::check::Severity;
 use super::load::Finding;
-use super::notify::is_https_or_local;
 use super::policy::{Config, STATE_DIRECTORY, TOKEN_OVERRIDE, default_ledger};
 use crate::secret::{SecretSource, Unit};
 
@@ -53,12 +52,10 @@ pub fn check(config: &Config, context: &Context) -> Vec<Finding> {
                 severity: Severity::Error,
                 message: format!("cannot read the url of channel `{name}`: {problem}: `run` refuses to start"),
             }),
-            Ok(url) if !is_https_or_local(url.expose().trim()) => needs.push(Finding {
+            Ok(url) if let Some(problem) = channel.kind.url_problem(url.expose().trim()) => needs.push(Finding {
                 key: at("url"),
                 severity: Severity::Error,
-                message: format!(
-                    "the url of channel `{name}` must be https:// (or http:// to this machine): its notices carry snooze links"
-                ),
+                message: format!("the url of channel `{name}` {problem}"),
             }),
             Ok(_) => {}
         }

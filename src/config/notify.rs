@@ -8,8 +8,10 @@ use chrono::Duration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use chrono_tz::Tz;
+
 use super::check::Checker;
-use super::policy::Glob;
+use super::policy::{Cron, Glob};
 use super::raw;
 use super::yaml::{self, Loc};
 use crate::secret::SecretSource;
@@ -28,6 +30,8 @@ pub enum ChannelKind {
     Dingtalk,
     /// A WeCom (WeChat Work) group bot.
     Wecom,
+    /// Email over SMTP, with STARTTLS or TLS.
+    Email,
 }
 
 impl ChannelKind {
@@ -38,6 +42,17 @@ impl ChannelKind {
             ChannelKind::Feishu => "feishu",
             ChannelKind::Dingtalk => "dingtalk",
             ChannelKind::Wecom => "wecom",
+            ChannelKind::Email => "email",
+        }
+    }
+
+    /// Why `url` cannot be this channel's: a webhook must be https (or
+    /// http to this machine), a mail server reached over TLS (or on this machine).
+    pub fn url_problem(self, url: &str) -> Option<&'static str> {
+        match self {
+            ChannelKind::Email => smtp_url(url).err(),
+            _ if is_https_or_local(url) => None,
+            _ => Some("must be https:// (or http:// to this machine): its notices carry snooze links"),
         }
     }
 
@@ -48,6 +63,8 @@ impl ChannelKind {
             ChannelKind::Dingtalk | ChannelKind::Wecom => 20,
             ChannelKind::Feishu => 100,
             ChannelKind::Slack | ChannelKind::Webhook => 60,
+            // What a small mail relay takes without calling it a flood.
+            ChannelKind::Email => 30,
         }
     }
 }
@@ -59,6 +76,9 @@ pub struct Channel {
     pub url: SecretSource,
     pub secret: Option<SecretSource>,
     pub per_minute: u32,
+    /// `email`: the sender and the recipients.
+    pub from: Option<String>,
+    pub to: Vec<String>,
 }
 
 /// The actions a warning goes out before, spelled as `warn_before` keys.
@@ -120,6 +140,33 @@ pub struct Owner {
     pub mention: Option<String>,
 }
 
+/// The summaries of spend, savings and actions sent on a schedule.
+#[derive(Clone, Debug)]
+pub struct Digest {
+    pub channels: Vec<String>,
+    /// When each period's digest goes out; it covers the time since the one before.
+    pub schedules: Vec<(DigestPeriod, Cron)>,
+    pub timezone: Tz,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DigestPeriod {
+    Daily,
+    Weekly,
+}
+
+impl DigestPeriod {
+    pub fn label(self) -> &'static str {
+        match self {
+            DigestPeriod::Daily => "daily",
+            DigestPeriod::Weekly => "weekly",
+        }
+    }
+}
+
+/// The daily digest's time unless told: nine in the morning.
+pub const DEFAULT_DAILY_DIGEST: &str = "0 9 * * *";
+
 /// A warning's lead, from a minute to a week.
 const WARN_BEFORE: (Duration, Duration) = (Duration::minutes(1), Duration::days(7));
 const SNOOZE_MAX: (Duration, Duration) = (Duration::hours(1), Duration::days(30));
@@ -169,8 +216,36 @@ impl Checker {
                 Some(n) => n.value,
                 None => kind.per_minute(),
             };
+            let mailbox = |checker: &mut Checker, address: &Loc<String>| {
+                let parsed = address.value.parse::<lettre::message::Mailbox>();
+                if parsed.is_err() {
+                    checker.error(address.pos, format!("`{}` is not an email address", address.value));
+                }
+                parsed.is_ok()
+            };
+            if kind == ChannelKind::Email {
+                match &c.from {
+                    Some(from) => _ = mailbox(self, from),
+                    None => self.error(c.name.pos, format!("channel `{name}`: email needs `from`")),
+                }
+                if c.to.is_empty() {
+                    self.error(c.name.pos, format!("channel `{name}`: email needs `to`, one address or more"));
+                }
+                for to in &c.to {
+                    mailbox(self, to);
+                }
+                if c.secret.is_some() {
+                    self.warning(
+                        c.name.pos,
+                        format!("channel `{name}`: email is not signed; the server's password goes in `url`"),
+                    );
+                }
+            } else if let Some(at) = c.from.as_ref().map(|f| f.pos).or_else(|| c.to.first().map(|t| t.pos)) {
+                self.error(at, format!("channel `{name}`: `from` and `to` are for email channels"));
+            }
             if let Some(url) = url {
-                channels.push(Channel { name, kind, url, secret, per_minute });
+                let (from, to) = (c.from.map(|f| f.value), c.to.into_iter().map(|t| t.value).collect());
+                channels.push(Channel { name, kind, url, secret, per_minute, from, to });
             }
         }
         channels
@@ -248,6 +323,44 @@ impl Checker {
         ok.then_some(PolicyNotify { channel: raw.channel.value, warn_before, owners, snooze_max })
     }
 
+    /// `settings.notify.digest`, checked against the channels.
+    pub fn digest(&mut self, raw: Loc<raw::Digest>, channels: &[Channel], zone: Option<Tz>) -> Option<Digest> {
+        let (pos, raw) = (raw.pos, raw.value);
+        let known: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+        let mut ok = true;
+        if raw.channels.is_empty() {
+            self.error(pos, "a digest needs `channels`");
+            ok = false;
+        }
+        for channel in &raw.channels {
+            if !known.contains(&channel.value.as_str()) {
+                let hint = yaml::suggestion(&channel.value, &known);
+                self.error(channel.pos, format!("unknown channel `{}`{hint}", channel.value));
+                ok = false;
+            }
+        }
+        let timezone = match &raw.timezone {
+            Some(zone) => self.timezone(zone),
+            None => Some(zone.unwrap_or(super::check::DEFAULT_TIMEZONE)),
+        };
+        let mut schedules = Vec::new();
+        let daily = match raw.daily {
+            Some(text) if text.value.trim() == "off" => None,
+            Some(text) => Some(text),
+            None => Some(Loc { value: DEFAULT_DAILY_DIGEST.to_owned(), pos }),
+        };
+        for (period, text) in [(DigestPeriod::Daily, daily), (DigestPeriod::Weekly, raw.weekly)] {
+            if let Some(text) = text {
+                match self.cron(&text) {
+                    Some(cron) => schedules.push((period, cron)),
+                    None => ok = false,
+                }
+            }
+        }
+        let timezone = timezone.filter(|_| ok)?;
+        Some(Digest { channels: raw.channels.into_iter().map(|c| c.value).collect(), schedules, timezone })
+    }
+
     /// `settings.public_url`: https, or http on this machine.
     pub fn public_url(&mut self, raw: Option<Loc<String>>) -> Option<String> {
         let url = raw?;
@@ -268,10 +381,13 @@ pub fn is_https_or_local(url: &str) -> bool {
     if url.len() > 8 && url[..8].eq_ignore_ascii_case("https://") {
         return true;
     }
-    let Some(rest) = url.get(..7).filter(|s| s.eq_ignore_ascii_case("http://")).map(|_| &url[7..]) else {
-        return false;
-    };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    url.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://")) && is_local(&url[7..])
+}
+
+/// Whether the host of `rest` (what follows `scheme://`) is this machine.
+fn is_local(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
     let host = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => host.split(':').next().unwrap_or(""),
@@ -279,9 +395,46 @@ pub fn is_https_or_local(url: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// A mail server's URL as the SMTP client takes it: `smtps://` (TLS), or
+/// `smtp://` with STARTTLS required, which a relay on this machine may go without.
+pub fn smtp_url(url: &str) -> Result<String, &'static str> {
+    let (scheme, rest) = url.split_once("://").ok_or("must be smtp://host:587 (STARTTLS) or smtps://host:465")?;
+    let tls = rest.split_once('?').map(|(_, query)| query).unwrap_or("");
+    match scheme.to_ascii_lowercase().as_str() {
+        "smtps" => Ok(url.to_owned()),
+        "smtp" if tls.contains("tls=required") => Ok(url.to_owned()),
+        "smtp" if tls.contains("tls=") && !is_local(rest) => {
+            Err("must use TLS: `smtp://` with STARTTLS (the default) or `smtps://`")
+        }
+        "smtp" if tls.contains("tls=") || is_local(rest) => Ok(url.to_owned()),
+        "smtp" => Ok(format!("{url}{}tls=required", if rest.contains('?') { '&' } else { '?' })),
+        _ => Err("must be smtp://host:587 (STARTTLS) or smtps://host:465"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mail_goes_over_tls_except_to_this_machine() {
+        assert_eq!(
+            smtp_url("smtp://u:p@mail.example.com:587").unwrap(),
+            "smtp://u:p@mail.example.com:587?tls=required"
+        );
+        assert_eq!(smtp_url("smtps://u:p@mail.example.com").unwrap(), "smtps://u:p@mail.example.com");
+        assert_eq!(smtp_url("smtp://127.0.0.1:2525").unwrap(), "smtp://127.0.0.1:2525");
+        assert_eq!(
+            smtp_url("smtp://u:p@localhost:25?tls=opportunistic").unwrap(),
+            "smtp://u:p@localhost:25?tls=opportunistic"
+        );
+        for bad in ["smtp://mail.example.com?tls=opportunistic", "http://mail.example.com", "mail.example.com"] {
+            assert!(smtp_url(bad).is_err(), "{bad}");
+        }
+        assert!(
+            is_local("u:p@localhost:25") && !is_local("u:p@mail.example.com") && !is_local("localhost@evil.example")
+        );
+    }
 
     #[test]
     fn only_https_or_this_machine() {

@@ -525,6 +525,24 @@ pub enum WhenExceeded {
 #[serde(default)]
 pub struct Notify {
     pub channels: Vec<Channel>,
+    pub digest: Option<Loc<Digest>>,
+}
+
+/// A summary of spend, savings and actions, sent on a schedule.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Digest {
+    /// The channels that receive it.
+    pub channels: Vec<Loc<String>>,
+    /// When the daily digest goes out, covering the day before: a cron expression (default `0 9 * * *`), or `off`.
+    #[serde(default)]
+    pub daily: Option<Loc<String>>,
+    /// When a weekly digest goes out, covering the week before: a cron expression such as `0 9 * * 1` (none by default).
+    #[serde(default)]
+    pub weekly: Option<Loc<String>>,
+    /// The zone its times are read in (default: `settings.timezone`).
+    #[serde(default)]
+    pub timezone: Option<Loc<String>>,
 }
 
 /// One channel; its `url` and `secret` are decoded on their own (secrets).
@@ -534,7 +552,8 @@ pub struct Channel {
     /// What policies call it.
     pub name: Loc<String>,
     pub kind: Loc<crate::config::notify::ChannelKind>,
-    /// The webhook URL (Slack, Feishu, DingTalk and WeCom put their key in it): `{env:}`, `{file:}` or `{credential:}`.
+    /// The webhook URL (Slack, Feishu, DingTalk and WeCom put their key in it), or for `email` the server as
+    /// `smtp://user:password@host:587` (STARTTLS) or `smtps://…:465`: `{env:}`, `{file:}` or `{credential:}`.
     #[schemars(with = "SecretSource")]
     pub url: serde::de::IgnoredAny,
     /// The signing secret: required for `webhook`, and for a Feishu or DingTalk bot with signing on.
@@ -544,6 +563,12 @@ pub struct Channel {
     /// Messages a minute at most (the platform's limit by default).
     #[serde(default)]
     pub per_minute: Option<Loc<u32>>,
+    /// `email`: the sender, as `Name <address>` or an address.
+    #[serde(default)]
+    pub from: Option<Loc<String>>,
+    /// `email`: the recipients.
+    #[serde(default)]
+    pub to: Vec<Loc<String>>,
 }
 
 /// Who hears of a policy's actions, and how long before.

@@ -31,7 +31,7 @@ pub struct Row {
 }
 
 /// How long before a span a stop is still counted as saving within it.
-const SAVING_LOOKBACK: Duration = Duration::days(400);
+pub const SAVING_LOOKBACK: Duration = Duration::days(400);
 
 pub async fn spend<S: Store>(
     store: &S,

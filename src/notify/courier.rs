@@ -10,10 +10,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use super::Message;
+use super::Body;
+use super::email::Mailer;
 use super::link::Links;
 use super::platform;
-use crate::config::notify::{Channel, ChannelKind, is_https_or_local};
+use crate::config::notify::{Channel, ChannelKind};
 use crate::ledger::{LedgerError, Notice, Store};
 use crate::secret::Secret;
 
@@ -57,9 +58,15 @@ pub struct Courier<S> {
 /// A channel with its secrets read and its rate limit.
 struct Open {
     kind: ChannelKind,
-    url: Result<Secret, String>,
+    to: Result<To, String>,
     secret: Option<Secret>,
     limiter: DefaultDirectRateLimiter,
+}
+
+/// Where a channel's notices go.
+enum To {
+    Url(Secret),
+    Mail(Box<Mailer>),
 }
 
 /// What one round did.
@@ -100,18 +107,20 @@ impl<S: Store> Courier<S> {
         self.channels = channels
             .iter()
             .map(|c| {
-                let url = c.url.read().map_err(|e| e.to_string()).and_then(|url| {
-                    let trimmed = Secret::new(url.expose().trim());
-                    if is_https_or_local(trimmed.expose()) {
-                        Ok(trimmed)
-                    } else {
-                        Err("the channel's url is not https:// (nor http to this machine)".to_owned())
+                let to = c.url.read().map_err(|e| e.to_string()).and_then(|url| {
+                    let url = url.expose().trim();
+                    match c.kind {
+                        ChannelKind::Email => Mailer::new(url, c.from.as_deref(), &c.to).map(|m| To::Mail(Box::new(m))),
+                        kind => match kind.url_problem(url) {
+                            None => Ok(To::Url(Secret::new(url))),
+                            Some(problem) => Err(format!("the channel's url {problem}")),
+                        },
                     }
                 });
                 let secret = c.secret.as_ref().and_then(|s| s.read().ok()).map(|s| Secret::new(s.expose().trim()));
                 let per_minute = NonZeroU32::new(c.per_minute).unwrap_or(NonZeroU32::MIN);
                 let limiter = RateLimiter::direct(Quota::per_minute(per_minute));
-                (c.name.clone(), Open { kind: c.kind, url, secret, limiter })
+                (c.name.clone(), Open { kind: c.kind, to, secret, limiter })
             })
             .collect();
     }
@@ -152,13 +161,20 @@ impl<S: Store> Courier<S> {
     }
 
     async fn send(&self, open: &Open, notice: &Notice, now: DateTime<Utc>) -> Result<(), String> {
-        let url = open.url.as_ref().map_err(Clone::clone)?;
-        let mut message: Message =
+        let to = open.to.as_ref().map_err(Clone::clone)?;
+        let mut body: Body =
             serde_json::from_str(&notice.body).map_err(|e| format!("the queued notice does not read: {e}"))?;
-        if let (Some(public_url), Some(expires)) = (&self.public_url, message.link_expires) {
+        if let (Body::Message(message), Some(public_url)) = (&mut body, &self.public_url)
+            && let Some(expires) = message.link_expires
+        {
             message.snooze_url = Some(self.links.url(public_url, &message.instance_name, expires));
         }
-        let post = platform::post(open.kind, url.expose(), open.secret.as_ref().map(Secret::expose), &message, now);
+        let url = match to {
+            To::Mail(mailer) => return mailer.send(&body.text(), now).await,
+            To::Url(url) => url,
+        };
+        let post = platform::post(open.kind, url.expose(), open.secret.as_ref().map(Secret::expose), &body, now)
+            .ok_or("an email channel without its mailer")?;
         let mut request = self.http.post(&post.url).header("content-type", "application/json").body(post.body);
         for (name, value) in post.headers {
             request = request.header(name, value);

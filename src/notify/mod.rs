@@ -1,10 +1,13 @@
 //! Telling people: a warning before a stop or delete, with a snooze link,
-//! and the notice of a stop that went ahead unannounced. A [`Message`] is
-//! what is said; [`platform`] puts it in each platform's own format and
-//! signature; [`courier`] delivers from the ledger's outbox; [`link`] signs
-//! the snooze links the daemon's page honours.
+//! the notice of a stop that went ahead unannounced, and the [`digest`] of
+//! spend and savings. A [`Body`] is what is said, [`Text`] how people read
+//! it; [`platform`] puts it in each platform's own format and signature;
+//! [`courier`] delivers from the ledger's outbox; [`link`] signs the snooze
+//! links the daemon's page honours.
 
 pub mod courier;
+pub mod digest;
+pub mod email;
 pub mod link;
 pub mod platform;
 
@@ -15,7 +18,44 @@ use serde::{Deserialize, Serialize};
 use crate::config::notify::PolicyNotify;
 use crate::plan::{Action, Warning};
 
-/// What a notice says, whatever the platform: kept as JSON in the outbox.
+/// What a notice says, whatever the platform: kept as JSON in the outbox
+/// and sent as is by a webhook. Each kind carries its `event`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Body {
+    Message(Message),
+    Digest(digest::Digest),
+}
+
+impl Body {
+    pub fn text(&self) -> Text {
+        match self {
+            Body::Message(message) => message.text(),
+            Body::Digest(digest) => digest.text(),
+        }
+    }
+}
+
+/// A notice as people read it, before a platform formats it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Text {
+    /// One line for a title, a subject or a phone's notification.
+    pub headline: String,
+    pub sections: Vec<Section>,
+    /// A button or link: its label and address.
+    pub link: Option<(String, String)>,
+    /// Someone to mention, as the platform writes it.
+    pub mention: Option<String>,
+}
+
+/// Lines under an optional title.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Section {
+    pub title: Option<String>,
+    pub lines: Vec<String>,
+}
+
+/// What is said about one action, whatever the platform.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// `warning` (before an action) or `unannounced` (an action taken without a delivered warning).
@@ -112,6 +152,15 @@ impl Message {
             Event::Unannounced => {
                 format!("{} was {what} at {} before its warning was delivered", self.display_name, self.local(self.at))
             }
+        }
+    }
+
+    pub fn text(&self) -> Text {
+        Text {
+            headline: self.headline(),
+            sections: vec![Section { title: None, lines: self.details() }],
+            link: self.snooze_url.clone().map(|url| ("Keep it running".to_owned(), url)),
+            mention: self.mention.clone(),
         }
     }
 

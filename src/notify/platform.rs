@@ -1,5 +1,5 @@
 //! Each platform's message format and signature, as its public docs give
-//! them: a [`Message`] becomes the URL, headers and body of one POST, and
+//! them: a [`Body`] becomes the URL, headers and body of one POST, and
 //! the platform's answer says whether it took it (several answer 200 with
 //! an error code in the body).
 
@@ -10,7 +10,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::Message;
+use super::{Body, Text};
 use crate::config::notify::ChannelKind;
 
 /// The generic webhook's headers: the Unix time the body was signed at, and
@@ -28,12 +28,14 @@ pub struct Post {
     pub body: Vec<u8>,
 }
 
-/// The POST that says `message` on a channel of `kind` at `url`, signed with `secret` at `now`.
-pub fn post(kind: ChannelKind, url: &str, secret: Option<&str>, message: &Message, now: DateTime<Utc>) -> Post {
+/// The POST that says `body` on a channel of `kind` at `url`, signed with
+/// `secret` at `now`; none for email, which is sent over SMTP ([`super::email`]).
+pub fn post(kind: ChannelKind, url: &str, secret: Option<&str>, body: &Body, now: DateTime<Utc>) -> Option<Post> {
     let json_post = |url: String, body: Value| Post { url, headers: Vec::new(), body: body.to_string().into_bytes() };
-    match kind {
+    let text = body.text();
+    Some(match kind {
         ChannelKind::Webhook => {
-            let body = serde_json::to_vec(message).expect("a message serialises");
+            let body = serde_json::to_vec(body).expect("a notice serialises");
             let timestamp = now.timestamp().to_string();
             let mut signed = timestamp.clone().into_bytes();
             signed.push(b'.');
@@ -45,9 +47,9 @@ pub fn post(kind: ChannelKind, url: &str, secret: Option<&str>, message: &Messag
                 body,
             }
         }
-        ChannelKind::Slack => json_post(url.to_owned(), slack(message)),
+        ChannelKind::Slack => json_post(url.to_owned(), slack(&text)),
         ChannelKind::Feishu => {
-            let mut body = feishu(message);
+            let mut body = feishu(&text);
             if let Some(secret) = secret {
                 let timestamp = now.timestamp().to_string();
                 // Feishu keys the HMAC with `timestamp\nsecret` and signs nothing.
@@ -67,10 +69,11 @@ pub fn post(kind: ChannelKind, url: &str, secret: Option<&str>, message: &Messag
                 }
                 None => url.to_owned(),
             };
-            json_post(url, dingtalk(message))
+            json_post(url, dingtalk(&text))
         }
-        ChannelKind::Wecom => json_post(url.to_owned(), wecom(message)),
-    }
+        ChannelKind::Wecom => json_post(url.to_owned(), wecom(&text)),
+        ChannelKind::Email => return None,
+    })
 }
 
 /// Whether the platform took the message, from a 2xx answer's body:
@@ -90,7 +93,7 @@ pub fn accepted(kind: ChannelKind, body: &[u8]) -> Result<(), String> {
         }
     };
     match kind {
-        ChannelKind::Webhook => Ok(()),
+        ChannelKind::Webhook | ChannelKind::Email => Ok(()),
         ChannelKind::Slack => match body {
             b"ok" => Ok(()),
             other => Err(format!("Slack answered {}", crate::text::Shown(&String::from_utf8_lossy(other)))),
@@ -105,61 +108,76 @@ fn slack_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-fn slack(message: &Message) -> Value {
-    let mention = message.mention.as_deref().map(|m| format!("{m} ")).unwrap_or_default();
-    let headline = format!("{mention}{}", slack_escape(&message.headline()));
-    let details: Vec<String> = message.details().iter().map(|l| slack_escape(l)).collect();
-    let mut blocks = vec![json!({
-        "type": "section",
-        "text": { "type": "mrkdwn", "text": format!("*{headline}*\n{}", details.join("\n")) },
-    })];
-    if let Some(url) = &message.snooze_url {
+fn slack(text: &Text) -> Value {
+    let mention = text.mention.as_deref().map(|m| format!("{m} ")).unwrap_or_default();
+    let headline = format!("{mention}{}", slack_escape(&text.headline));
+    let mut blocks = Vec::new();
+    for (index, section) in text.sections.iter().enumerate() {
+        let mut lines: Vec<String> = section.lines.iter().map(|l| slack_escape(l)).collect();
+        if let Some(title) = &section.title {
+            lines.insert(0, format!("*{}*", slack_escape(title)));
+        }
+        if index == 0 {
+            lines.insert(0, format!("*{headline}*"));
+        }
+        blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": lines.join("\n") } }));
+    }
+    if let Some((label, url)) = &text.link {
         blocks.push(json!({
             "type": "actions",
-            "elements": [{ "type": "button", "text": { "type": "plain_text", "text": "Keep it running" }, "url": url }],
+            "elements": [{ "type": "button", "text": { "type": "plain_text", "text": label }, "url": url }],
         }));
     }
     json!({ "text": headline, "blocks": blocks })
 }
 
-fn feishu(message: &Message) -> Value {
-    let mut lines = vec![message.headline()];
-    lines.extend(message.details());
-    if let Some(url) = &message.snooze_url {
-        lines.push(format!("Keep it running: {url}"));
+fn feishu(text: &Text) -> Value {
+    let mut lines = vec![text.headline.clone()];
+    for section in &text.sections {
+        lines.extend(section.title.clone());
+        lines.extend(section.lines.iter().cloned());
     }
-    let mention = message.mention.as_deref().map(|id| format!("<at user_id=\"{id}\"></at> ")).unwrap_or_default();
+    if let Some((label, url)) = &text.link {
+        lines.push(format!("{label}: {url}"));
+    }
+    let mention = text.mention.as_deref().map(|id| format!("<at user_id=\"{id}\"></at> ")).unwrap_or_default();
     json!({ "msg_type": "text", "content": { "text": format!("{mention}{}", lines.join("\n")) } })
 }
 
-fn markdown(message: &Message, mention: &str) -> String {
-    let mut text = format!("### {}\n\n", message.headline());
-    for line in message.details() {
-        text += &format!("- {line}\n");
+fn markdown(text: &Text, mention: &str) -> String {
+    let mut out = format!("### {}\n", text.headline);
+    for section in &text.sections {
+        out += "\n";
+        if let Some(title) = &section.title {
+            out += &format!("#### {title}\n");
+        }
+        for line in &section.lines {
+            out += &format!("- {line}\n");
+        }
     }
-    if let Some(url) = &message.snooze_url {
-        text += &format!("\n[Keep it running]({url})\n");
+    if let Some((label, url)) = &text.link {
+        out += &format!("\n[{label}]({url})\n");
     }
     if !mention.is_empty() {
-        text += &format!("\n{mention}\n");
+        out += &format!("\n{mention}\n");
     }
-    text
+    out
 }
 
-fn dingtalk(message: &Message) -> Value {
+fn dingtalk(text: &Text) -> Value {
     // A mobile number is mentioned by writing `@number` in the text and listing it.
-    let mobiles: Vec<&str> = message.mention.as_deref().into_iter().collect();
+    let mobiles: Vec<&str> = text.mention.as_deref().into_iter().collect();
     let mention = mobiles.first().map(|m| format!("@{m}")).unwrap_or_default();
     json!({
         "msgtype": "markdown",
-        "markdown": { "title": message.headline(), "text": markdown(message, &mention) },
+        "markdown": { "title": text.headline, "text": markdown(text, &mention) },
         "at": { "atMobiles": mobiles, "isAtAll": false },
     })
 }
 
-fn wecom(message: &Message) -> Value {
-    let mention = message.mention.as_deref().map(|id| format!("<@{id}>")).unwrap_or_default();
-    json!({ "msgtype": "markdown", "markdown": { "content": markdown(message, &mention) } })
+fn wecom(text: &Text) -> Value {
+    let mention = text.mention.as_deref().map(|id| format!("<@{id}>")).unwrap_or_default();
+    json!({ "msgtype": "markdown", "markdown": { "content": markdown(text, &mention) } })
 }
 
 pub fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {

@@ -93,6 +93,8 @@ fn channel(name: &str, kind: ChannelKind, url: String, signed: bool) -> Channel 
         url: SecretSource::Value(Secret::new(url)),
         secret: signed.then(|| SecretSource::Value(Secret::new(SECRET))),
         per_minute: kind.per_minute(),
+        from: None,
+        to: Vec::new(),
     }
 }
 
@@ -345,4 +347,256 @@ async fn a_channel_url_that_is_not_https_is_never_called() {
     let store = outbox(&dir).await;
     store.queue_notices(&[notice("team", &message("instance-a", None))]).await.unwrap();
     assert_eq!(courier(store.clone(), &channels).round(now()).await.unwrap().failed, 1);
+}
+
+#[tokio::test]
+async fn the_morning_digest_reaches_each_of_its_channels_once_even_across_a_restart() {
+    use mdc_autoscaler::ledger::{NewSegment, SegmentClose};
+    use mdc_autoscaler::money::Money;
+    use mdc_autoscaler::notify::digest::Digests;
+
+    let receiver = Receiver::default();
+    let base = start(&receiver).await;
+    let channels = [
+        channel("leads", ChannelKind::Webhook, format!("{base}/webhook"), true),
+        channel("team", ChannelKind::Wecom, format!("{base}/wecom?key=k"), false),
+    ];
+    let text = r#"
+settings:
+  timezone: Asia/Shanghai
+  notify:
+    channels:
+      - { name: leads, kind: webhook, url: { env: LEADS_URL }, secret: { env: LEADS_SECRET } }
+      - { name: team, kind: wecom, url: { env: TEAM_URL } }
+    digest: { channels: [leads, team] }
+policies:
+  - name: notebooks
+    select: { display_name: "nb-*" }
+    idle: { stop_after: 30m }
+"#;
+    let (config, report) = mdc_autoscaler::config::load::load_str("t", text);
+    let config = config.unwrap_or_else(|| panic!("{report}"));
+    let local = |day, hour, minute| {
+        chrono_tz::Asia::Shanghai.with_ymd_and_hms(2026, 12, day, hour, minute, 0).unwrap().to_utc()
+    };
+    let dir = ledger_file();
+    let store = outbox(&dir).await;
+    // Alice's notebook ran 10:00–14:00 yesterday at ¥10/h, never seen in use.
+    let opened = NewSegment {
+        instance: "instance-alice".into(),
+        display_name: "nb-alice".into(),
+        policy: Some("notebooks".into()),
+        sku_id: "sku-4090".into(),
+        started_at: local(3, 10, 0),
+        price_per_hour: Money::from_yuan_f64(10.0).unwrap(),
+    };
+    store.write_segments(&[], &[opened]).await.unwrap();
+    let closed = SegmentClose {
+        instance: "instance-alice".into(),
+        started_at: local(3, 10, 0),
+        ended_at: local(3, 14, 0),
+        amount: Money::from_yuan_f64(40.0).unwrap(),
+    };
+    store.write_segments(&[closed], &[]).await.unwrap();
+
+    let mut digests = Digests::new(local(4, 8, 0));
+    assert_eq!(digests.queue_due(&store, &config, local(4, 8, 59)).await.unwrap(), 0, "not nine yet");
+    assert_eq!(digests.queue_due(&store, &config, local(4, 9, 0)).await.unwrap(), 2);
+    assert_eq!(digests.queue_due(&store, &config, local(4, 9, 1)).await.unwrap(), 0);
+    let mut courier = courier(store.clone(), &channels);
+    assert_eq!(courier.round(local(4, 9, 1)).await.unwrap().delivered, 2);
+
+    let got = receiver.got.lock().unwrap().clone();
+    let hook = got.iter().find(|g| g.path == "/webhook").unwrap();
+    let timestamp = hook.headers["x-mdc-timestamp"].to_str().unwrap();
+    let signed = [timestamp.as_bytes(), b".", &hook.body].concat();
+    assert_eq!(
+        hook.headers["x-mdc-signature"].to_str().unwrap(),
+        format!("sha256={}", hex(&hmac(SECRET.as_bytes(), &signed)))
+    );
+    let body = hook.json();
+    assert_eq!(body["event"], "digest");
+    assert_eq!(body["period"], "daily");
+    assert_eq!(body["from"], "2026-12-03T01:00:00Z");
+    assert_eq!(body["to"], "2026-12-04T01:00:00Z");
+    assert_eq!(body["spend_yuan"], 40.0);
+    assert_eq!(body["idle"][0]["display_name"], "nb-alice");
+    assert_eq!(body["idle"][0]["spend_yuan"], 40.0);
+    let wecom = got.iter().find(|g| g.path == "/wecom").unwrap().json();
+    let content = wecom["markdown"]["content"].as_str().unwrap();
+    assert!(content.starts_with("### Daily digest: ¥40.00 spent, ¥0.00 saved\n"), "{content}");
+    assert!(content.contains("#### Costliest while idle\n- nb-alice (notebooks): ¥40.00 over 4.0 h idle"), "{content}");
+
+    // A restart within the hour composes it again; the outbox keeps one per edge and channel.
+    let mut restarted = Digests::new(local(4, 9, 20));
+    assert_eq!(restarted.queue_due(&store, &config, local(4, 9, 21)).await.unwrap(), 2);
+    assert_eq!(courier.round(local(4, 9, 22)).await.unwrap(), Round::default());
+    assert_eq!(receiver.got.lock().unwrap().len(), 2);
+}
+
+/// One mail an SMTP receiver took: the login, the envelope, the message.
+#[derive(Clone, Debug, Default)]
+struct Mail {
+    login: Option<String>,
+    from: String,
+    to: Vec<String>,
+    data: String,
+}
+
+/// A local SMTP server that speaks what RFC 5321 asks of one (EHLO, AUTH
+/// PLAIN, MAIL, RCPT, DATA with dot-stuffing, QUIT), offers no STARTTLS, and
+/// answers the first DATA with `first_data`.
+async fn smtp_receiver(first_data: &'static str) -> (std::net::SocketAddr, Arc<Mutex<Vec<Mail>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let mails: Arc<Mutex<Vec<Mail>>> = Arc::default();
+    let (kept, answered) = (mails.clone(), Arc::new(Mutex::new(false)));
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (kept, answered) = (kept.clone(), answered.clone());
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 mail.test ESMTP\r\n").await.unwrap();
+                let mut mail = Mail::default();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let upper = line.to_ascii_uppercase();
+                    let reply: String = if upper.starts_with("EHLO ") {
+                        "250-mail.test\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME".into()
+                    } else if let Some(initial) = line.strip_prefix("AUTH PLAIN ") {
+                        mail.login = Some(String::from_utf8(BASE64.decode(initial).unwrap()).unwrap());
+                        "235 2.7.0 Authentication successful".into()
+                    } else if upper.starts_with("MAIL FROM:") {
+                        mail.from = line[10..].trim().to_owned();
+                        "250 2.1.0 Ok".into()
+                    } else if upper.starts_with("RCPT TO:") {
+                        mail.to.push(line[8..].trim().to_owned());
+                        "250 2.1.5 Ok".into()
+                    } else if upper == "DATA" {
+                        write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await.unwrap();
+                        let mut data = String::new();
+                        while let Ok(Some(line)) = lines.next_line().await {
+                            if line == "." {
+                                break;
+                            }
+                            data += line.strip_prefix('.').unwrap_or(&line);
+                            data += "\n";
+                        }
+                        mail.data = data;
+                        let first = !std::mem::replace(&mut *answered.lock().unwrap(), true);
+                        if first && !first_data.starts_with('2') {
+                            first_data.into()
+                        } else {
+                            kept.lock().unwrap().push(std::mem::take(&mut mail));
+                            "250 2.0.0 Ok: queued".into()
+                        }
+                    } else if upper == "QUIT" {
+                        write.write_all(b"221 2.0.0 Bye\r\n").await.unwrap();
+                        break;
+                    } else if upper == "RSET" || upper == "NOOP" {
+                        "250 2.0.0 Ok".into()
+                    } else {
+                        "502 5.5.2 Command not recognized".into()
+                    };
+                    write.write_all(format!("{reply}\r\n").as_bytes()).await.unwrap();
+                }
+            });
+        }
+    });
+    (address, mails)
+}
+
+/// A header of a mail, unfolded, its RFC 2047 encoded words decoded.
+fn header(data: &str, name: &str) -> Option<String> {
+    let head = data.split("\n\n").next().unwrap();
+    let unfolded = head.replace("\n ", " ").replace("\n\t", " ");
+    let value = unfolded.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")))?.to_owned();
+    let mut out = String::new();
+    for word in value.split(' ') {
+        match word.strip_prefix("=?utf-8?b?").and_then(|w| w.strip_suffix("?=")) {
+            Some(encoded) => out += &String::from_utf8(BASE64.decode(encoded).unwrap()).unwrap(),
+            None => {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out += word;
+            }
+        }
+    }
+    Some(out)
+}
+
+#[tokio::test]
+async fn an_email_channel_sends_one_plain_text_mail_through_smtp_and_retries_a_refusal() {
+    let (address, mails) = smtp_receiver("451 4.3.0 Try again later").await;
+    // The login is an address, so its `@` is percent-encoded in the URL.
+    let url = format!("smtp://alerts%40example.com:p%40ss@{address}");
+    let channel = Channel {
+        name: "mail".into(),
+        kind: ChannelKind::Email,
+        url: SecretSource::Value(Secret::new(url)),
+        secret: None,
+        per_minute: ChannelKind::Email.per_minute(),
+        from: Some("mdc-autoscaler <alerts@example.com>".into()),
+        to: vec!["ml-team@example.com".into()],
+    };
+    let dir = ledger_file();
+    let store = outbox(&dir).await;
+    store.queue_notices(&[notice("mail", &message("instance-mail", Some("alice@example.com")))]).await.unwrap();
+    let mut courier = courier(store.clone(), std::slice::from_ref(&channel));
+    assert_eq!(courier.round(now()).await.unwrap().failed, 1, "451: tried again later");
+    assert!(mails.lock().unwrap().is_empty());
+    assert_eq!(courier.round(now() + Duration::seconds(31)).await.unwrap().delivered, 1);
+    assert_eq!(courier.round(now() + Duration::hours(1)).await.unwrap(), Round::default());
+
+    let mails = mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1);
+    let mail = &mails[0];
+    assert_eq!(mail.login.as_deref(), Some("\0alerts@example.com\0p@ss"));
+    assert_eq!(mail.from, "<alerts@example.com>");
+    assert_eq!(
+        mail.to,
+        ["<ml-team@example.com>", "<alice@example.com>"],
+        "the owner's address is mentioned as a recipient"
+    );
+    assert_eq!(header(&mail.data, "From").unwrap(), "mdc-autoscaler <alerts@example.com>");
+    assert_eq!(
+        header(&mail.data, "Subject").unwrap(),
+        "nb-instance-mail will be stopped with a snapshot at 2026-12-03 14:45 CST"
+    );
+    assert_eq!(header(&mail.data, "Content-Type").unwrap().to_ascii_lowercase(), "text/plain; charset=utf-8");
+    assert_eq!(header(&mail.data, "Content-Transfer-Encoding").unwrap(), "base64");
+    let body: String = mail.data.split_once("\n\n").unwrap().1.lines().collect();
+    // Text goes out with CRLF line ends, as RFC 5322 has them.
+    let body = String::from_utf8(BASE64.decode(body).unwrap()).unwrap().replace("\r\n", "\n");
+    assert!(body.starts_with("nb-instance-mail will be stopped with a snapshot at 2026-12-03 14:45 CST\n"), "{body}");
+    assert!(body.contains("- Saves ¥2.50/h\n"), "{body}");
+    assert!(body.contains("Keep it running: https://autoscaler.example.com/snooze/"), "{body}");
+    assert_link(&body, "instance-mail");
+}
+
+#[tokio::test]
+async fn a_mail_server_elsewhere_is_reached_over_tls_or_not_at_all() {
+    // A plain-text server not on this machine is refused before any connection.
+    let channel = |url: &str| Channel {
+        name: "mail".into(),
+        kind: ChannelKind::Email,
+        url: SecretSource::Value(Secret::new(url)),
+        secret: None,
+        per_minute: 30,
+        from: Some("alerts@example.com".into()),
+        to: vec!["ml-team@example.com".into()],
+    };
+    let dir = ledger_file();
+    let store = outbox(&dir).await;
+    store.queue_notices(&[notice("mail", &message("instance-mail", None))]).await.unwrap();
+    let mut courier = courier(store.clone(), &[channel("smtp://u:hunter2@mail.example.com:25?tls=opportunistic")]);
+    assert_eq!(courier.round(now()).await.unwrap().failed, 1);
+    // STARTTLS required: a local server that does not offer it gets nothing.
+    let (address, mails) = smtp_receiver("250 2.0.0 Ok").await;
+    courier.reload(&[channel(&format!("smtp://u:hunter2@{address}?tls=required"))], Some(PUBLIC_URL.into()));
+    assert_eq!(courier.round(now() + Duration::minutes(5)).await.unwrap().failed, 1);
+    assert!(mails.lock().unwrap().is_empty());
 }

@@ -127,9 +127,12 @@ fn a_channel_url_unreadable_or_not_https_is_found_on_the_machine() {
     use mdc_autoscaler::config::environment::{Context, check};
     let url = std::env::temp_dir().join(format!("mdc-hook-url-{}", crate::ledger_contract::uuid_like()));
     std::fs::write(&url, "http://hooks.example.com/x\n").unwrap();
+    let smtp = std::env::temp_dir().join(format!("mdc-smtp-url-{}", crate::ledger_contract::uuid_like()));
+    std::fs::write(&smtp, "smtp://u:hunter2@mail.example.com?tls=opportunistic\n").unwrap();
     let text = format!(
-        "settings:\n  token: {{ file: /etc/hostname }}\n  ledger: {{ url: \"sqlite:///tmp/x.db\" }}\n  notify:\n    channels:\n      - {{ name: plain, kind: slack, url: {{ file: {} }} }}\n      - {{ name: gone, kind: wecom, url: {{ env: MDC_TEST_NO_SUCH_VARIABLE }} }}\npolicies: []\n",
-        url.display()
+        "settings:\n  token: {{ file: /etc/hostname }}\n  ledger: {{ url: \"sqlite:///tmp/x.db\" }}\n  notify:\n    channels:\n      - {{ name: plain, kind: slack, url: {{ file: {} }} }}\n      - {{ name: gone, kind: wecom, url: {{ env: MDC_TEST_NO_SUCH_VARIABLE }} }}\n      - {{ name: mail, kind: email, url: {{ file: {} }}, from: a@example.com, to: [b@example.com] }}\npolicies: []\n",
+        url.display(),
+        smtp.display()
     );
     let (config, report) = load_str("notify.yaml", &text);
     let config = config.unwrap_or_else(|| panic!("{report}"));
@@ -145,5 +148,12 @@ fn a_channel_url_unreadable_or_not_https_is_found_on_the_machine() {
         found.iter().any(|f| f.starts_with("settings.notify.channels.1.url: cannot read the url of channel `gone`")),
         "{found:?}"
     );
-    assert!(!found.iter().any(|f| f.contains("hooks.example.com")), "a channel's URL is never repeated: {found:?}");
+    assert!(
+        found.iter().any(|f| f.starts_with("settings.notify.channels.2.url: the url of channel `mail` must use TLS")),
+        "{found:?}"
+    );
+    assert!(
+        !found.iter().any(|f| f.contains("hooks.example.com") || f.contains("hunter2")),
+        "a channel's URL is never repeated: {found:?}"
+    );
 }
