@@ -46,6 +46,12 @@ impl ChannelKind {
         }
     }
 
+    /// Whether a burst of warnings goes out in groups: people read chats
+    /// and mail; a webhook's receiver takes one notice per request.
+    pub fn groups(self) -> bool {
+        self != ChannelKind::Webhook
+    }
+
     /// Why `url` cannot be this channel's: a webhook must be https (or
     /// http to this machine), a mail server reached over TLS (or on this machine).
     pub fn url_problem(self, url: &str) -> Option<&'static str> {
@@ -117,6 +123,8 @@ pub struct PolicyNotify {
     pub warn_before: BTreeMap<Warned, Duration>,
     pub owners: Vec<Owner>,
     pub snooze_max: Duration,
+    /// A warning's headline in the policy's words.
+    pub headline: Option<Template>,
 }
 
 impl PolicyNotify {
@@ -166,6 +174,60 @@ impl DigestPeriod {
 
 /// The daily digest's time unless told: nine in the morning.
 pub const DEFAULT_DAILY_DIGEST: &str = "0 9 * * *";
+
+/// Text with `{placeholder}`s, each one of [`Template::PLACEHOLDERS`]; `{{` and `}}` are braces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Template(String);
+
+impl Template {
+    pub const PLACEHOLDERS: [&str; 8] =
+        ["display_name", "instance", "policy", "action", "cause", "reason", "at", "saving"];
+
+    pub fn parse(text: &str) -> Result<Template, String> {
+        let mut rest = text;
+        while let Some(open) = rest.find(['{', '}']) {
+            let (brace, after) = (rest.as_bytes()[open], &rest[open + 1..]);
+            if after.starts_with(brace as char) {
+                rest = &after[1..];
+                continue;
+            }
+            if brace == b'}' {
+                return Err("a `}` with no `{` (write `}}` for a brace)".into());
+            }
+            let close = after.find('}').ok_or("a `{` with no `}` (write `{{` for a brace)")?;
+            let name = &after[..close];
+            if !Self::PLACEHOLDERS.contains(&name) {
+                return Err(format!(
+                    "unknown placeholder `{{{name}}}`{}; the placeholders are {}",
+                    yaml::suggestion(name, &Self::PLACEHOLDERS),
+                    Self::PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+                ));
+            }
+            rest = &after[close + 1..];
+        }
+        Ok(Template(text.to_owned()))
+    }
+
+    /// The text with each placeholder replaced by what `value` gives for it.
+    pub fn render(&self, value: impl Fn(&str) -> String) -> String {
+        let mut out = String::new();
+        let mut rest = self.0.as_str();
+        while let Some(open) = rest.find(['{', '}']) {
+            out += &rest[..open];
+            let after = &rest[open + 1..];
+            if after.starts_with(rest.as_bytes()[open] as char) {
+                out.push(rest.as_bytes()[open] as char);
+                rest = &after[1..];
+                continue;
+            }
+            // Parsed: every `{` here opens a known placeholder.
+            let close = after.find('}').unwrap_or(after.len());
+            out += &value(&after[..close]);
+            rest = after.get(close + 1..).unwrap_or("");
+        }
+        out + rest
+    }
+}
 
 /// A warning's lead, from a minute to a week.
 const WARN_BEFORE: (Duration, Duration) = (Duration::minutes(1), Duration::days(7));
@@ -320,7 +382,15 @@ impl Checker {
             .snooze_max
             .and_then(|m| self.duration(&m, "snooze_max", SNOOZE_MAX))
             .unwrap_or(PolicyNotify::DEFAULT_SNOOZE_MAX);
-        ok.then_some(PolicyNotify { channel: raw.channel.value, warn_before, owners, snooze_max })
+        let headline = raw.headline.and_then(|text| match Template::parse(&text.value) {
+            Ok(template) => Some(template),
+            Err(problem) => {
+                self.error(text.pos, format!("headline: {problem}"));
+                ok = false;
+                None
+            }
+        });
+        ok.then_some(PolicyNotify { channel: raw.channel.value, warn_before, owners, snooze_max, headline })
     }
 
     /// `settings.notify.digest`, checked against the channels.
@@ -415,6 +485,15 @@ pub fn smtp_url(url: &str) -> Result<String, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_name_only_known_placeholders() {
+        let template = Template::parse("{display_name} stops at {at} {{not a placeholder}}").unwrap();
+        assert_eq!(template.render(|p| p.to_uppercase()), "DISPLAY_NAME stops at AT {not a placeholder}");
+        let unknown = Template::parse("{display} stops").unwrap_err();
+        assert!(unknown.starts_with("unknown placeholder `{display}` (did you mean `display_name`?)"), "{unknown}");
+        assert!(Template::parse("{at").is_err() && Template::parse("at}").is_err());
+    }
 
     #[test]
     fn mail_goes_over_tls_except_to_this_machine() {

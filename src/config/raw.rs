@@ -585,6 +585,9 @@ pub struct PolicyNotify {
     /// The longest snooze a link may ask for (default 3d).
     #[serde(default)]
     pub snooze_max: Option<Loc<Human>>,
+    /// A warning's headline in your words, with placeholders such as `{display_name}` and `{at}` (see the README).
+    #[serde(default)]
+    pub headline: Option<Loc<String>>,
 }
 
 /// `warn_before: 10m` for every action, or per action:

@@ -125,31 +125,35 @@ impl<S: Store> Courier<S> {
             .collect();
     }
 
-    /// Delivers what is due at `now`; returns when the next attempt is due, if any is queued.
+    /// Delivers what is due at `now`.
     pub async fn round(&mut self, now: DateTime<Utc>) -> Result<Round, LedgerError> {
         let mut done = Round::default();
-        for notice in self.store.due_notices(now, ROUND).await? {
-            let result = match self.channels.get(&notice.channel) {
-                None => Err(format!("no channel `{}` in the policy file", crate::text::Shown(&notice.channel))),
+        let grouped = |channel: &str| self.channels.get(channel).is_some_and(|open| open.kind.groups());
+        for batch in batches(self.store.due_notices(now, ROUND).await?, grouped) {
+            let channel = batch[0].channel.clone();
+            let result = match self.channels.get(&channel) {
+                None => Err(format!("no channel `{}` in the policy file", crate::text::Shown(&channel))),
                 Some(open) if open.limiter.check().is_err() => {
-                    done.waiting += 1;
+                    done.waiting += batch.len();
                     continue;
                 }
-                Some(open) => self.send(open, &notice, now).await,
+                Some(open) => self.send(open, &batch, now).await,
             };
-            match result {
-                Ok(()) => {
-                    self.store.notice_delivered(notice.id, now).await?;
-                    done.delivered += 1;
-                    self.tell(&notice.channel, Delivery::Delivered);
-                }
-                Err(error) => {
-                    let attempts = notice.attempts + 1;
-                    let wait = (FIRST_RETRY * 2i32.saturating_pow(attempts.min(12) - 1)).min(LAST_RETRY);
-                    tracing::warn!(channel = %notice.channel, attempts, %error, retry_in_seconds = wait.num_seconds(), "notice not delivered");
-                    self.store.notice_failed(notice.id, attempts, now + wait, &error).await?;
-                    done.failed += 1;
-                    self.tell(&notice.channel, Delivery::Failed);
+            for notice in &batch {
+                match &result {
+                    Ok(()) => {
+                        self.store.notice_delivered(notice.id, now).await?;
+                        done.delivered += 1;
+                        self.tell(&channel, Delivery::Delivered);
+                    }
+                    Err(error) => {
+                        let attempts = notice.attempts + 1;
+                        let wait = (FIRST_RETRY * 2i32.saturating_pow(attempts.min(12) - 1)).min(LAST_RETRY);
+                        tracing::warn!(%channel, attempts, %error, retry_in_seconds = wait.num_seconds(), "notice not delivered");
+                        self.store.notice_failed(notice.id, attempts, now + wait, error).await?;
+                        done.failed += 1;
+                        self.tell(&channel, Delivery::Failed);
+                    }
                 }
             }
         }
@@ -160,21 +164,37 @@ impl<S: Store> Courier<S> {
         Ok(done)
     }
 
-    async fn send(&self, open: &Open, notice: &Notice, now: DateTime<Utc>) -> Result<(), String> {
+    /// Sends one notice, or warnings grouped into one message.
+    async fn send(&self, open: &Open, batch: &[Notice], now: DateTime<Utc>) -> Result<(), String> {
         let to = open.to.as_ref().map_err(Clone::clone)?;
-        let mut body: Body =
-            serde_json::from_str(&notice.body).map_err(|e| format!("the queued notice does not read: {e}"))?;
-        if let (Body::Message(message), Some(public_url)) = (&mut body, &self.public_url)
-            && let Some(expires) = message.link_expires
-        {
-            message.snooze_url = Some(self.links.url(public_url, &message.instance_name, expires));
+        let mut bodies = Vec::with_capacity(batch.len());
+        for notice in batch {
+            let mut body: Body =
+                serde_json::from_str(&notice.body).map_err(|e| format!("the queued notice does not read: {e}"))?;
+            if let (Body::Message(message), Some(public_url)) = (&mut body, &self.public_url)
+                && let Some(expires) = message.link_expires
+            {
+                message.snooze_url = Some(self.links.url(public_url, &message.instance_name, expires));
+            }
+            bodies.push(body);
         }
+        let text = match bodies.as_slice() {
+            [one] => one.text(),
+            many => super::grouped(many.iter().filter_map(|b| match b {
+                Body::Message(message) => Some(message),
+                Body::Digest(_) => None,
+            })),
+        };
         let url = match to {
-            To::Mail(mailer) => return mailer.send(&body.text(), now).await,
+            To::Mail(mailer) => return mailer.send(&text, now).await,
             To::Url(url) => url,
         };
-        let post = platform::post(open.kind, url.expose(), open.secret.as_ref().map(Secret::expose), &body, now)
-            .ok_or("an email channel without its mailer")?;
+        let secret = open.secret.as_ref().map(Secret::expose);
+        let post = match bodies.as_slice() {
+            [one] => platform::post(open.kind, url.expose(), secret, one, now),
+            _ => platform::post_text(open.kind, url.expose(), secret, &text, now),
+        }
+        .ok_or("a channel that takes no post")?;
         let mut request = self.http.post(&post.url).header("content-type", "application/json").body(post.body);
         for (name, value) in post.headers {
             request = request.header(name, value);
@@ -203,4 +223,36 @@ impl<S: Store> Courier<S> {
             observer.attempted(channel, outcome);
         }
     }
+}
+
+/// Warnings due together on a channel that groups, at least this many, go out as one message.
+const GROUP_FROM: usize = 4;
+/// At most this many to a message: WeCom takes 4,096 bytes of markdown.
+const GROUP_MOST: usize = 10;
+
+/// The due notices as sends: one each, except a channel's warnings in a
+/// burst, which go in groups (a schedule's stop warns a hundred people at
+/// once, and a bot takes twenty messages a minute).
+fn batches(due: Vec<Notice>, grouped: impl Fn(&str) -> bool) -> Vec<Vec<Notice>> {
+    let is_warning = |n: &Notice| matches!(serde_json::from_str::<Body>(&n.body), Ok(Body::Message(m)) if m.event == super::Event::Warning);
+    let mut warnings: BTreeMap<String, Vec<Notice>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for notice in due {
+        if grouped(&notice.channel) && is_warning(&notice) {
+            warnings.entry(notice.channel.clone()).or_default().push(notice);
+        } else {
+            out.push(vec![notice]);
+        }
+    }
+    for (_, notices) in warnings {
+        if notices.len() < GROUP_FROM {
+            out.extend(notices.into_iter().map(|n| vec![n]));
+            continue;
+        }
+        let mut notices = notices.into_iter().peekable();
+        while notices.peek().is_some() {
+            out.push(notices.by_ref().take(GROUP_MOST).collect());
+        }
+    }
+    out
 }

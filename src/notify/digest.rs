@@ -346,7 +346,7 @@ impl Digest {
             "Snoozes in force",
             self.snoozes.iter().map(|s| format!("{} until {}", s.display_name, local(s.until))).collect(),
         );
-        Text { headline, sections, link: None, mention: None }
+        Text { headline, sections, link: None, mentions: Vec::new() }
     }
 }
 

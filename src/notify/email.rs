@@ -35,7 +35,7 @@ impl Mailer {
         Ok(Mailer { transport, from, to })
     }
 
-    /// Sends `text`; a mention that is an address is one more recipient.
+    /// Sends `text`; each mention that is an address is one more recipient.
     pub async fn send(&self, text: &Text, now: DateTime<Utc>) -> Result<(), String> {
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
@@ -45,7 +45,7 @@ impl Mailer {
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        if let Some(mention) = text.mention.as_deref().and_then(|m| m.parse::<Mailbox>().ok()) {
+        for mention in text.mentions.iter().filter_map(|m| m.parse::<Mailbox>().ok()) {
             builder = builder.to(mention);
         }
         let part = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(

@@ -44,8 +44,26 @@ pub struct Text {
     pub sections: Vec<Section>,
     /// A button or link: its label and address.
     pub link: Option<(String, String)>,
-    /// Someone to mention, as the platform writes it.
-    pub mention: Option<String>,
+    /// Whom to mention, as the platform writes them.
+    pub mentions: Vec<String>,
+}
+
+/// Warnings sent together: each under its own headline, with its link.
+pub fn grouped<'a>(messages: impl Iterator<Item = &'a Message>) -> Text {
+    let mut sections = Vec::new();
+    let mut mentions: Vec<String> = Vec::new();
+    let mut deletes = false;
+    for message in messages {
+        let mut lines = message.facts();
+        if let Some(url) = &message.snooze_url {
+            lines.push(format!("Keep it running: {url}"));
+        }
+        sections.push(Section { title: Some(message.headline()), lines });
+        mentions.extend(message.mention.clone().filter(|m| !mentions.contains(m)));
+        deletes |= message.action == "delete";
+    }
+    let what = if deletes { "stopped or deleted" } else { "stopped" };
+    Text { headline: format!("{} instances will be {what} soon", sections.len()), sections, link: None, mentions }
 }
 
 /// Lines under an optional title.
@@ -83,6 +101,9 @@ pub struct Message {
     pub snooze_url: Option<String>,
     /// The zone the times are written in.
     pub timezone: String,
+    /// The headline in the policy's words (`notify.headline`), if it has some.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub headline: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,7 +126,7 @@ impl Message {
     /// The warning of `warning`, for its policy's recipient.
     pub fn warning(warning: &Warning, notify: &PolicyNotify, zone: Tz, link_expires: Option<DateTime<Utc>>) -> Message {
         let (_, mention) = notify.recipient(&warning.instance.display_name);
-        Message {
+        let mut message = Message {
             event: Event::Warning,
             policy: warning.policy.clone(),
             instance_name: warning.instance.name.clone(),
@@ -120,7 +141,22 @@ impl Message {
             link_expires,
             snooze_url: None,
             timezone: zone.name().to_owned(),
-        }
+            headline: None,
+        };
+        message.headline = notify.headline.as_ref().map(|template| {
+            template.render(|placeholder| match placeholder {
+                "display_name" => message.display_name.clone(),
+                "instance" => message.instance_name.clone(),
+                "policy" => message.policy.clone(),
+                "action" => message.what().to_owned(),
+                "cause" => message.cause.clone(),
+                "reason" => message.reason.clone(),
+                "at" => message.local(message.at),
+                "saving" => format!("¥{:.2}/h", message.saving_per_hour_yuan),
+                _ => String::new(),
+            })
+        });
+        message
     }
 
     /// The notice of an action taken before its warning was delivered.
@@ -141,11 +177,15 @@ impl Message {
             link_expires: None,
             snooze_url: None,
             timezone: zone.name().to_owned(),
+            headline: None,
         }
     }
 
     /// One line for a title or a phone's notification.
     pub fn headline(&self) -> String {
+        if let Some(headline) = &self.headline {
+            return headline.clone();
+        }
         let what = self.what();
         match self.event {
             Event::Warning => format!("{} will be {what} at {}", self.display_name, self.local(self.at)),
@@ -160,23 +200,28 @@ impl Message {
             headline: self.headline(),
             sections: vec![Section { title: None, lines: self.details() }],
             link: self.snooze_url.clone().map(|url| ("Keep it running".to_owned(), url)),
-            mention: self.mention.clone(),
+            mentions: self.mention.iter().cloned().collect(),
         }
     }
 
     /// The lines under the headline: why, the money, what to do.
     pub fn details(&self) -> Vec<String> {
+        let mut lines = self.facts();
+        lines.push(match (self.event, &self.link_expires) {
+            (Event::Warning, Some(_)) => "Still using it? Keep it running from the link.".into(),
+            (Event::Warning, None) => "Still using it? Ask an admin for a snooze.".into(),
+            (Event::Unannounced, _) => {
+                "The channel did not take the warning in time; a stop goes ahead so idle GPUs do not burn money.".into()
+            }
+        });
+        lines
+    }
+
+    /// Why, and the money.
+    fn facts(&self) -> Vec<String> {
         let mut lines = vec![format!("Why: {} (policy {})", self.reason, self.policy)];
         if self.saving_per_hour_yuan > 0.0 {
             lines.push(format!("Saves ¥{:.2}/h", self.saving_per_hour_yuan));
-        }
-        match (self.event, &self.link_expires) {
-            (Event::Warning, Some(_)) => lines.push("Still using it? Keep it running from the link.".into()),
-            (Event::Warning, None) => lines.push("Still using it? Ask an admin for a snooze.".into()),
-            (Event::Unannounced, _) => lines.push(
-                "The channel did not take the warning in time; a stop goes ahead so idle GPUs do not burn money."
-                    .into(),
-            ),
         }
         lines
     }
@@ -192,5 +237,45 @@ impl Message {
     fn local(&self, at: DateTime<Utc>) -> String {
         let zone: Tz = self.timezone.parse().unwrap_or(chrono_tz::UTC);
         at.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z").to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Cause, InstanceRef, WarningKey};
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_policy_words_its_warnings_headline_and_keeps_the_rest() {
+        let text = r#"
+settings:
+  notify: { channels: [{ name: team, kind: slack, url: { env: SLACK_URL } }] }
+policies:
+  - name: notebooks
+    select: { display_name: "nb-*" }
+    idle: { stop_after: 30m }
+    notify: { channel: team, headline: "{display_name}: {action} at {at} unless you keep it ({saving}, {{policy}} {policy})" }
+"#;
+        let (config, report) = crate::config::load::load_str("t", text);
+        let config = config.unwrap_or_else(|| panic!("{report}"));
+        let notify = config.policies[0].notify.as_ref().unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 12, 3, 6, 45, 0).unwrap();
+        let warning = Warning {
+            policy: "notebooks".into(),
+            instance: InstanceRef { name: "instance-a".into(), display_name: "nb-alice".into(), cluster: "c".into() },
+            key: WarningKey { instance: "instance-a".into(), action: "power_off".into(), occasion: at },
+            cause: Cause::Idle,
+            act_at: at,
+            reason: "idle for 20m".into(),
+            snapshot: true,
+            saving_per_hour: crate::money::Money::from_yuan_f64(2.5).unwrap(),
+        };
+        let message = Message::warning(&warning, notify, chrono_tz::Asia::Shanghai, None);
+        assert_eq!(
+            message.text().headline,
+            "nb-alice: stopped with a snapshot at 2026-12-03 14:45 CST unless you keep it (¥2.50/h, {policy} notebooks)"
+        );
+        assert_eq!(message.details()[0], "Why: idle for 20m (policy notebooks)");
     }
 }

@@ -31,25 +31,31 @@ pub struct Post {
 /// The POST that says `body` on a channel of `kind` at `url`, signed with
 /// `secret` at `now`; none for email, which is sent over SMTP ([`super::email`]).
 pub fn post(kind: ChannelKind, url: &str, secret: Option<&str>, body: &Body, now: DateTime<Utc>) -> Option<Post> {
+    if kind != ChannelKind::Webhook {
+        return post_text(kind, url, secret, &body.text(), now);
+    }
+    let body = serde_json::to_vec(body).expect("a notice serialises");
+    let timestamp = now.timestamp().to_string();
+    let mut signed = timestamp.clone().into_bytes();
+    signed.push(b'.');
+    signed.extend_from_slice(&body);
+    let signature = format!("sha256={}", hex(&hmac(secret.unwrap_or_default().as_bytes(), &signed)));
+    Some(Post {
+        url: url.to_owned(),
+        headers: vec![(TIMESTAMP_HEADER, timestamp), (SIGNATURE_HEADER, signature)],
+        body,
+    })
+}
+
+/// The POST that says `text` on a chat platform; none for the generic
+/// webhook (which sends a [`Body`]) and email.
+pub fn post_text(kind: ChannelKind, url: &str, secret: Option<&str>, text: &Text, now: DateTime<Utc>) -> Option<Post> {
     let json_post = |url: String, body: Value| Post { url, headers: Vec::new(), body: body.to_string().into_bytes() };
-    let text = body.text();
     Some(match kind {
-        ChannelKind::Webhook => {
-            let body = serde_json::to_vec(body).expect("a notice serialises");
-            let timestamp = now.timestamp().to_string();
-            let mut signed = timestamp.clone().into_bytes();
-            signed.push(b'.');
-            signed.extend_from_slice(&body);
-            let signature = format!("sha256={}", hex(&hmac(secret.unwrap_or_default().as_bytes(), &signed)));
-            Post {
-                url: url.to_owned(),
-                headers: vec![(TIMESTAMP_HEADER, timestamp), (SIGNATURE_HEADER, signature)],
-                body,
-            }
-        }
-        ChannelKind::Slack => json_post(url.to_owned(), slack(&text)),
+        ChannelKind::Webhook | ChannelKind::Email => return None,
+        ChannelKind::Slack => json_post(url.to_owned(), slack(text)),
         ChannelKind::Feishu => {
-            let mut body = feishu(&text);
+            let mut body = feishu(text);
             if let Some(secret) = secret {
                 let timestamp = now.timestamp().to_string();
                 // Feishu keys the HMAC with `timestamp\nsecret` and signs nothing.
@@ -69,10 +75,9 @@ pub fn post(kind: ChannelKind, url: &str, secret: Option<&str>, body: &Body, now
                 }
                 None => url.to_owned(),
             };
-            json_post(url, dingtalk(&text))
+            json_post(url, dingtalk(text))
         }
-        ChannelKind::Wecom => json_post(url.to_owned(), wecom(&text)),
-        ChannelKind::Email => return None,
+        ChannelKind::Wecom => json_post(url.to_owned(), wecom(text)),
     })
 }
 
@@ -109,7 +114,7 @@ fn slack_escape(text: &str) -> String {
 }
 
 fn slack(text: &Text) -> Value {
-    let mention = text.mention.as_deref().map(|m| format!("{m} ")).unwrap_or_default();
+    let mention: String = text.mentions.iter().map(|m| format!("{m} ")).collect();
     let headline = format!("{mention}{}", slack_escape(&text.headline));
     let mut blocks = Vec::new();
     for (index, section) in text.sections.iter().enumerate() {
@@ -140,7 +145,7 @@ fn feishu(text: &Text) -> Value {
     if let Some((label, url)) = &text.link {
         lines.push(format!("{label}: {url}"));
     }
-    let mention = text.mention.as_deref().map(|id| format!("<at user_id=\"{id}\"></at> ")).unwrap_or_default();
+    let mention: String = text.mentions.iter().map(|id| format!("<at user_id=\"{id}\"></at> ")).collect();
     json!({ "msg_type": "text", "content": { "text": format!("{mention}{}", lines.join("\n")) } })
 }
 
@@ -166,8 +171,8 @@ fn markdown(text: &Text, mention: &str) -> String {
 
 fn dingtalk(text: &Text) -> Value {
     // A mobile number is mentioned by writing `@number` in the text and listing it.
-    let mobiles: Vec<&str> = text.mention.as_deref().into_iter().collect();
-    let mention = mobiles.first().map(|m| format!("@{m}")).unwrap_or_default();
+    let mobiles = &text.mentions;
+    let mention = mobiles.iter().map(|m| format!("@{m}")).collect::<Vec<_>>().join(" ");
     json!({
         "msgtype": "markdown",
         "markdown": { "title": text.headline, "text": markdown(text, &mention) },
@@ -176,7 +181,7 @@ fn dingtalk(text: &Text) -> Value {
 }
 
 fn wecom(text: &Text) -> Value {
-    let mention = text.mention.as_deref().map(|id| format!("<@{id}>")).unwrap_or_default();
+    let mention = text.mentions.iter().map(|id| format!("<@{id}>")).collect::<Vec<_>>().join(" ");
     json!({ "msgtype": "markdown", "markdown": { "content": markdown(text, &mention) } })
 }
 

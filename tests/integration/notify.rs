@@ -129,6 +129,7 @@ fn message(instance: &str, mention: Option<&str>) -> Message {
         link_expires: Some(now() + Duration::days(7)),
         snooze_url: None,
         timezone: "Asia/Shanghai".into(),
+        headline: None,
     }
 }
 
@@ -333,11 +334,66 @@ async fn a_channel_takes_no_more_a_minute_than_its_platform_allows() {
     let channels = [channel("ding", ChannelKind::Dingtalk, format!("{base}/dingtalk?access_token=t"), false)];
     let dir = ledger_file();
     let store = outbox(&dir).await;
-    let notices: Vec<NewNotice> = (0..25).map(|i| notice("ding", &message(&format!("instance-{i}"), None))).collect();
+    // Stops told after the fact go one to a message.
+    let told =
+        |i: usize| Message { event: Event::Unannounced, link_expires: None, ..message(&format!("instance-{i}"), None) };
+    let notices: Vec<NewNotice> = (0..25).map(|i| notice("ding", &told(i))).collect();
     store.queue_notices(&notices).await.unwrap();
     let round = courier(store.clone(), &channels).round(now()).await.unwrap();
     assert_eq!(round, Round { delivered: 20, failed: 0, waiting: 5 }, "DingTalk takes 20 a minute from one robot");
     assert_eq!(store.undelivered_notices().await.unwrap()["ding"].0, 5);
+}
+
+#[tokio::test]
+async fn a_burst_of_warnings_goes_to_a_chat_in_groups_and_to_a_webhook_one_by_one() {
+    let receiver = Receiver::default();
+    let base = start(&receiver).await;
+    let channels = [
+        channel("ding", ChannelKind::Dingtalk, format!("{base}/dingtalk?access_token=t"), false),
+        channel("hook", ChannelKind::Webhook, format!("{base}/webhook"), true),
+    ];
+    let dir = ledger_file();
+    let store = outbox(&dir).await;
+    // A schedule's stop: 25 notebooks warned at once, two owners mentioned.
+    let mention = |i: usize| [Some("13800000001"), Some("13800000002"), None][i % 3];
+    let mut notices: Vec<NewNotice> =
+        (0..25).map(|i| notice("ding", &message(&format!("instance-{i:02}"), mention(i)))).collect();
+    notices.extend((0..5).map(|i| notice("hook", &message(&format!("instance-h{i}"), None))));
+    store.queue_notices(&notices).await.unwrap();
+    let round = courier(store.clone(), &channels).round(now()).await.unwrap();
+    assert_eq!(round, Round { delivered: 30, failed: 0, waiting: 0 });
+    let got = receiver.got.lock().unwrap().clone();
+    assert_eq!(got.iter().filter(|g| g.path == "/webhook").count(), 5, "a receiver takes one notice per request");
+    let groups: Vec<Value> = got.iter().filter(|g| g.path == "/dingtalk").map(Got::json).collect();
+    assert_eq!(groups.len(), 3, "25 warnings as 10 + 10 + 5");
+    let mut instances = Vec::new();
+    for group in &groups {
+        let text = group["markdown"]["text"].as_str().unwrap();
+        let count = text.matches("#### nb-instance-").count();
+        assert!(
+            group["markdown"]["title"].as_str().unwrap().starts_with(&format!("{count} instances will be stopped"))
+        );
+        assert!(text.len() < 4096, "within WeCom's limit too: {} bytes", text.len());
+        let mut mobiles: Vec<&str> =
+            group["at"]["atMobiles"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+        mobiles.sort();
+        assert_eq!(mobiles, ["13800000001", "13800000002"], "each owner mentioned once");
+        for line in text.lines().filter(|l| l.contains("/snooze/")) {
+            instances.push(line.to_owned());
+        }
+    }
+    assert_eq!(instances.len(), 25, "each instance with its own link");
+    for i in 0..25 {
+        let name = format!("instance-{i:02}");
+        let links: Vec<&String> = instances
+            .iter()
+            .filter(|l| {
+                let token = l.rsplit("/snooze/").next().unwrap();
+                Links::new(&Secret::new("api-token")).verify(token, now()).as_deref() == Ok(name.as_str())
+            })
+            .collect();
+        assert_eq!(links.len(), 1, "{name}");
+    }
 }
 
 #[tokio::test]
