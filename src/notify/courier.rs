@@ -12,6 +12,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::Body;
 use super::email::Mailer;
+use super::error::DeliveryError;
 use super::link::Links;
 use super::platform;
 use crate::config::notify::{Channel, ChannelKind};
@@ -58,7 +59,7 @@ pub struct Courier<S> {
 /// A channel with its secrets read and its rate limit.
 struct Open {
     kind: ChannelKind,
-    to: Result<To, String>,
+    to: Result<To, DeliveryError>,
     secret: Option<Secret>,
     limiter: DefaultDirectRateLimiter,
 }
@@ -107,13 +108,13 @@ impl<S: Store> Courier<S> {
         self.channels = channels
             .iter()
             .map(|c| {
-                let to = c.url.read().map_err(|e| e.to_string()).and_then(|url| {
+                let to = c.url.read().map_err(|e| DeliveryError::Channel(e.to_string())).and_then(|url| {
                     let url = url.expose().trim();
                     match c.kind {
                         ChannelKind::Email => Mailer::new(url, c.from.as_deref(), &c.to).map(|m| To::Mail(Box::new(m))),
                         kind => match kind.url_problem(url) {
                             None => Ok(To::Url(Secret::new(url))),
-                            Some(problem) => Err(format!("the channel's url {problem}")),
+                            Some(problem) => Err(DeliveryError::Channel(format!("the channel's url {problem}"))),
                         },
                     }
                 });
@@ -132,7 +133,7 @@ impl<S: Store> Courier<S> {
         for batch in batches(self.store.due_notices(now, ROUND).await?, grouped) {
             let channel = batch[0].channel.clone();
             let result = match self.channels.get(&channel) {
-                None => Err(format!("no channel `{}` in the policy file", crate::text::Shown(&channel))),
+                None => Err(DeliveryError::NoChannel(crate::text::Shown(&channel).to_string())),
                 Some(open) if open.limiter.check().is_err() => {
                     done.waiting += batch.len();
                     continue;
@@ -149,8 +150,9 @@ impl<S: Store> Courier<S> {
                     Err(error) => {
                         let attempts = notice.attempts + 1;
                         let wait = (FIRST_RETRY * 2i32.saturating_pow(attempts.min(12) - 1)).min(LAST_RETRY);
-                        tracing::warn!(%channel, attempts, %error, retry_in_seconds = wait.num_seconds(), "notice not delivered");
-                        self.store.notice_failed(notice.id, attempts, now + wait, error).await?;
+                        let (reason, retry_in_seconds) = (error.metric_label(), wait.num_seconds());
+                        tracing::warn!(%channel, attempts, %error, reason, retry_in_seconds, "notice not delivered");
+                        self.store.notice_failed(notice.id, attempts, now + wait, &error.to_string()).await?;
                         done.failed += 1;
                         self.tell(&channel, Delivery::Failed);
                     }
@@ -165,12 +167,12 @@ impl<S: Store> Courier<S> {
     }
 
     /// Sends one notice, or warnings grouped into one message.
-    async fn send(&self, open: &Open, batch: &[Notice], now: DateTime<Utc>) -> Result<(), String> {
+    async fn send(&self, open: &Open, batch: &[Notice], now: DateTime<Utc>) -> Result<(), DeliveryError> {
         let to = open.to.as_ref().map_err(Clone::clone)?;
         let mut bodies = Vec::with_capacity(batch.len());
         for notice in batch {
             let mut body: Body =
-                serde_json::from_str(&notice.body).map_err(|e| format!("the queued notice does not read: {e}"))?;
+                serde_json::from_str(&notice.body).map_err(|e| DeliveryError::Unreadable(e.to_string()))?;
             if let (Body::Message(message), Some(public_url)) = (&mut body, &self.public_url)
                 && let Some(expires) = message.link_expires
             {
@@ -194,7 +196,7 @@ impl<S: Store> Courier<S> {
             [one] => platform::post(open.kind, url.expose(), secret, one, now),
             _ => platform::post_text(open.kind, url.expose(), secret, &text, now),
         }
-        .ok_or("a channel that takes no post")?;
+        .ok_or_else(|| DeliveryError::Channel("a channel that takes no post".into()))?;
         let mut request = self.http.post(&post.url).header("content-type", "application/json").body(post.body);
         for (name, value) in post.headers {
             request = request.header(name, value);
@@ -208,12 +210,12 @@ impl<S: Store> Courier<S> {
             } else {
                 "failed"
             };
-            format!("the request {why}")
+            DeliveryError::Request(why)
         })?;
         let status = answer.status();
-        let body = answer.bytes().await.map_err(|_| "the answer could not be read".to_owned())?;
+        let body = answer.bytes().await.map_err(|_| DeliveryError::Request("ended before its answer was read"))?;
         if !status.is_success() {
-            return Err(format!("the platform answered {status}"));
+            return Err(DeliveryError::Status(status));
         }
         platform::accepted(open.kind, &body)
     }

@@ -8,6 +8,7 @@
 pub mod courier;
 pub mod digest;
 pub mod email;
+pub mod error;
 pub mod link;
 pub mod platform;
 

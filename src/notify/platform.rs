@@ -10,6 +10,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use super::error::DeliveryError;
 use super::{Body, Text};
 use crate::config::notify::ChannelKind;
 
@@ -83,25 +84,26 @@ pub fn post_text(kind: ChannelKind, url: &str, secret: Option<&str>, text: &Text
 
 /// Whether the platform took the message, from a 2xx answer's body:
 /// Feishu answers `{"code":0}`, DingTalk and WeCom `{"errcode":0}`, Slack `ok`.
-pub fn accepted(kind: ChannelKind, body: &[u8]) -> Result<(), String> {
-    let code = |field: &str| -> Result<(), String> {
-        let value: Value = serde_json::from_slice(body).map_err(|_| "the answer is not JSON".to_owned())?;
+pub fn accepted(kind: ChannelKind, body: &[u8]) -> Result<(), DeliveryError> {
+    let refused = DeliveryError::Refused;
+    let code = |field: &str| -> Result<(), DeliveryError> {
+        let value: Value = serde_json::from_slice(body).map_err(|_| refused("the answer is not JSON".into()))?;
         match value.get(field).and_then(Value::as_i64) {
             Some(0) => Ok(()),
             Some(code) => {
                 let why = ["msg", "errmsg", "StatusMessage"].iter().find_map(|k| value.get(*k).and_then(Value::as_str));
-                Err(format!("{field} {code}: {}", crate::text::Shown(why.unwrap_or("no message"))))
+                Err(refused(format!("{field} {code}: {}", crate::text::Shown(why.unwrap_or("no message")))))
             }
             // Feishu's older answers carry `StatusCode`.
             None if field == "code" && value.get("StatusCode").and_then(Value::as_i64) == Some(0) => Ok(()),
-            None => Err(format!("the answer has no `{field}`")),
+            None => Err(refused(format!("the answer has no `{field}`"))),
         }
     };
     match kind {
         ChannelKind::Webhook | ChannelKind::Email => Ok(()),
         ChannelKind::Slack => match body {
             b"ok" => Ok(()),
-            other => Err(format!("Slack answered {}", crate::text::Shown(&String::from_utf8_lossy(other)))),
+            other => Err(refused(format!("Slack answered {}", crate::text::Shown(&String::from_utf8_lossy(other))))),
         },
         ChannelKind::Feishu => code("code"),
         ChannelKind::Dingtalk | ChannelKind::Wecom => code("errcode"),
