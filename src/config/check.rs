@@ -246,7 +246,7 @@ impl Checker {
             None => DEFAULT_LISTEN.parse().expect("valid"),
         };
         let timezone = raw.timezone.as_ref().and_then(|z| self.timezone(z));
-        let digest = raw.notify.digest.and_then(|d| self.digest(d, &channels, timezone));
+        let digests = raw.notify.digest.0.into_iter().filter_map(|d| self.digest(d, &channels, timezone)).collect();
         let limits = policy::Limits {
             actions_per_cycle: *raw.limits.actions_per_cycle,
             actions_per_hour: *raw.limits.actions_per_hour,
@@ -295,7 +295,7 @@ impl Checker {
             listing_delay,
             prometheus_url: raw.prometheus.map(|p| p.url.value),
             channels,
-            digest,
+            digests,
             public_url: self.public_url(raw.public_url),
         }
     }

@@ -152,6 +152,8 @@ pub struct Owner {
 #[derive(Clone, Debug)]
 pub struct Digest {
     pub channels: Vec<String>,
+    /// The policies it covers; none: all of them, and the global budget.
+    pub policies: Vec<Glob>,
     /// When each period's digest goes out; it covers the time since the one before.
     pub schedules: Vec<(DigestPeriod, Cron)>,
     pub timezone: Tz,
@@ -428,7 +430,8 @@ impl Checker {
             }
         }
         let timezone = timezone.filter(|_| ok)?;
-        Some(Digest { channels: raw.channels.into_iter().map(|c| c.value).collect(), schedules, timezone })
+        let policies = raw.policies.0.into_iter().map(|p| Glob::new(&p.value)).collect();
+        Some(Digest { channels: raw.channels.into_iter().map(|c| c.value).collect(), policies, schedules, timezone })
     }
 
     /// `settings.public_url`: https, or http on this machine.

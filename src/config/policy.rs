@@ -76,8 +76,8 @@ pub struct Settings {
     pub prometheus_url: Option<String>,
     /// The channels notices go to.
     pub channels: Vec<super::notify::Channel>,
-    /// The summaries sent on a schedule, if any.
-    pub digest: Option<super::notify::Digest>,
+    /// The summaries sent on a schedule.
+    pub digests: Vec<super::notify::Digest>,
     /// The daemon's address as people reach it (snooze links).
     pub public_url: Option<String>,
 }

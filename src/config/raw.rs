@@ -525,7 +525,8 @@ pub enum WhenExceeded {
 #[serde(default)]
 pub struct Notify {
     pub channels: Vec<Channel>,
-    pub digest: Option<Loc<Digest>>,
+    /// One digest, or a list (one per team, each with its `policies`).
+    pub digest: List<Loc<Digest>>,
 }
 
 /// A summary of spend, savings and actions, sent on a schedule.
@@ -543,6 +544,9 @@ pub struct Digest {
     /// The zone its times are read in (default: `settings.timezone`).
     #[serde(default)]
     pub timezone: Option<Loc<String>>,
+    /// The policies it covers, by name or glob (default: all, and the global budget).
+    #[serde(default)]
+    pub policies: List<Loc<String>>,
 }
 
 /// One channel; its `url` and `secret` are decoded on their own (secrets).

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Body, Section, Text};
 use crate::config::notify::{self, DigestPeriod};
-use crate::config::policy::{Config, GLOBAL};
+use crate::config::policy::{Config, GLOBAL, Glob};
 use crate::ledger::report::{self, By, SAVING_LOOKBACK};
 use crate::ledger::service::{day_start, month_start};
 use crate::ledger::{ActionRecord, LedgerError, NewNotice, Outcome, Segment, Store, UseSpan};
@@ -25,6 +25,9 @@ pub struct Digest {
     pub event: DigestEvent,
     /// `daily` or `weekly`.
     pub period: String,
+    /// The policies it covers, as written; none: the whole account.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub scope: Vec<String>,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     pub timezone: String,
@@ -126,21 +129,40 @@ pub struct Rows {
     pub use_spans: Vec<UseSpan>,
     pub warnings: BTreeMap<WarningKey, WarningSent>,
     pub snoozes: BTreeMap<String, DateTime<Utc>>,
-    pub display_names: BTreeMap<String, String>,
+    /// Each instance not gone: its display name and policy.
+    pub instances: BTreeMap<String, (String, Option<String>)>,
+}
+
+impl Rows {
+    /// Only what concerns the policies `scope` names (all when it names none).
+    pub fn within(mut self, scope: &[Glob]) -> Rows {
+        if scope.is_empty() {
+            return self;
+        }
+        let covered = |policy: Option<&str>| policy.is_some_and(|p| scope.iter().any(|g| g.matches(p)));
+        let instances = &self.instances;
+        let policy_of = |instance: &str| instances.get(instance).and_then(|(_, p)| p.as_deref());
+        self.warnings.retain(|key, _| covered(policy_of(&key.instance)));
+        self.snoozes.retain(|instance, _| covered(policy_of(instance)));
+        self.segments.retain(|s| covered(s.policy.as_deref()));
+        self.actions.retain(|a| covered(Some(&a.policy)));
+        self.use_spans.retain(|u| covered(u.policy.as_deref()));
+        self
+    }
 }
 
 impl Digest {
-    /// The digest of `[from, to)` for `config`, read from `store` at `now`.
+    /// The digest `settings` describe over `[from, to)`, read from `store` at `now`.
     pub async fn compose<S: Store>(
         store: &S,
         config: &Config,
+        settings: &notify::Digest,
         period: DigestPeriod,
         (from, to): (DateTime<Utc>, DateTime<Utc>),
-        zone: Tz,
         now: DateTime<Utc>,
     ) -> Result<Digest, LedgerError> {
         // Budgets look back to their month's start and the day before `to`.
-        let earliest = budgets(config)
+        let earliest = budgets(config, &settings.policies)
             .flat_map(|(_, b)| [month_start(b.timezone, to), day_start(b.timezone, to) - Duration::days(1)])
             .fold(from, DateTime::min);
         let rows = Rows {
@@ -149,27 +171,28 @@ impl Digest {
             use_spans: store.use_spans_overlapping(from, to).await?,
             warnings: store.warnings_since(from).await?,
             snoozes: store.snoozes().await?,
-            display_names: store.instances().await?.into_iter().map(|i| (i.name, i.display_name)).collect(),
+            instances: store.instances().await?.into_iter().map(|i| (i.name, (i.display_name, i.policy))).collect(),
         };
-        Ok(Digest::tally(&rows, config, period, (from, to), zone, now))
+        Ok(Digest::tally(&rows.within(&settings.policies), config, settings, period, (from, to), now))
     }
 
     /// The arithmetic of [`Digest::compose`], on rows already read.
     pub fn tally(
         rows: &Rows,
         config: &Config,
+        settings: &notify::Digest,
         period: DigestPeriod,
         (from, to): (DateTime<Utc>, DateTime<Utc>),
-        zone: Tz,
         now: DateTime<Utc>,
     ) -> Digest {
+        let zone = settings.timezone;
         let spend = |a, b, tz| report::tally(&rows.segments, &rows.actions, a, b, By::Policy, tz);
         let policies: Vec<PolicySpend> = spend(from, to, zone)
             .into_iter()
             .filter(|r| r.spend > Money::ZERO || r.saved > Money::ZERO)
             .map(|r| PolicySpend { policy: r.key, spend: r.spend, saved: r.saved, running_hours: r.running_hours })
             .collect();
-        let budgets = budgets(config)
+        let budgets = budgets(config, &settings.policies)
             .map(|(name, budget)| {
                 let of = |rows: Vec<report::Row>| -> Money {
                     rows.into_iter().filter(|r| name == GLOBAL || r.key == name).map(|r| r.spend).sum()
@@ -216,7 +239,8 @@ impl Digest {
             });
             warnings.went_ahead += u32::from(acted);
         }
-        let name_of = |instance: &str| rows.display_names.get(instance).cloned().unwrap_or_else(|| instance.to_owned());
+        let name_of =
+            |instance: &str| rows.instances.get(instance).map_or_else(|| instance.to_owned(), |(name, _)| name.clone());
         let snoozes = rows
             .snoozes
             .iter()
@@ -230,6 +254,7 @@ impl Digest {
         Digest {
             event: DigestEvent::Digest,
             period: period.label().to_owned(),
+            scope: settings.policies.iter().map(|g| g.as_str().to_owned()).collect(),
             from,
             to,
             timezone: zone.name().to_owned(),
@@ -244,13 +269,13 @@ impl Digest {
         }
     }
 
-    /// The outbox rows of this digest: one per channel, once per edge.
-    pub fn notices(&self, channels: &[String], now: DateTime<Utc>) -> Vec<NewNotice> {
+    /// The outbox rows of this digest (the `index`th of the settings'): one per channel, once per edge.
+    pub fn notices(&self, index: usize, channels: &[String], now: DateTime<Utc>) -> Vec<NewNotice> {
         let body = serde_json::to_string(&Body::Digest(self.clone())).expect("a digest serialises");
         channels
             .iter()
             .map(|channel| NewNotice {
-                dedup: format!("digest:{}:{channel}:{}", self.period, self.to.timestamp()),
+                dedup: format!("digest:{index}:{}:{channel}:{}", self.period, self.to.timestamp()),
                 channel: channel.clone(),
                 event: "digest".to_owned(),
                 instance: String::new(),
@@ -269,6 +294,10 @@ impl Digest {
         let title = match self.period.as_str() {
             "weekly" => "Weekly digest",
             _ => "Daily digest",
+        };
+        let title = match self.scope.as_slice() {
+            [] => title.to_owned(),
+            scope => format!("{title} for {}", scope.join(", ")),
         };
         let headline = format!("{title}: ¥{} spent, ¥{} saved", self.spend, self.saved);
         let mut sections = vec![Section {
@@ -350,13 +379,21 @@ impl Digest {
     }
 }
 
-/// The budgets in `config` by name: each policy's, and the global one.
-fn budgets(config: &Config) -> impl Iterator<Item = (&str, &crate::config::policy::Budget)> {
-    config
+/// The budgets in `config` by name: each policy's within `scope`, and the
+/// global one when the scope is the whole account.
+fn budgets<'a>(
+    config: &'a Config,
+    scope: &[Glob],
+) -> impl Iterator<Item = (&'a str, &'a crate::config::policy::Budget)> {
+    let covered = |name: &str| scope.is_empty() || scope.iter().any(|g| g.matches(name));
+    let policies: Vec<_> = config
         .policies
         .iter()
+        .filter(|p| covered(&p.name))
         .filter_map(|p| Some((p.name.as_str(), p.budget.as_ref()?)))
-        .chain(config.settings.budget.as_ref().map(|b| (GLOBAL, b)))
+        .collect();
+    let global = config.settings.budget.as_ref().filter(|_| scope.is_empty()).map(|b| (GLOBAL, b));
+    policies.into_iter().chain(global)
 }
 
 /// What each instance with idle signals cost within `[from, to)` outside its spans of use.
@@ -421,12 +458,13 @@ mod yuan {
 /// Which digests have gone out since the daemon started.
 pub struct Digests {
     started: DateTime<Utc>,
-    sent: BTreeMap<DigestPeriod, DateTime<Utc>>,
+    /// Per digest of the settings, in order: each period's last edge sent.
+    sent: Vec<BTreeMap<DigestPeriod, DateTime<Utc>>>,
 }
 
 impl Digests {
     pub fn new(started: DateTime<Utc>) -> Self {
-        Digests { started, sent: BTreeMap::new() }
+        Digests { started, sent: Vec::new() }
     }
 
     /// Composes and queues the digests due at `now`; returns how many went
@@ -437,15 +475,15 @@ impl Digests {
         config: &Config,
         now: DateTime<Utc>,
     ) -> Result<usize, LedgerError> {
-        let Some(settings) = &config.settings.digest else {
-            return Ok(0);
-        };
+        self.sent.resize(config.settings.digests.len(), BTreeMap::new());
         let mut queued = 0;
-        for (period, from, to) in due(settings, self.started, &self.sent, now) {
-            let digest = Digest::compose(store, config, period, (from, to), settings.timezone, now).await?;
-            store.queue_notices(&digest.notices(&settings.channels, now)).await?;
-            self.sent.insert(period, to);
-            queued += settings.channels.len();
+        for (index, settings) in config.settings.digests.iter().enumerate() {
+            for (period, from, to) in due(settings, self.started, &self.sent[index], now) {
+                let digest = Digest::compose(store, config, settings, period, (from, to), now).await?;
+                store.queue_notices(&digest.notices(index, &settings.channels, now)).await?;
+                self.sent[index].insert(period, to);
+                queued += settings.channels.len();
+            }
         }
         Ok(queued)
     }
@@ -463,7 +501,9 @@ settings:
   budget: { monthly: 1000 }
   notify:
     channels: [{ name: leads, kind: slack, url: { env: LEADS_URL } }]
-    digest: { channels: [leads], weekly: "0 9 * * 1" }
+    digest:
+      - { channels: [leads], weekly: "0 9 * * 1" }
+      - { channels: [leads], policies: "train*" }
 policies:
   - name: notebooks
     select: { display_name: "nb-*" }
@@ -546,9 +586,10 @@ policies:
                 ),
             ]),
             snoozes: BTreeMap::from([("bob".into(), at(4, 12)), ("old".into(), at(2, 12))]),
-            display_names: BTreeMap::from([("bob".into(), "nb-bob".into())]),
+            instances: BTreeMap::from([("bob".into(), ("nb-bob".into(), Some("notebooks".into())))]),
         };
-        let digest = Digest::tally(&rows, &config, DigestPeriod::Daily, (from, to), chrono_tz::Asia::Shanghai, to);
+        let settings = &config.settings.digests[0];
+        let digest = Digest::tally(&rows, &config, settings, DigestPeriod::Daily, (from, to), to);
         let yuan = |y: f64| Money::from_yuan_f64(y).unwrap();
         let notebooks = digest.policies.iter().find(|p| p.policy == "notebooks").unwrap();
         assert_eq!(notebooks.spend, yuan(40.0 + 48.0));
@@ -576,6 +617,17 @@ policies:
         assert!(lines.contains(&"2 sent: 1 went ahead, 1 kept (snoozed or back in use); 1 not delivered"), "{lines:?}");
         assert!(lines.contains(&"notebooks: yesterday ¥70.00 of ¥100.00 (70%), this month ¥88.00 of ¥2000.00 (4%)"));
 
+        // The training team's digest: its policy alone, no global budget, nobody else's warnings or snoozes.
+        let team = &config.settings.digests[1];
+        let rows = rows.within(&team.policies);
+        let training = Digest::tally(&rows, &config, team, DigestPeriod::Daily, (from, to), to);
+        assert_eq!(training.scope, ["train*"]);
+        assert_eq!(training.spend, yuan(50.0));
+        assert_eq!(training.policies.iter().map(|p| p.policy.as_str()).collect::<Vec<_>>(), ["training"]);
+        assert!(training.budgets.is_empty() && training.idle.is_empty() && training.actions.is_empty());
+        assert_eq!((training.warnings.sent, training.snoozes.len()), (0, 0));
+        assert!(training.text().headline.starts_with("Daily digest for train*: ¥50.00 spent"));
+
         // Stored and read back as it was, never as a message about an action.
         let body = serde_json::to_string(&Body::Digest(digest.clone())).unwrap();
         assert!(matches!(serde_json::from_str::<Body>(&body).unwrap(), Body::Digest(d) if d == digest));
@@ -584,7 +636,7 @@ policies:
     #[test]
     fn each_edge_once_and_none_from_long_before_the_start() {
         let config = config();
-        let digest = config.settings.digest.as_ref().unwrap();
+        let digest = &config.settings.digests[0];
         let started = at(4, 8);
         let mut sent = BTreeMap::new();
         assert!(due(digest, started, &sent, at(4, 8)).is_empty(), "yesterday's 09:00 is long before the start");

@@ -74,18 +74,5 @@ impl Mailer {
 
 /// The mail's body: the headline, each section under its title, the link.
 pub fn plain(text: &Text) -> String {
-    let mut out = format!("{}\n", text.headline);
-    for section in &text.sections {
-        out.push('\n');
-        if let Some(title) = &section.title {
-            out += &format!("{title}\n");
-        }
-        for line in &section.lines {
-            out += &format!("- {line}\n");
-        }
-    }
-    if let Some((label, url)) = &text.link {
-        out += &format!("\n{label}: {url}\n");
-    }
-    out
+    text.listed("", "", |label, url| format!("{label}: {url}"))
 }

@@ -67,6 +67,27 @@ pub fn grouped<'a>(messages: impl Iterator<Item = &'a Message>) -> Text {
     Text { headline: format!("{} instances will be {what} soon", sections.len()), sections, link: None, mentions }
 }
 
+impl Text {
+    /// The headline, each section's lines as a list under its title, then
+    /// the link: `heading` and `title` mark the headline and the titles.
+    pub fn listed(&self, heading: &str, title: &str, link: impl Fn(&str, &str) -> String) -> String {
+        let mut out = format!("{heading}{}\n", self.headline);
+        for section in &self.sections {
+            out.push('\n');
+            if let Some(name) = &section.title {
+                out += &format!("{title}{name}\n");
+            }
+            for line in &section.lines {
+                out += &format!("- {line}\n");
+            }
+        }
+        if let Some((label, url)) = &self.link {
+            out += &format!("\n{}\n", link(label, url));
+        }
+        out
+    }
+}
+
 /// Lines under an optional title.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Section {

@@ -152,19 +152,7 @@ fn feishu(text: &Text) -> Value {
 }
 
 fn markdown(text: &Text, mention: &str) -> String {
-    let mut out = format!("### {}\n", text.headline);
-    for section in &text.sections {
-        out += "\n";
-        if let Some(title) = &section.title {
-            out += &format!("#### {title}\n");
-        }
-        for line in &section.lines {
-            out += &format!("- {line}\n");
-        }
-    }
-    if let Some((label, url)) = &text.link {
-        out += &format!("\n[{label}]({url})\n");
-    }
+    let mut out = text.listed("### ", "#### ", |label, url| format!("[{label}]({url})"));
     if !mention.is_empty() {
         out += &format!("\n{mention}\n");
     }
