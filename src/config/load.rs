@@ -51,7 +51,8 @@ pub fn load_file(path: &Path) -> (Option<Config>, Report) {
     let source = path.display().to_string();
     match read_policy_file(path) {
         Ok(text) => load_str(&source, &text),
-        Err(message) => {
+        Err(error) => {
+            let message = error.to_string();
             let report = Report {
                 source,
                 diagnostics: vec![Diagnostic { pos: Pos { line: 1, column: 1 }, severity: Severity::Error, message }],
@@ -61,23 +62,32 @@ pub fn load_file(path: &Path) -> (Option<Config>, Report) {
     }
 }
 
+/// Why a policy file was not read.
+#[derive(Debug, thiserror::Error)]
+enum FileError {
+    #[error("cannot read the file: {0}")]
+    Unreadable(#[from] std::io::Error),
+    #[error("not a regular file: a policy file is read whole, from disk")]
+    NotARegularFile,
+    #[error("the file is larger than {} MiB", POLICY_FILE_MAX / (1024 * 1024))]
+    TooLarge,
+}
+
 /// A regular file of at most [`POLICY_FILE_MAX`] bytes: a FIFO would hang
 /// the reader and `/dev/zero` would fill its memory, so neither is opened.
-fn read_policy_file(path: &Path) -> Result<String, String> {
+fn read_policy_file(path: &Path) -> Result<String, FileError> {
     use std::io::Read;
-    let cannot = |e: std::io::Error| format!("cannot read the file: {e}");
-    let meta = std::fs::metadata(path).map_err(cannot)?;
+    let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
-        return Err("not a regular file: a policy file is read whole, from disk".into());
+        return Err(FileError::NotARegularFile);
     }
-    let too_large = || format!("the file is larger than {} MiB", POLICY_FILE_MAX / (1024 * 1024));
     if meta.len() > POLICY_FILE_MAX {
-        return Err(too_large());
+        return Err(FileError::TooLarge);
     }
     let mut text = String::new();
-    std::fs::File::open(path).map_err(cannot)?.take(POLICY_FILE_MAX + 1).read_to_string(&mut text).map_err(cannot)?;
+    std::fs::File::open(path)?.take(POLICY_FILE_MAX + 1).read_to_string(&mut text)?;
     if text.len() as u64 > POLICY_FILE_MAX {
-        return Err(too_large());
+        return Err(FileError::TooLarge);
     }
     Ok(text)
 }

@@ -177,6 +177,21 @@ impl DigestPeriod {
 /// The daily digest's time unless told: nine in the morning.
 pub const DEFAULT_DAILY_DIGEST: &str = "0 9 * * *";
 
+/// Why a template does not read.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("a `}}` with no `{{` (write `}}}}` for a brace)")]
+    Unopened,
+    #[error("a `{{` with no `}}` (write `{{{{` for a brace)")]
+    Unclosed,
+    #[error(
+        "unknown placeholder `{{{name}}}`{}; the placeholders are {}",
+        yaml::suggestion(name, &Template::PLACEHOLDERS),
+        Template::PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
+    )]
+    Unknown { name: String },
+}
+
 /// Text with `{placeholder}`s, each one of [`Template::PLACEHOLDERS`]; `{{` and `}}` are braces.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Template(String);
@@ -185,7 +200,7 @@ impl Template {
     pub const PLACEHOLDERS: [&str; 8] =
         ["display_name", "instance", "policy", "action", "cause", "reason", "at", "saving"];
 
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub fn parse(text: &str) -> Result<Template, TemplateError> {
         let mut rest = text;
         while let Some(open) = rest.find(['{', '}']) {
             let (brace, after) = (rest.as_bytes()[open], &rest[open + 1..]);
@@ -194,16 +209,12 @@ impl Template {
                 continue;
             }
             if brace == b'}' {
-                return Err("a `}` with no `{` (write `}}` for a brace)".into());
+                return Err(TemplateError::Unopened);
             }
-            let close = after.find('}').ok_or("a `{` with no `}` (write `{{` for a brace)")?;
+            let close = after.find('}').ok_or(TemplateError::Unclosed)?;
             let name = &after[..close];
             if !Self::PLACEHOLDERS.contains(&name) {
-                return Err(format!(
-                    "unknown placeholder `{{{name}}}`{}; the placeholders are {}",
-                    yaml::suggestion(name, &Self::PLACEHOLDERS),
-                    Self::PLACEHOLDERS.map(|p| format!("{{{p}}}")).join(", ")
-                ));
+                return Err(TemplateError::Unknown { name: name.to_owned() });
             }
             rest = &after[close + 1..];
         }
@@ -493,7 +504,7 @@ mod tests {
     fn templates_name_only_known_placeholders() {
         let template = Template::parse("{display_name} stops at {at} {{not a placeholder}}").unwrap();
         assert_eq!(template.render(|p| p.to_uppercase()), "DISPLAY_NAME stops at AT {not a placeholder}");
-        let unknown = Template::parse("{display} stops").unwrap_err();
+        let unknown = Template::parse("{display} stops").unwrap_err().to_string();
         assert!(unknown.starts_with("unknown placeholder `{display}` (did you mean `display_name`?)"), "{unknown}");
         assert!(Template::parse("{at").is_err() && Template::parse("at}").is_err());
     }

@@ -381,8 +381,17 @@ fn copy_name(instance: &TraceInstance, copy: u32) -> String {
     if instance.count == 1 { instance.display_name.clone() } else { format!("{}-{copy}", instance.display_name) }
 }
 
-fn weekday(text: &str) -> Result<Weekday, String> {
-    text.parse::<Weekday>().map_err(|_| format!("{text:?} is not a day (mon..sun)"))
+/// A routine line that does not read.
+#[derive(Debug, thiserror::Error)]
+enum RoutineError {
+    #[error("{0:?} is not a day (mon..sun)")]
+    NotADay(String),
+    #[error("{0:?} is not HH:MM")]
+    NotATime(String),
+}
+
+fn weekday(text: &str) -> Result<Weekday, RoutineError> {
+    text.parse::<Weekday>().map_err(|_| RoutineError::NotADay(text.to_owned()))
 }
 
 fn routine_sessions(
@@ -391,22 +400,22 @@ fn routine_sessions(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     seed: u64,
-) -> Result<Vec<Session>, (Pos, String)> {
+) -> Result<Vec<Session>, (Pos, RoutineError)> {
     let mut rng = StdRng::seed_from_u64(seed);
     let jitter = instance.jitter.map_or(0, |j| j.as_secs() as i64);
     let mut out = Vec::new();
-    let parse = |t: &str| NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| format!("{t:?} is not HH:MM"));
+    let parse = |t: &str| NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| RoutineError::NotATime(t.to_owned()));
     let routines = instance
         .routine
         .iter()
         .map(|r| {
-            let checked = || -> Result<_, String> {
+            let checked = || -> Result<_, RoutineError> {
                 let days = r.days.iter().map(|d| weekday(d)).collect::<Result<Vec<_>, _>>()?;
                 Ok((days, parse(&r.from)?, parse(&r.to)?))
             };
             checked().map_err(|e| (r.pos, e))
         })
-        .collect::<Result<Vec<_>, (Pos, String)>>()?;
+        .collect::<Result<Vec<_>, (Pos, RoutineError)>>()?;
     let first = start.with_timezone(&zone).date_naive();
     let last = end.with_timezone(&zone).date_naive();
     for day in first.iter_days().take_while(|d| *d <= last) {
