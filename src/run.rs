@@ -173,12 +173,13 @@ fn snooze_rules(config: &Config) -> BTreeMap<String, SnoozeRule> {
 /// The courier's task, and how the loop reaches it.
 struct Delivering {
     wake: Arc<tokio::sync::Notify>,
-    config: tokio::sync::watch::Sender<Config>,
+    /// Shared with the task: one copy of a policy file's settings, not two.
+    config: tokio::sync::watch::Sender<Arc<Config>>,
 }
 
 impl Delivering {
     fn reload(&self, config: &Config) {
-        let _ = self.config.send(config.clone());
+        let _ = self.config.send(Arc::new(config.clone()));
     }
 }
 
@@ -188,7 +189,7 @@ const COURIER_ROUND: std::time::Duration = std::time::Duration::from_secs(5);
 /// Starts delivering the outbox's notices, woken when a step queues some,
 /// and queueing the digests as their times come.
 fn deliver<C: Cloud>(daemon: &Daemon<C, AnyStore>, shared: &Arc<Shared>, clock: Clock) -> Delivering {
-    let mut config = daemon.config().clone();
+    let mut config = Arc::new(daemon.config().clone());
     let store = daemon.ledger().store().clone();
     let observer: Arc<dyn crate::notify::courier::DeliveryObserver> = shared.metrics.clone();
     let settings = &config.settings;

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use super::execution::Executed;
 use crate::config::policy::Config;
 use crate::ledger::{NewNotice, Outcome};
+use crate::notify::Message;
 use crate::notify::link::LINK_LIFETIME;
-use crate::notify::{Body, Message};
 use crate::plan::Plan;
 
 /// The notices of a plan's warnings: one per instance per pending action.
@@ -50,7 +50,8 @@ fn notice(message: &Message, channel: &str, occasion: Option<DateTime<Utc>>, now
         instance: instance.clone(),
         action: action.clone(),
         occasion,
-        body: serde_json::to_string(&Body::Message(message.clone())).expect("a message serialises"),
+        // A message is its own JSON: `Body` is untagged, so it reads back as `Body::Message`.
+        body: serde_json::to_string(message).expect("a message serialises"),
         queued_at: now,
     }
 }
