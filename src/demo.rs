@@ -56,7 +56,6 @@ pub async fn run(speed: f64, state_dir: &Path) -> Result<(), Box<dyn std::error:
     let (config, report) = load_str("config/demo.yaml", &text);
     let config = config.ok_or_else(|| format!("the demo policy is invalid:\n{report}"))?;
     let metrics = Arc::new(Metrics::new());
-    metrics.leader(true);
     let cloud = config.settings.client()?.with_observer(Arc::clone(&metrics) as _);
     let store = open(&config.settings.ledger)?;
     store.migrate().await?;

@@ -138,6 +138,9 @@ pub struct Metrics {
     config_last_reload_successful: Gauge,
     config_restart_needed: Gauge,
     leader: Gauge,
+    leader_epoch: Gauge,
+    leader_elected: Seconds,
+    elections: Counter,
     notices: Family<NoticeLabels, Counter>,
     notices_undelivered: Family<ChannelLabels, Gauge>,
     oldest_undelivered_notice: Family<ChannelLabels, Seconds>,
@@ -195,6 +198,9 @@ impl Metrics {
             config_last_reload_successful: Gauge::default(),
             config_restart_needed: Gauge::default(),
             leader: Gauge::default(),
+            leader_epoch: Gauge::default(),
+            leader_elected: Gauge::default(),
+            elections: Counter::default(),
             notices: Family::default(),
             notices_undelivered: Family::default(),
             oldest_undelivered_notice: Family::default(),
@@ -315,6 +321,17 @@ impl Metrics {
         );
         r.register("leader", "1 when this replica acts; 0 when it only watches", m.leader.clone());
         r.register(
+            "leader_epoch",
+            "The election the acting replica won, as the ledger counts them (0: no election)",
+            m.leader_epoch.clone(),
+        );
+        r.register(
+            "leader_elected_timestamp_seconds",
+            "Unix time the acting replica was elected (0: no election)",
+            m.leader_elected.clone(),
+        );
+        r.register("elections", "Elections this replica won", m.elections.clone());
+        r.register(
             "notice_deliveries",
             "Attempts to deliver a notice (warning, unannounced) by channel and outcome (delivered, failed)",
             m.notices.clone(),
@@ -360,6 +377,17 @@ impl Metrics {
         self.leader.set(leader.into());
     }
 
+    /// An election this replica won.
+    pub fn elected(&self) {
+        self.elections.inc();
+    }
+
+    /// Who leads as the ledger has it: the epoch and when it began.
+    pub fn leadership(&self, leader: &crate::ledger::leadership::Leader) {
+        self.leader_epoch.set(leader.epoch);
+        self.leader_elected.set(leader.elected_at.timestamp_millis() as f64 / 1000.0);
+    }
+
     /// Everything a cycle tells: the fleet, prices, money, actions, health;
     /// `observed` is what it saw, when it saw the cloud whole.
     pub fn cycle(&self, report: &StepReport, observed: Option<&Observed>, config: &Config, took: StdDuration) {
@@ -383,8 +411,29 @@ impl Metrics {
         let Some(observed) = observed.filter(|_| report.observe_error.is_none()) else { return };
         self.last_success.set(report.at.timestamp_millis() as f64 / 1000.0);
         self.skus(observed, report.at);
+        // The fleet and its money from the replica that leads only, so a sum over replicas counts each once.
+        if self.leader.get() == 0 {
+            self.standing_by();
+            return;
+        }
         self.fleet(observed, config, report);
         self.budgets(observed, config);
+    }
+
+    /// A standby exports no fleet, spend or budget of its own: the leader does.
+    fn standing_by(&self) {
+        self.instances.clear();
+        self.idle_seconds.clear();
+        self.spend_rate.clear();
+        self.idle_gpus.clear();
+        self.idle_cost.clear();
+        self.idle_stop_after.clear();
+        self.pool_desired.clear();
+        self.pool_members.clear();
+        self.budget.clear();
+        self.budget_spent.clear();
+        self.budget_remaining.clear();
+        *self.accrual.lock().expect("accrual lock") = Accrual::default();
     }
 
     /// Each policy's idle timer, and each pool's wanted and kept members.

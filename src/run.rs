@@ -16,11 +16,12 @@ use crate::cloud::Cloud;
 use crate::config::load::load_file;
 use crate::config::policy::{Config, Settings};
 use crate::http::{Shared, SnoozeRule};
+use crate::ledger::leadership::Standing;
 use crate::ledger::{AnyStore, Outcome};
 use crate::notify::courier::Courier;
 use crate::notify::digest::Digests;
 use crate::plan::observed::yuan;
-use crate::reconcile::{Cut, Daemon, Halt, StepReport};
+use crate::reconcile::{Cut, Daemon, Halt, SettleError, StepReport};
 use crate::text::Shown;
 
 pub struct Options {
@@ -33,7 +34,9 @@ pub struct Options {
     pub migrate: bool,
 }
 
-/// Runs cycles until SIGTERM or Ctrl-C.
+/// Runs cycles until SIGTERM or Ctrl-C. Among replicas, cycles step while
+/// this one leads; a standby campaigns every `ha.try_every` and watches the
+/// cloud every `ha.observe_every` intervals.
 pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>, options: Options) {
     one_arena();
     let mut asked = listen(daemon.halt().clone());
@@ -55,31 +58,26 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
         status.dry_run = daemon.dry_run();
         status.interval = daemon.config().settings.interval;
         status.snooze_rules = snooze_rules(daemon.config());
+        status.replica.name = daemon.replica().map_or_else(|| settings.ha.replica(), str::to_owned);
+        status.replica.elects = daemon.replica().is_some();
+        status.replica.observe_every = settings.ha.observe_every;
     }
+    shared.metrics.leader(false);
     let mut migrated = !options.migrate;
-    if !migrated {
-        use crate::ledger::Store;
-        match daemon.ledger().store().migrate().await {
-            Ok(()) => migrated = true,
-            Err(error) => tracing::warn!(%error, "ledger migrations not applied yet; retried each cycle"),
-        }
-    }
-    match daemon.reconcile_intents(options.clock.now()).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(settled = n, "settled actions left unfinished by the last run"),
-        Err(error) => tracing::warn!(%error, "could not settle unfinished actions yet; the next start tries again"),
-    }
-    let courier = deliver(&daemon, &shared, options.clock.clone());
-    // Started: listening, and what the last run left is settled. Whether cycles
-    // succeed is `/readyz`'s to say; the watchdog is fed as they end.
+    let (leads, leading) = tokio::sync::watch::channel(false);
+    let courier = deliver(&daemon, &shared, options.clock.clone(), leading);
+    // Started: listening. Whether cycles succeed is `/readyz`'s to say; the watchdog is fed as they end.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let mut pruned: Option<DateTime<Utc>> = None;
+    // Whether what the last run or leader left unfinished is settled.
+    let mut settled = true;
+    let mut watched: Option<DateTime<Utc>> = None;
     loop {
         if !migrated {
             use crate::ledger::Store;
             match daemon.ledger().store().migrate().await {
                 Ok(()) => migrated = true,
-                Err(error) => tracing::warn!(%error, "ledger migrations not applied yet"),
+                Err(error) => tracing::warn!(%error, "ledger migrations not applied yet; retried each cycle"),
             }
         }
         let confirmed = std::mem::take(&mut *shared.confirmed.lock().expect("confirmed lock"));
@@ -89,23 +87,70 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
             }
         }
         let now = options.clock.now();
+        let standing = daemon.campaign(now).await;
+        match (&standing, *leads.borrow()) {
+            (Standing::Leading { epoch }, false) => {
+                if *epoch > 0 {
+                    tracing::warn!(epoch, replica = %daemon.replica().unwrap_or(""), "elected: this replica leads");
+                    shared.metrics.elected();
+                }
+                settled = settle(daemon.take_over(*epoch, now).await);
+            }
+            (Standing::Standby { error, .. }, true) => {
+                tracing::warn!(why = %error.as_deref().unwrap_or("another replica took the lock"), "no longer leading: standing by");
+                watched = None;
+            }
+            (Standing::Leading { .. }, true) if !settled => settled = settle(daemon.reconcile_intents(now).await),
+            (Standing::Standby { error: Some(error), .. }, false) if watched.is_none() => {
+                tracing::warn!(%error, "standing by: the election could not be held");
+            }
+            _ => {}
+        }
+        let leading = standing.leads();
+        leads.send_if_modified(|was| std::mem::replace(was, leading) != leading);
+        shared.metrics.leader(leading);
+        let leader = match standing {
+            Standing::Standby { leader, .. } => leader,
+            Standing::Leading { .. } => daemon.leader().await,
+        };
+        if let Some(leader) = &leader {
+            shared.metrics.leadership(leader);
+        }
+        {
+            let mut status = shared.status.write().expect("status lock");
+            status.replica.leading = leading;
+            status.replica.leader = leader;
+        }
+        let interval = daemon.config().settings.interval;
+        let ha = &daemon.config().settings.ha;
+        let watch_due = watched.is_none_or(|at| now - at >= interval * ha.observe_every as i32);
         let started = std::time::Instant::now();
-        let report = daemon.step(now).await;
-        shared.metrics.cycle(&report, daemon.observed(), daemon.config(), started.elapsed());
-        log(&report);
-        if options.narrate {
-            narrator.tell(&report);
+        let report = match (leading, watch_due) {
+            (true, _) => Some(daemon.step(now).await),
+            (false, true) => {
+                watched = Some(now);
+                Some(daemon.watch(now).await)
+            }
+            (false, false) => None,
+        };
+        let mut next_check = None;
+        if let Some(report) = report {
+            shared.metrics.cycle(&report, daemon.observed(), daemon.config(), started.elapsed());
+            log(&report);
+            if options.narrate {
+                narrator.tell(&report);
+            }
+            update(&shared, &report, daemon.observed().map(|o| o.instances.len()));
+            shared.status.write().expect("status lock").held = daemon.held().cloned().collect();
+            shared.metrics.held(daemon.config(), daemon.held().map(|h| h.policy.as_str()));
+            next_check = report.plan.as_ref().and_then(|p| p.next_check);
+            if report.plan.as_ref().is_some_and(|p| !p.warnings.is_empty() || p.actions.iter().any(|a| a.unannounced)) {
+                courier.wake.notify_one();
+            }
+            drop(report);
+            daemon.release_picture();
+            release_memory();
         }
-        update(&shared, &report, daemon.observed().map(|o| o.instances.len()));
-        shared.status.write().expect("status lock").held = daemon.held().cloned().collect();
-        shared.metrics.held(daemon.config(), daemon.held().map(|h| h.policy.as_str()));
-        let next_check = report.plan.as_ref().and_then(|p| p.next_check);
-        if report.plan.as_ref().is_some_and(|p| !p.warnings.is_empty() || p.actions.iter().any(|a| a.unannounced)) {
-            courier.wake.notify_one();
-        }
-        drop(report);
-        daemon.release_picture();
-        release_memory();
         if watchdog.is_some() {
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
         }
@@ -124,8 +169,8 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
             courier.reload(daemon.config());
             continue;
         }
-        // Retention: once an hour, old price samples and finished segments go.
-        if pruned.is_none_or(|at| now - at >= chrono::Duration::hours(1)) {
+        // Retention: once an hour, old price samples and finished segments go (the leader's work).
+        if leading && pruned.is_none_or(|at| now - at >= chrono::Duration::hours(1)) {
             let ledger = &daemon.config().settings.ledger;
             match daemon.ledger().prune(now, ledger.keep_price_samples, ledger.keep_usage_segments).await {
                 Ok(rows) => {
@@ -137,9 +182,12 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
                 Err(error) => tracing::warn!(%error, "ledger prune failed; trying again next cycle"),
             }
         }
-        // Sleep until the next decision is due, at most one interval.
-        let interval = daemon.config().settings.interval;
-        let due = next_check.map_or(interval, |next| (next - now).min(interval));
+        // Sleep until the next decision is due, at most one interval; a standby until its next campaign.
+        let settings = &daemon.config().settings;
+        let due = match leading {
+            true => next_check.map_or(interval, |next| (next - now).min(interval)),
+            false => settings.ha.try_every.min(interval),
+        };
         let due = due.max(chrono::Duration::seconds(1)).to_std().unwrap_or_default();
         let real = due.div_f64(options.clock.speed().max(1e-9));
         let real = watchdog.map_or(real, |w| real.min(w / 2));
@@ -159,6 +207,21 @@ pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>,
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopped, the cycle in flight ended at a safe point");
+}
+
+/// Logs how settling what was left unfinished went; true when it is done.
+fn settle(settled: Result<usize, SettleError>) -> bool {
+    match settled {
+        Ok(0) => true,
+        Ok(n) => {
+            tracing::info!(settled = n, "settled actions left unfinished by the last run or leader");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not settle unfinished actions yet; tried again next cycle");
+            false
+        }
+    }
 }
 
 /// Per policy, the snooze page's limit and zone.
@@ -188,7 +251,12 @@ const COURIER_ROUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Starts delivering the outbox's notices, woken when a step queues some,
 /// and queueing the digests as their times come.
-fn deliver<C: Cloud>(daemon: &Daemon<C, AnyStore>, shared: &Arc<Shared>, clock: Clock) -> Delivering {
+fn deliver<C: Cloud>(
+    daemon: &Daemon<C, AnyStore>,
+    shared: &Arc<Shared>,
+    clock: Clock,
+    mut leading: tokio::sync::watch::Receiver<bool>,
+) -> Delivering {
     let mut config = Arc::new(daemon.config().clone());
     let store = daemon.ledger().store().clone();
     let observer: Arc<dyn crate::notify::courier::DeliveryObserver> = shared.metrics.clone();
@@ -207,6 +275,20 @@ fn deliver<C: Cloud>(daemon: &Daemon<C, AnyStore>, shared: &Arc<Shared>, clock: 
     tokio::spawn(async move {
         let mut digest_failing = false;
         loop {
+            // Only the leader delivers: two couriers could send a notice twice.
+            if !*leading.borrow_and_update() {
+                tokio::select! {
+                    changed = leading.changed() => if changed.is_err() { return },
+                    changed = told.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        config = told.borrow_and_update().clone();
+                        courier.reload(&config.settings.channels, config.settings.public_url.clone());
+                    }
+                }
+                continue;
+            }
             match digests.queue_due(&store, &config, clock.now()).await {
                 Ok(queued) => {
                     if queued > 0 {

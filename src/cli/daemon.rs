@@ -11,6 +11,7 @@ use mdc_autoscaler::config::environment;
 use mdc_autoscaler::config::load::{load_file, placed};
 use mdc_autoscaler::config::policy::Config;
 use mdc_autoscaler::http::{self, Shared};
+use mdc_autoscaler::ledger::leadership::Lease;
 use mdc_autoscaler::ledger::{Ledger, Store, open};
 use mdc_autoscaler::listener::Bounded;
 use mdc_autoscaler::metrics::Metrics;
@@ -38,9 +39,14 @@ pub async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result
         std::process::exit(EX_CONFIG);
     }
     let metrics = Arc::new(Metrics::new());
-    // One replica, no election yet: this one acts.
-    metrics.leader(true);
-    let cloud = config.settings.client()?.with_observer(Arc::clone(&metrics) as _);
+    let url = config.settings.ledger.database_url()?;
+    let ha = &config.settings.ha;
+    // A SQLite ledger with `ha.enabled: true` was refused above.
+    let lease = ha.elects(url.expose()).then(|| Lease::new(&url, ha.replica(), ha.try_every * 3)).transpose()?;
+    let mut cloud = config.settings.client()?.with_observer(Arc::clone(&metrics) as _);
+    if let Some(lease) = &lease {
+        cloud = cloud.for_replica(lease.replica());
+    }
     let store = open(&config.settings.ledger)?;
     let admin_token = config.settings.read_admin_token().map_err(|why| anyhow::anyhow!("admin token: {why}"))?;
     let shared = Arc::new(Shared {
@@ -63,7 +69,10 @@ pub async fn run_daemon(path: &std::path::Path, dry_run: bool) -> anyhow::Result
         narrate: false,
         migrate: config.settings.ledger.migrate_on_start,
     };
-    let daemon = Daemon::new(cloud, Ledger::new(store), config, dry_run);
+    let mut daemon = Daemon::new(cloud, Ledger::new(store), config, dry_run);
+    if let Some(lease) = lease {
+        daemon = daemon.with_lease(lease);
+    }
     run::run(daemon, shared, options).await;
     Ok(())
 }

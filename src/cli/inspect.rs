@@ -8,8 +8,8 @@ use mdc_autoscaler::config::check::Severity;
 use mdc_autoscaler::config::environment;
 use mdc_autoscaler::config::load::{Finding, Report, load_file, placed};
 use mdc_autoscaler::config::policy::Config;
-use mdc_autoscaler::ledger::facts::{add_facts, recent_actions, tell_recent};
-use mdc_autoscaler::ledger::{Ledger, MemoryStore, OpenError, Store, open_existing};
+use mdc_autoscaler::ledger::facts::read_facts;
+use mdc_autoscaler::ledger::{MemoryStore, OpenError, open_existing};
 use mdc_autoscaler::observe::observe;
 use mdc_autoscaler::signals::{SignalSettings, read_signals};
 use mdc_autoscaler::text::counted;
@@ -177,22 +177,6 @@ pub async fn instances(
         }
         Output::Table => print!("{}\n({source})\n", table(&found, config.settings.zone(), now)),
     }
-    Ok(())
-}
-
-/// What the ledger adds to the picture `plan` shows: spend, marks, recent actions, creates not listed yet.
-pub async fn read_facts<S: Store>(
-    store: S,
-    observed: &mut mdc_autoscaler::plan::Observed,
-    config: &Config,
-    now: chrono::DateTime<Utc>,
-) -> Result<(), mdc_autoscaler::ledger::LedgerError> {
-    let mut ledger = Ledger::new(store);
-    add_facts(&mut ledger, observed, mdc_autoscaler::plan::Changed::All, config, now).await?;
-    observed.schedule_marks = ledger.store().schedule_marks().await?;
-    let recent = recent_actions(ledger.store(), now, config.settings.listing_delay).await?;
-    tell_recent(observed, recent.taken.iter());
-    observed.pending_creates = recent.creates.into_iter().filter(|p| !p.listed(&observed.instances)).collect();
     Ok(())
 }
 

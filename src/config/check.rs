@@ -283,6 +283,7 @@ impl Checker {
                 keep_price_samples: self.keep(raw.ledger.retention.price_samples, "price_samples", 90, 1),
                 keep_usage_segments: self.keep(raw.ledger.retention.usage_segments, "usage_segments", 400, 62),
             },
+            ha: self.ha(raw.ha),
             limits,
             change_guard,
             budget,
@@ -297,6 +298,35 @@ impl Checker {
             channels,
             digests,
             public_url: self.public_url(raw.public_url),
+        }
+    }
+
+    fn ha(&mut self, raw: raw::Ha) -> policy::HaSettings {
+        let default = policy::HaSettings::default();
+        let observe_every = match raw.observe_every {
+            Some(every) if every.value == 0 => {
+                self.error(every.pos, "ha.observe_every counts intervals: at least 1");
+                default.observe_every
+            }
+            Some(every) => every.value,
+            None => default.observe_every,
+        };
+        let name = raw.name.map(|name| {
+            if name.value.trim().is_empty() || name.value.chars().any(char::is_control) {
+                self.error(name.pos, "ha.name must be printable and not empty");
+            }
+            name.value
+        });
+        policy::HaSettings {
+            enabled: raw.enabled.map(|e| e.value),
+            name,
+            observe_every,
+            try_every: self.within(
+                &raw.try_every,
+                "ha.try_every",
+                default.try_every,
+                (Duration::seconds(1), Duration::minutes(1)),
+            ),
         }
     }
 

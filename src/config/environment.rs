@@ -93,6 +93,21 @@ pub fn check(config: &Config, context: &Context) -> Vec<Finding> {
             }
         }
     }
+    if settings.ha.enabled == Some(true) {
+        let postgres = match &settings.ledger.url {
+            Some(url) => url.read().is_ok_and(|url| super::policy::is_postgres(url.expose())),
+            None => false,
+        };
+        if !postgres {
+            needs.push(Finding {
+                key: key(&["settings", "ha", "enabled"]),
+                severity: Severity::Error,
+                message: "replicas elect their leader on a PostgreSQL ledger: with SQLite one daemon runs alone, \
+                          so `run` refuses; set settings.ledger.url to a postgres:// URL, or drop ha.enabled"
+                    .into(),
+            });
+        }
+    }
     needs
 }
 

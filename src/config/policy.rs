@@ -65,6 +65,7 @@ pub struct Settings {
     /// The zone for reports; budgets and schedules carry their own.
     pub timezone: Option<Tz>,
     pub ledger: LedgerSettings,
+    pub ha: HaSettings,
     pub limits: Limits,
     pub change_guard: ChangeGuard,
     /// Over every policy together.
@@ -125,6 +126,48 @@ impl Settings {
     pub fn read_admin_token(&self) -> Result<Option<Secret>, SecretError> {
         self.admin_token.as_ref().map(SecretSource::read).transpose()
     }
+}
+
+/// Replicas: whether this one takes part in an election, and how a standby behaves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HaSettings {
+    /// `None`: on when the ledger is PostgreSQL.
+    pub enabled: Option<bool>,
+    /// `None`: the host name and process id.
+    pub name: Option<String>,
+    pub observe_every: u32,
+    pub try_every: Duration,
+}
+
+impl Default for HaSettings {
+    fn default() -> Self {
+        HaSettings { enabled: None, name: None, observe_every: 5, try_every: Duration::seconds(5) }
+    }
+}
+
+impl HaSettings {
+    /// Whether this replica elects a leader, on a ledger at this URL.
+    pub fn elects(&self, ledger_url: &str) -> bool {
+        self.enabled.unwrap_or_else(|| is_postgres(ledger_url))
+    }
+
+    /// The name this replica goes by.
+    pub fn replica(&self) -> String {
+        self.name.clone().unwrap_or_else(|| format!("{}/{}", host_name(), std::process::id()))
+    }
+}
+
+/// Whether a ledger URL is PostgreSQL's (any other is SQLite's).
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Where spend is recorded, and for how long.

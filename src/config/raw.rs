@@ -51,6 +51,7 @@ pub struct Settings {
     pub listing_delay: Option<Loc<Human>>,
     pub prometheus: Option<PrometheusSettings>,
     pub ledger: Ledger,
+    pub ha: Ha,
     /// How often the daemon runs a cycle.
     pub interval: Option<Loc<Human>>,
     /// How often regions, SKUs and prices are read again.
@@ -85,6 +86,21 @@ pub struct Ledger {
     pub url: Option<SecretSource>,
     pub migrate_on_start: Option<bool>,
     pub retention: Retention,
+}
+
+/// Replicas on one PostgreSQL ledger: one leader acts, the others stand by.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+#[serde(default)]
+pub struct Ha {
+    /// Elect a leader (default: on when the ledger is PostgreSQL; a SQLite ledger's daemon runs alone).
+    pub enabled: Option<Loc<bool>>,
+    /// This replica's name in the ledger, logs and status (default: host name and process id).
+    pub name: Option<Loc<String>>,
+    /// A standby observes the cloud every this many intervals (default 5).
+    pub observe_every: Option<Loc<u32>>,
+    /// How often a standby tries to take the lead (default 5s).
+    pub try_every: Option<Loc<Human>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]

@@ -58,6 +58,20 @@ pub struct Status {
     /// Per policy, how long a snooze link may keep an instance, and the zone of its page.
     #[serde(skip)]
     pub snooze_rules: BTreeMap<String, snooze::SnoozeRule>,
+    pub replica: Replica,
+}
+
+/// This replica among the others, or alone.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Replica {
+    pub name: String,
+    /// Whether it takes part in elections (PostgreSQL ledger, `settings.ha`).
+    pub elects: bool,
+    /// Whether it acts; a standby only observes, every `observe_every` intervals.
+    pub leading: bool,
+    pub observe_every: u32,
+    /// Who leads, as the ledger has it.
+    pub leader: Option<crate::ledger::leadership::Leader>,
 }
 
 pub struct Shared {
@@ -100,7 +114,9 @@ async fn metrics(State(s): AppState) -> Response {
 async fn readyz(State(s): AppState) -> Response {
     let status = s.status.read().expect("status lock").clone();
     let now = (s.now)();
-    let fresh = status.last_success_at.is_some_and(|t| now - t <= status.interval * 3);
+    // A standby, ready to take over, observes less often.
+    let cycles = if status.replica.leading { 3 } else { status.replica.observe_every.saturating_add(2) };
+    let fresh = status.last_success_at.is_some_and(|t| now - t <= status.interval * cycles as i32);
     match (fresh, &status.ledger_error) {
         (true, None) => (StatusCode::OK, "ready").into_response(),
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "no recent successful cycle").into_response(),

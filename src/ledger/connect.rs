@@ -10,7 +10,7 @@ use super::records::{
     Transition, UseSpan,
 };
 use super::store::{LedgerError, PgStore, SqliteStore, Store};
-use crate::config::policy::LedgerSettings;
+use crate::config::policy::{LedgerSettings, is_postgres};
 use crate::secret::{Secret, SecretError};
 
 /// Either backend, chosen by the URL.
@@ -97,10 +97,6 @@ pub fn place(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return "an unreadable URL".into() };
     let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
     format!("{scheme}://{}", rest.split('?').next().unwrap_or(rest))
-}
-
-fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// The file a SQLite URL names (any URL not PostgreSQL's is SQLite's).

@@ -85,6 +85,23 @@ pub struct Recent {
     pub creates: Vec<PendingCreate>,
 }
 
+/// What the ledger adds to a picture observed by one that does not record
+/// it (`plan`, a standby): spend, marks, recent actions, creates not listed yet.
+pub async fn read_facts<S: Store>(
+    store: S,
+    observed: &mut Observed,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<(), LedgerError> {
+    let mut ledger = super::Ledger::new(store);
+    add_facts(&mut ledger, observed, Changed::All, config, now).await?;
+    observed.schedule_marks = ledger.store().schedule_marks().await?;
+    let recent = recent_actions(ledger.store(), now, config.settings.listing_delay).await?;
+    tell_recent(observed, recent.taken.iter());
+    observed.pending_creates = recent.creates.into_iter().filter(|p| !p.listed(&observed.instances)).collect();
+    Ok(())
+}
+
 /// What the ledger has of the last hour's actions; its creates not listed
 /// yet are those sent within `listing_delay`.
 pub async fn recent_actions<S: Store>(

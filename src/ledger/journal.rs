@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::records::{ActionRecord, Outcome};
 use super::service::{Ledger, Write};
-use super::store::Store;
+use super::store::{LedgerError, Store};
 
 /// Where an action stands in the ledger.
 #[derive(Debug)]
@@ -15,6 +15,8 @@ pub enum Entry {
     Written(i64),
     /// The store was away: the whole action is written, outcome and all, when it returns.
     Kept(Box<ActionRecord>),
+    /// Refused: its epoch is over, another replica leads. Nothing may be sent.
+    Fenced,
 }
 
 impl Entry {
@@ -38,6 +40,7 @@ impl<S: Store> Ledger<S> {
     pub async fn intend(&mut self, intent: ActionRecord) -> Entry {
         match self.store().insert_intent(&intent).await {
             Ok(id) => Entry::Written(id),
+            Err(LedgerError::Fenced(_)) => Entry::Fenced,
             Err(_) => Entry::Kept(Box::new(intent)),
         }
     }
@@ -45,6 +48,7 @@ impl<S: Store> Ledger<S> {
     /// Records how an action ended, now or once the store takes it.
     pub async fn finish(&mut self, entry: Entry, ended: Ended) {
         let write = match entry {
+            Entry::Fenced => return,
             Entry::Written(id) => Write::Outcome(id, ended),
             Entry::Kept(mut action) => {
                 action.outcome = Some(ended.outcome);

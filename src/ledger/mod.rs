@@ -6,6 +6,7 @@ pub mod connect;
 pub mod facts;
 pub mod habits;
 pub mod journal;
+pub mod leadership;
 pub mod memory;
 pub mod outbox;
 pub mod records;

@@ -216,6 +216,8 @@ pub struct ActionRecord {
     pub outcome: Option<Outcome>,
     pub error: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The leader's epoch it was written under; 0 for a daemon without election.
+    pub epoch: i64,
 }
 
 /// A notice to queue in the outbox.

@@ -191,6 +191,7 @@ mod tests {
             outcome: Some(Outcome::Done),
             error: None,
             finished_at: Some(t(h)),
+            epoch: 0,
         }
     }
 

@@ -185,6 +185,23 @@ impl<S: Store> Ledger<S> {
         &self.store
     }
 
+    /// Forgets what it read and what waits to be written, as a restart
+    /// would: a replica taking over reads the ledger anew, and one deposed
+    /// writes nothing more of its reign.
+    pub fn forget(&mut self) {
+        self.pending.clear();
+        self.state = None;
+        self.closed = None;
+        self.snapshots = None;
+        self.fresh_snapshots.clear();
+        self.used = None;
+        self.habits = Default::default();
+        self.days = Days::default();
+        self.waiting.clear();
+        self.queued.clear();
+        self.stored.clear();
+    }
+
     async fn load(&mut self) -> Result<(), LedgerError> {
         if self.state.is_some() {
             return Ok(());

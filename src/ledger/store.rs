@@ -23,6 +23,9 @@ pub enum LedgerError {
     Query(String),
     #[error("ledger migration failed: {0}")]
     Migration(String),
+    /// An intent of a leader deposed since: another replica leads now.
+    #[error("not written: epoch {0} is over, another replica leads")]
+    Fenced(i64),
 }
 
 impl LedgerError {
@@ -264,6 +267,7 @@ macro_rules! sql_store {
                     outcome: outcome.as_deref().and_then(Outcome::parse),
                     error: row.try_get("error")?,
                     finished_at: row.try_get("finished_at")?,
+                    epoch: row.try_get("epoch")?,
                 })
             }
 
@@ -539,10 +543,13 @@ macro_rules! sql_store {
             }
 
             async fn insert_intent(&self, a: &ActionRecord) -> Result<i64> {
+                // Fenced: an intent of an epoch other than the current one is not written.
                 let row = sqlx::query(
                     "INSERT INTO actions (planned_at, policy, kind, instance, display_name, cluster, cause, reason,
-                        saving_per_hour_micros, dry_run, snapshot_image, snapshot_tag, schedule_edge)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                        saving_per_hour_micros, dry_run, snapshot_image, snapshot_tag, schedule_edge, epoch)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+                     WHERE $14 = 0 OR $14 = (SELECT MAX(epoch) FROM elections)
+                     RETURNING id",
                 )
                 .bind(a.planned_at)
                 .bind(&a.policy)
@@ -557,9 +564,10 @@ macro_rules! sql_store {
                 .bind(a.snapshot.as_ref().map(|s| s.0.clone()))
                 .bind(a.snapshot.as_ref().map(|s| s.1.clone()))
                 .bind(a.schedule_edge)
-                .fetch_one(&self.pool)
+                .bind(a.epoch)
+                .fetch_optional(&self.pool)
                 .await?;
-                Ok(row.try_get(0)?)
+                row.ok_or(LedgerError::Fenced(a.epoch))?.try_get(0).map_err(Into::into)
             }
 
             async fn record_outcome(

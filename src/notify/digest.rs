@@ -551,6 +551,7 @@ policies:
             outcome: Some(outcome),
             error: None,
             finished_at: Some(at),
+            epoch: 0,
         }
     }
 

@@ -35,6 +35,11 @@ struct InFlight {
 #[derive(Default)]
 pub(super) struct Execution {
     dry_run: bool,
+    /// The leader's epoch its intents are written under (0: alone).
+    pub(super) epoch: i64,
+    /// Instances, by (cluster, display name), that a call of an earlier
+    /// leader's may still be on its way to: nothing is sent to them until then.
+    waiting: BTreeMap<(String, String), DateTime<Utc>>,
     /// For the hourly limit, kept here as the ledger may be away: the actions
     /// an earlier run took in its last hour, and those this one took.
     earlier: Vec<Taken>,
@@ -75,6 +80,18 @@ impl Execution {
         let fresh = actions.iter().filter(|a| self.dry_seen.get(&key(a)) != Some(&a.kind.label())).collect();
         self.dry_seen = planned;
         fresh
+    }
+
+    /// Sends nothing to this instance before `until`.
+    pub(super) fn wait_for(&mut self, cluster: &str, display_name: &str, until: DateTime<Utc>) {
+        self.waiting.insert((cluster.to_owned(), display_name.to_owned()), until);
+    }
+
+    /// Whether this action waits for an earlier leader's call (see [`Execution::wait_for`]).
+    pub(super) fn waits(&mut self, action: &Action, now: DateTime<Utc>) -> bool {
+        self.waiting.retain(|_, until| now < *until);
+        let key = (action.instance.cluster.clone(), action.instance.display_name.clone());
+        self.waiting.contains_key(&key)
     }
 
     /// What an earlier run did lately, as the ledger has it.
@@ -135,13 +152,17 @@ impl Execution {
             ActionKind::PowerOff(off) => off.snapshot.as_ref().map(|s| (s.image.clone(), s.tag.clone())),
             _ => None,
         };
-        let entry = ledger.intend(intent(action, self.dry_run, snapshot.clone(), now)).await;
+        let entry = ledger.intend(intent(action, self.dry_run, snapshot.clone(), self.epoch, now)).await;
+        if let Entry::Fenced = entry {
+            return done(Outcome::Skipped, Some("not sent: another replica leads now".into()));
+        }
         if matches!(action.kind, ActionKind::Create { .. }) {
             // No intent row, no create: after a crash it could not be matched.
             let why = match &entry {
                 Entry::Kept(_) => Some("not created: the ledger could not record the intent"),
                 Entry::Written(_) if !ledger_readable => Some("not created: spend so far cannot be read"),
                 Entry::Written(_) => None,
+                Entry::Fenced => unreachable!("returned above"),
             };
             if let Some(why) = why {
                 if entry.is_written() {
@@ -278,7 +299,13 @@ impl Execution {
 }
 
 /// The ledger row of an action about to be taken.
-fn intent(action: &Action, dry_run: bool, snapshot: Option<(String, String)>, now: DateTime<Utc>) -> ActionRecord {
+fn intent(
+    action: &Action,
+    dry_run: bool,
+    snapshot: Option<(String, String)>,
+    epoch: i64,
+    now: DateTime<Utc>,
+) -> ActionRecord {
     ActionRecord {
         id: 0,
         planned_at: now,
@@ -296,6 +323,7 @@ fn intent(action: &Action, dry_run: bool, snapshot: Option<(String, String)>, no
         outcome: None,
         error: None,
         finished_at: None,
+        epoch,
     }
 }
 

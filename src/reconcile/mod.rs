@@ -6,6 +6,10 @@
 //! exactly which instances changed, uses `step_told` instead: only those
 //! are re-read and re-recorded, then the same planner plans the whole
 //! picture. Acting on the plan, and following what was sent, is `execution`.
+//!
+//! Among replicas, only the one that leads steps; a standby `watch`es:
+//! observes and plans with the ledger's facts, and neither writes nor acts.
+//! The leader confirms its lead before each action it sends.
 
 mod announce;
 mod cutoff;
@@ -19,7 +23,8 @@ use chrono::{DateTime, Utc};
 
 use crate::cloud::{Cloud, Told};
 use crate::config::policy::Config;
-use crate::ledger::facts::{add_facts, recent_actions};
+use crate::ledger::facts::{add_facts, read_facts, recent_actions};
+use crate::ledger::leadership::{Lease, Standing};
 use crate::ledger::{Ledger, Outcome, Store};
 use crate::observe::{Catalog, observe, observe_with};
 use crate::plan::{self, Changed, Observed, Plan};
@@ -51,9 +56,12 @@ pub struct StepReport {
     pub cut: Option<Cut>,
     pub unsent: usize,
     /// Policies the change guard held this step, and actions not sent
-    /// because their policy is held.
+    /// because their policy is held, or because a call of the last
+    /// leader's on their instance may still be on its way.
     pub held: Vec<Held>,
     pub withheld: usize,
+    /// The step stopped sending: this replica no longer leads.
+    pub deposed: bool,
     /// The fleet as planned this step, for `/api/v1/instances`.
     pub instances: Vec<crate::instances::InstanceRow>,
 }
@@ -87,6 +95,8 @@ pub struct Daemon<C, S> {
     execution: Execution,
     halt: Halt,
     guard: Guard,
+    /// Among replicas, this one's part in the election; `None`: it runs alone.
+    lease: Option<Lease>,
 }
 
 impl<C: Cloud, S: Store> Daemon<C, S> {
@@ -104,7 +114,45 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             history_read: false,
             execution: Execution::new(dry_run),
             halt: Halt::default(),
+            lease: None,
         }
+    }
+
+    /// Takes part in elections through this lease: it acts only while it leads.
+    pub fn with_lease(self, lease: Lease) -> Self {
+        Daemon { lease: Some(lease), ..self }
+    }
+
+    /// Where this replica stands now: one without a lease always leads, at epoch 0.
+    pub async fn campaign(&mut self, now: DateTime<Utc>) -> Standing {
+        match &mut self.lease {
+            Some(lease) => lease.campaign(now).await,
+            None => Standing::Leading { epoch: 0 },
+        }
+    }
+
+    /// This replica's name, when it takes part in elections.
+    pub fn replica(&self) -> Option<&str> {
+        self.lease.as_ref().map(Lease::replica)
+    }
+
+    /// Who leads, as the ledger has it (`None` alone, or when it cannot say).
+    pub async fn leader(&mut self) -> Option<crate::ledger::leadership::Leader> {
+        self.lease.as_mut()?.leader().await.ok().flatten()
+    }
+
+    /// Starts to act at `epoch`, as a restart would: what this daemon knew
+    /// of the cloud and the ledger is forgotten and read again (marks,
+    /// snoozes, history, accepted policies, the outbox), and the actions
+    /// left unfinished, by a crash or a deposed leader, are settled.
+    pub async fn take_over(&mut self, epoch: i64, now: DateTime<Utc>) -> Result<usize, SettleError> {
+        self.ledger.forget();
+        self.picture = Picture::default();
+        self.history_read = false;
+        self.execution = Execution::new(self.execution.dry_run());
+        self.execution.epoch = epoch;
+        self.guard = Guard::starting(&self.config);
+        self.reconcile_intents(now).await
     }
 
     /// Reads signals as these settings say.
@@ -179,6 +227,11 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             return Ok(0);
         }
         let observed = self.cutoff().bound(observe(&self.cloud, &self.config)).await??;
+        // A replica deposed while it sent a call may still have it on its way: that instance waits it out.
+        let call_timeout = chrono::Duration::from_std(self.config.settings.api.call_timeout()).unwrap_or_default();
+        for intent in unfinished.iter().filter(|i| now < i.planned_at + call_timeout) {
+            self.execution.wait_for(&intent.cluster, &intent.display_name, intent.planned_at + call_timeout);
+        }
         for intent in &unfinished {
             let found = observed
                 .instances
@@ -216,6 +269,37 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
     pub async fn step(&mut self, now: DateTime<Utc>) -> StepReport {
         let mut report = StepReport { at: now, ..StepReport::default() };
         let cutoff = self.cutoff();
+        if !self.look(now, &cutoff, &mut report).await {
+            return report;
+        }
+        let listed = crate::observe::clusters(&self.config, &self.picture.observed.regions);
+        self.decide(Changed::All, &[], &listed, now, cutoff, report).await
+    }
+
+    /// A standby's cycle: the cloud observed whole and planned with the
+    /// ledger's facts as the leader recorded them; nothing written, nothing sent.
+    pub async fn watch(&mut self, now: DateTime<Utc>) -> StepReport
+    where
+        S: Clone,
+    {
+        let mut report = StepReport { at: now, ..StepReport::default() };
+        let cutoff = self.cutoff();
+        if !self.look(now, &cutoff, &mut report).await {
+            return report;
+        }
+        let observed = &mut self.picture.observed;
+        if let Err(e) = read_facts(self.ledger.store().clone(), observed, &self.config, now).await {
+            report.ledger_error = Some(e);
+        }
+        let plan = plan::plan_with(observed, &self.config, now, self.detail);
+        report.instances = crate::instances::rows(observed, &self.config, &plan);
+        report.plan = Some(plan);
+        report
+    }
+
+    /// Observes the whole cloud and its signals into the picture; false,
+    /// with the report saying why, when it could not (never act on a partial picture).
+    async fn look(&mut self, now: DateTime<Utc>, cutoff: &Cutoff, report: &mut StepReport) -> bool {
         let Daemon { cloud, config, catalog, picture, signals, signal_cache, .. } = self;
         let looking = async {
             catalog.refresh(cloud, now, config.settings.sku_interval).await?;
@@ -224,21 +308,15 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
             Ok(observed)
         };
         match cutoff.bound(looking).await {
-            Ok(Ok(observed)) => picture.replace(observed),
-            // Never act on a partial picture.
-            Ok(Err(e)) => {
-                report.observe_error = Some(e);
-                picture.whole = false;
-                return report;
+            Ok(Ok(observed)) => {
+                picture.replace(observed);
+                return true;
             }
-            Err(cut) => {
-                report.cut = Some(cut);
-                picture.whole = false;
-                return report;
-            }
+            Ok(Err(e)) => report.observe_error = Some(e),
+            Err(cut) => report.cut = Some(cut),
         }
-        let listed = crate::observe::clusters(&self.config, &self.picture.observed.regions);
-        self.decide(Changed::All, &[], &listed, now, cutoff, report).await
+        picture.whole = false;
+        false
     }
 
     /// One cycle told what changed since the last: only those instances are
@@ -355,12 +433,21 @@ impl<C: Cloud, S: Store> Daemon<C, S> {
         let actions = self.execution.fresh(&plan.actions);
         let mut notices = Vec::new();
         for (sent, action) in actions.iter().copied().enumerate() {
-            if self.guard.holds(&action.policy) {
+            if self.guard.holds(&action.policy) || self.execution.waits(action, now) {
                 report.withheld += 1;
                 continue;
             }
             if let Some(cut) = cutoff.reached() {
                 report.cut = Some(cut);
+                report.unsent = actions.len() - sent;
+                break;
+            }
+            // Only while it leads: the lock confirmed on its own connection, just now.
+            if !self.execution.dry_run()
+                && let Some(lease) = &mut self.lease
+                && lease.confirm().await.is_none()
+            {
+                report.deposed = true;
                 report.unsent = actions.len() - sent;
                 break;
             }

@@ -30,6 +30,19 @@ pub const API_PREFIX: &str = "/mdc/api/v1";
 pub const DEMO_NAMESPACE: &str = "demo";
 pub const DEMO_TOKEN: &str = "demo-token";
 
+/// One call that changes something, as the fake cloud logs it (`/_sim/changes`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Change {
+    pub at: DateTime<Utc>,
+    pub endpoint: &'static str,
+    pub cluster: String,
+    /// The instance's name; a create's display name.
+    pub target: String,
+    pub code: u16,
+    /// The caller's User-Agent (a replica's name is in it).
+    pub agent: String,
+}
+
 pub struct FakeCloud {
     sim: Mutex<Simulator>,
     clock: Clock,
@@ -37,6 +50,8 @@ pub struct FakeCloud {
     token: Secret,
     injector: Mutex<Injector>,
     requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
+    /// Every call that changes something, in order: who sent what, and the answer.
+    changes: Mutex<Vec<Change>>,
     page_param: String,
     size_param: String,
 }
@@ -56,6 +71,7 @@ impl FakeCloud {
             token,
             injector: Mutex::new(Injector::new(faults.wire, seed)),
             requests: Mutex::new(BTreeMap::new()),
+            changes: Mutex::new(Vec::new()),
             page_param: "page".into(),
             size_param: "pageSize".into(),
         })
@@ -78,6 +94,25 @@ impl FakeCloud {
         self.requests.lock().expect("requests lock").clone()
     }
 
+    /// The calls that changed something (or tried), in the order they came.
+    pub fn changes(&self) -> Vec<Change> {
+        self.changes.lock().expect("changes lock").clone()
+    }
+
+    /// Logs a create, power_off, power_on or delete: `target` is the
+    /// instance's name (a create's display name), `agent` who sent it.
+    fn log_change(&self, endpoint: Endpoint, cluster: &str, target: &str, headers: &HeaderMap, answer: &Response) {
+        let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        self.changes.lock().expect("changes lock").push(Change {
+            at: self.clock.now(),
+            endpoint: endpoint.label(),
+            cluster: cluster.to_owned(),
+            target: target.to_owned(),
+            code: answer.status().as_u16(),
+            agent,
+        });
+    }
+
     pub fn router(self: &Arc<Self>) -> Router {
         let api = Router::new()
             .route("/regions", get(regions))
@@ -90,6 +125,7 @@ impl FakeCloud {
             .route("/bill", get(admin_bill))
             .route("/images", get(admin_images))
             .route("/requests", get(admin_requests))
+            .route("/changes", get(admin_changes))
             .route("/faults", get(admin_faults).put(admin_set_faults))
             .route("/faults/script", get(admin_script).post(admin_push_script).delete(admin_clear_script))
             .route("/instances/{name}/activity", put(admin_activity))
@@ -254,11 +290,15 @@ async fn get_instance(State(s): Shared, Path((cluster, name)): Path<(String, Str
 }
 
 async fn create_instance(State(s): Shared, Path(cluster): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    s.api(&headers, Endpoint::CreateInstance, None, |sim, now| {
-        let body: wire::CreateBody = parse_body(&body)?;
-        sim.create_instance(now, &cluster, &body).map(to_value)
-    })
-    .await
+    let display_name = parse_body::<wire::CreateBody>(&body).map(|b| b.display_name).unwrap_or_default();
+    let answer = s
+        .api(&headers, Endpoint::CreateInstance, None, |sim, now| {
+            let body: wire::CreateBody = parse_body(&body)?;
+            sim.create_instance(now, &cluster, &body).map(to_value)
+        })
+        .await;
+    s.log_change(Endpoint::CreateInstance, &cluster, &display_name, &headers, &answer);
+    answer
 }
 
 async fn power_off(
@@ -267,15 +307,21 @@ async fn power_off(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    s.api(&headers, Endpoint::PowerOff, None, |sim, now| {
-        let body: wire::PowerOffBody = parse_body(&body)?;
-        sim.power_off(now, &cluster, &name, &body).map(|()| ok())
-    })
-    .await
+    let answer = s
+        .api(&headers, Endpoint::PowerOff, None, |sim, now| {
+            let body: wire::PowerOffBody = parse_body(&body)?;
+            sim.power_off(now, &cluster, &name, &body).map(|()| ok())
+        })
+        .await;
+    s.log_change(Endpoint::PowerOff, &cluster, &name, &headers, &answer);
+    answer
 }
 
 async fn power_on(State(s): Shared, Path((cluster, name)): Path<(String, String)>, headers: HeaderMap) -> Response {
-    s.api(&headers, Endpoint::PowerOn, None, |sim, now| sim.power_on(now, &cluster, &name).map(|()| ok())).await
+    let answer =
+        s.api(&headers, Endpoint::PowerOn, None, |sim, now| sim.power_on(now, &cluster, &name).map(|()| ok())).await;
+    s.log_change(Endpoint::PowerOn, &cluster, &name, &headers, &answer);
+    answer
 }
 
 async fn delete_instance(
@@ -285,13 +331,16 @@ async fn delete_instance(
     Query(q): Params,
 ) -> Response {
     let name = q.get("name").cloned().unwrap_or_default();
-    s.api(&headers, Endpoint::DeleteInstance, None, |sim, now| {
-        if name.is_empty() {
-            return Err(SimError::BadRequest("query parameter name is required".into()));
-        }
-        sim.delete_instance(now, &cluster, &name).map(|()| ok())
-    })
-    .await
+    let answer = s
+        .api(&headers, Endpoint::DeleteInstance, None, |sim, now| {
+            if name.is_empty() {
+                return Err(SimError::BadRequest("query parameter name is required".into()));
+            }
+            sim.delete_instance(now, &cluster, &name).map(|()| ok())
+        })
+        .await;
+    s.log_change(Endpoint::DeleteInstance, &cluster, &name, &headers, &answer);
+    answer
 }
 
 /// jupyter_server takes its token from `?token=` or `Authorization: token …`.
@@ -401,6 +450,10 @@ async fn admin_images(State(s): Shared, headers: HeaderMap) -> Response {
 
 async fn admin_requests(State(s): Shared, headers: HeaderMap) -> Response {
     admin(&s, &headers, || Ok(to_value(s.requests())))
+}
+
+async fn admin_changes(State(s): Shared, headers: HeaderMap) -> Response {
+    admin(&s, &headers, || Ok(to_value(s.changes())))
 }
 
 async fn admin_faults(State(s): Shared, headers: HeaderMap) -> Response {

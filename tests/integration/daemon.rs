@@ -129,6 +129,7 @@ async fn a_crash_between_create_and_record_never_creates_twice() {
         outcome: None,
         error: None,
         finished_at: None,
+        epoch: 0,
     };
     store.insert_intent(&intent).await.unwrap();
     let client = cloud.client();

@@ -119,6 +119,7 @@ pub fn intent(at: DateTime<Utc>, instance: &str) -> ActionRecord {
         outcome: None,
         error: None,
         finished_at: None,
+        epoch: 0,
     }
 }
 

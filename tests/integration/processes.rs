@@ -70,11 +70,15 @@ pub struct Database {
 
 impl Database {
     pub async fn fresh() -> Self {
-        let url = std::env::var("DATABASE_URL").expect("DATABASE_URL: run through scripts/test");
-        let admin = sqlx::PgPool::connect(&url).await.unwrap();
+        Database::fresh_on(&std::env::var("DATABASE_URL").expect("DATABASE_URL: run through scripts/test")).await
+    }
+
+    /// A fresh database on the server at `url`.
+    pub async fn fresh_on(url: &str) -> Self {
+        let admin = sqlx::PgPool::connect(url).await.unwrap();
         let name = format!("mdc_run_{}", uuid_like());
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
-        let options = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap().database(&name);
+        let options = sqlx::postgres::PgConnectOptions::from_str(url).unwrap().database(&name);
         let url = format!("postgres://postgres@{}:{}/{name}", options.get_host(), options.get_port());
         // A pool that waits out outages and reconnects on its own.
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(2).connect_lazy_with(options);

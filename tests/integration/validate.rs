@@ -157,3 +157,25 @@ fn a_channel_url_unreadable_or_not_https_is_found_on_the_machine() {
         "a channel's URL is never repeated: {found:?}"
     );
 }
+
+/// Replicas elect their leader on PostgreSQL: asked for on SQLite, `run`
+/// refuses and `validate` says so; on PostgreSQL it is on unasked.
+#[test]
+fn replicas_asked_for_on_a_sqlite_ledger_are_refused() {
+    use mdc_autoscaler::config::environment::{Context, check};
+    let text = "settings:\n  token: { file: /etc/hostname }\n  ledger: { url: \"sqlite:///tmp/x.db\" }\n  ha: { enabled: true }\npolicies: []\n";
+    let (config, report) = load_str("ha.yaml", text);
+    let config = config.unwrap_or_else(|| panic!("{report}"));
+    let found: Vec<String> =
+        check(&config, &Context::Here).into_iter().map(|f| format!("{}: {}", f.key.join("."), f.message)).collect();
+    assert!(
+        found.iter().any(|f| f.starts_with("settings.ha.enabled: replicas elect their leader on a PostgreSQL ledger")),
+        "{found:?}"
+    );
+    let ha = &config.settings.ha;
+    assert!(ha.elects("sqlite:///tmp/x.db"), "asked for");
+    let (config, _) = load_str("ha.yaml", "policies: []\n");
+    let ha = config.unwrap().settings.ha;
+    assert!(ha.elects("postgres://db/ledger") && !ha.elects("sqlite:///tmp/x.db"), "the default follows the ledger");
+    assert_eq!((ha.observe_every, ha.try_every), (5, chrono::Duration::seconds(5)));
+}
