@@ -11,7 +11,7 @@
 //! 3. `pricing`: prices in force, discount windows, the cheapest fitting SKU.
 //! 4. `config`: the policy file, read, checked and resolved.
 //! 5. `plan`: the pure planner: what was observed in, decisions with reasons out.
-//! 6. `signals`, `ledger`: reading idle signals; the spend ledger and record of use.
+//! 6. `signals`, `ledger`: reading idle signals; the spend ledger, the record of use, who leads among replicas.
 //! 7. `sim`, `notify`: the simulated platform: a `Cloud`, and a source of known activity; telling
 //!    people before acting, in each platform's format, from the ledger's outbox.
 //! 8. `observe`, `prices`, `instances`: one look at the cloud, the signals and the ledger's facts; the SKU
