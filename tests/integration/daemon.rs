@@ -245,6 +245,7 @@ async fn metrics_follow_the_fleet_and_the_money() {
     let bob = quiet_bob(&cloud);
     let mut daemon = daemon(&cloud, NOTEBOOKS, sqlite().await).await;
     let metrics = mdc_autoscaler::metrics::Metrics::new();
+    metrics.leader(true); // a lone daemon leads
     let idle =
         format!(r#"mdc_autoscaler_idle_seconds{{policy="notebooks",instance_name="{bob}",display_name="nb-bob"}}"#);
 
@@ -275,6 +276,15 @@ async fn metrics_follow_the_fleet_and_the_money() {
     assert!(spent > 0.0 && spent <= rate * 0.25 + 1e-9, "{spent} for 15 minutes at {rate}/h");
     assert_eq!(sample(&text, r#"mdc_autoscaler_cycles_total{result="ok"}"#), 31.0);
     assert_eq!(sample(&text, "mdc_autoscaler_stuck_instances"), 0.0);
+
+    // Standing by, the fleet and its money are the leader's to export: a sum over replicas counts each once.
+    metrics.leader(false);
+    let report = daemon.step(now(&cloud)).await;
+    metrics.cycle(&report, daemon.observed(), daemon.config(), std::time::Duration::from_millis(5));
+    let text = metrics.render();
+    assert!(!text.contains("mdc_autoscaler_spend_rate_yuan_per_hour{"), "{text}");
+    assert!(!text.contains("mdc_autoscaler_instances{"), "{text}");
+    assert!(text.contains("mdc_autoscaler_sku_list_price_yuan_per_hour{"), "prices are every replica's: {text}");
 }
 
 /// Raises the daemon's halt as soon as a power_off has been answered, as a
@@ -541,6 +551,7 @@ async fn the_idle_metric_names_only_what_its_policy_may_stop() {
     let store = sqlite().await;
     let mut daemon = daemon(&cloud, NOTEBOOKS, store.clone()).await;
     let metrics = mdc_autoscaler::metrics::Metrics::new();
+    metrics.leader(true); // a lone daemon leads
     let report = daemon.step(now(&cloud)).await;
     metrics.cycle(&report, daemon.observed(), daemon.config(), std::time::Duration::from_millis(5));
     let text = metrics.render();

@@ -53,6 +53,11 @@ fn pool_and_notebooks(desired: u32) -> String {
     )
 }
 
+/// A daemon that holds no lead on the ledger, so it goes on acting while the ledger is away.
+fn alone(policies: &str) -> String {
+    format!("  ha: {{ enabled: false }}\n{policies}")
+}
+
 fn start_now() -> String {
     Utc::now().to_rfc3339()
 }
@@ -273,7 +278,7 @@ async fn with_postgresql_away_idle_stops_go_on_creates_wait_and_spend_is_complet
     sim(Method::PUT, &api, &format!("instances/{bob}/activity"), Some(quiet)).await;
     let db = Database::fresh().await;
     let work = Workspace::new();
-    work.write_policy(&api, &pool_and_notebooks(0));
+    work.write_policy(&api, &alone(&pool_and_notebooks(0)));
     let daemon = work.start(&db.url);
     more_cycles(&work, 2).await;
     let down_at = Utc::now();
@@ -287,7 +292,7 @@ async fn with_postgresql_away_idle_stops_go_on_creates_wait_and_spend_is_complet
     until("the daemon to notice the ledger is away", 30, ledger_error).await;
     assert_eq!(named(&client, "nb-bob").await.status, InstanceStatus::Running, "stopped before the outage");
     // The pool now wants an instance.
-    work.write_policy(&api, &pool_and_notebooks(1));
+    work.write_policy(&api, &alone(&pool_and_notebooks(1)));
     daemon.signal("HUP");
     until("bob to be stopped with the ledger away", 90, || async {
         named(&client, "nb-bob").await.status != InstanceStatus::Running
