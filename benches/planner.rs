@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use mdc_autoscaler::cloud::{
-    BillingType, Discount, Instance, InstanceCost, InstanceStatus, Resources, Sku, VolumeMount,
+    BillingType, Discount, Hardware, Instance, InstanceCost, InstanceStatus, Resources, Sku, VolumeMount,
 };
 use mdc_autoscaler::config::load::load_str;
 use mdc_autoscaler::money::{Money, Ratio};
@@ -49,18 +49,20 @@ fn sku(id: &str, product: &str, price: f64, now: DateTime<Utc>) -> Sku {
         region_id: "r".into(),
         region_name: "r".into(),
         cluster: "host-cluster".into(),
-        gpu_product: product.into(),
-        gpu_series: product.into(),
-        gpu_resource_key: format!("nvidia.com/gpu-{product}"),
-        gpu_count: 1,
-        gpu_memory_gb: 48,
-        cpu_cores: 16,
-        cpu_arch: String::new(),
-        cpu_series: String::new(),
-        cpu_vendor: String::new(),
-        memory_gb: 96,
-        system_storage_gb: 30,
-        data_storage_gb: 50,
+        hardware: Hardware {
+            gpu_product: product.into(),
+            gpu_series: product.into(),
+            gpu_resource_key: format!("nvidia.com/gpu-{product}"),
+            gpu_count: 1,
+            gpu_memory_gb: 48,
+            cpu_cores: 16,
+            cpu_arch: String::new(),
+            cpu_series: String::new(),
+            cpu_vendor: String::new(),
+            memory_gb: 96,
+            system_storage_gb: 30,
+            data_storage_gb: 50,
+        },
         billing_type: BillingType::PayAsYouGo,
         price_per_hour: Money::from_yuan_f64(price).unwrap(),
         discount: Some(Discount {

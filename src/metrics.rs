@@ -492,7 +492,7 @@ impl Metrics {
                 sku: sku.id.clone(),
                 name: sku.name.clone(),
                 cluster: sku.cluster.clone(),
-                gpu: sku.gpu_product.clone(),
+                gpu: sku.hardware.gpu_product.clone(),
             };
             self.sku_list_price.get_or_create(&labels).set(sku.price_per_hour.as_yuan_f64());
             self.sku_effective_price.get_or_create(&labels).set(pricing::effective_price(sku, now).as_yuan_f64());

@@ -79,13 +79,13 @@ impl Wanted<'_> {
     pub fn fits(&self, sku: &Sku) -> bool {
         self.product_rank(sku).is_some()
             && self.cluster_rank(sku).is_some()
-            && sku.gpu_count == self.gpu_count
-            && self.min_memory_gb.is_none_or(|m| sku.gpu_memory_gb >= m)
+            && sku.hardware.gpu_count == self.gpu_count
+            && self.min_memory_gb.is_none_or(|m| sku.hardware.gpu_memory_gb >= m)
             && &sku.billing_type == self.billing
     }
 
     fn product_rank(&self, sku: &Sku) -> Option<usize> {
-        self.products.iter().position(|p| p.eq_ignore_ascii_case(&sku.gpu_product))
+        self.products.iter().position(|p| p.eq_ignore_ascii_case(&sku.hardware.gpu_product))
     }
 
     fn cluster_rank(&self, sku: &Sku) -> Option<usize> {

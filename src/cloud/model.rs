@@ -118,16 +118,12 @@ pub struct Discount {
     pub end: DateTime<FixedOffset>,
 }
 
-/// A computing SKU: one GPU spec at one price in one region.
+/// What one instance of a SKU gets: the GPUs, CPU, memory and disks.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Sku {
-    pub id: String,
-    pub name: String,
-    pub region_id: String,
-    pub region_name: String,
-    pub cluster: String,
+pub struct Hardware {
     pub gpu_product: String,
     pub gpu_series: String,
+    /// The scheduler's resource (`nvidia.com/gpu-h20`): SKUs of one model share its free count.
     pub gpu_resource_key: String,
     pub gpu_count: u32,
     pub gpu_memory_gb: u32,
@@ -138,6 +134,17 @@ pub struct Sku {
     pub memory_gb: u32,
     pub system_storage_gb: u32,
     pub data_storage_gb: u32,
+}
+
+/// A computing SKU: one GPU spec at one price in one region.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sku {
+    pub id: String,
+    pub name: String,
+    pub region_id: String,
+    pub region_name: String,
+    pub cluster: String,
+    pub hardware: Hardware,
     pub billing_type: BillingType,
     /// List price per hour.
     pub price_per_hour: Money,

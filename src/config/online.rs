@@ -27,7 +27,7 @@ pub fn check(
             findings.push(Finding { key: at(path), severity, message: format!("policy `{}`: {message}", policy.name) })
         };
         if let Some(select) = &policy.select {
-            let on_sale: BTreeSet<&str> = skus.iter().map(|s| s.gpu_product.as_str()).collect();
+            let on_sale: BTreeSet<&str> = skus.iter().map(|s| s.hardware.gpu_product.as_str()).collect();
             for product in select.gpu_products.iter().filter(|p| !on_sale.iter().any(|s| s.eq_ignore_ascii_case(p))) {
                 say(
                     Severity::Warning,
@@ -53,7 +53,7 @@ pub fn check(
         }
         let Some(pool) = &policy.pool else { continue };
         let in_clusters: Vec<&Sku> = skus.iter().filter(|s| pool.clusters.contains(&s.cluster)).collect();
-        let on_sale: BTreeSet<&str> = in_clusters.iter().map(|s| s.gpu_product.as_str()).collect();
+        let on_sale: BTreeSet<&str> = in_clusters.iter().map(|s| s.hardware.gpu_product.as_str()).collect();
         let wanted = Wanted { max_price: None, ..pool.wanted() };
         let fitting: Vec<&Sku> = in_clusters.iter().copied().filter(|s| wanted.fits(s)).collect();
         if fitting.is_empty() {

@@ -40,7 +40,7 @@ impl PriceSample {
             sku_id: sku.id.clone(),
             region_id: sku.region_id.clone(),
             sku_name: sku.name.clone(),
-            gpu_product: sku.gpu_product.clone(),
+            gpu_product: sku.hardware.gpu_product.clone(),
             observed_at: at,
             price_per_hour: sku.price_per_hour,
             discount: pricing::window(sku).map(|w| (w.ratio, w.start, w.end)),
@@ -48,11 +48,11 @@ impl PriceSample {
             free_gpus: sku.free_gpus,
             spec: SkuSpec {
                 cluster: sku.cluster.clone(),
-                gpu_resource_key: sku.gpu_resource_key.clone(),
-                gpu_count: sku.gpu_count,
-                gpu_memory_gb: sku.gpu_memory_gb,
-                cpu_cores: sku.cpu_cores,
-                memory_gb: sku.memory_gb,
+                gpu_resource_key: sku.hardware.gpu_resource_key.clone(),
+                gpu_count: sku.hardware.gpu_count,
+                gpu_memory_gb: sku.hardware.gpu_memory_gb,
+                cpu_cores: sku.hardware.cpu_cores,
+                memory_gb: sku.hardware.memory_gb,
             },
         }
     }

@@ -130,8 +130,9 @@ impl<S: Store> Courier<S> {
     pub async fn round(&mut self, now: DateTime<Utc>) -> Result<Round, LedgerError> {
         let mut done = Round::default();
         let grouped = |channel: &str| self.channels.get(channel).is_some_and(|open| open.kind.groups());
-        for batch in batches(self.store.due_notices(now, ROUND).await?, grouped) {
-            let channel = batch[0].channel.clone();
+        let due = self.store.due_notices(now, ROUND).await?.into_iter().map(Due::read).collect();
+        for batch in batches(due, grouped) {
+            let channel = batch[0].notice.channel.clone();
             let result = match self.channels.get(&channel) {
                 None => Err(DeliveryError::NoChannel(crate::text::Shown(&channel).to_string())),
                 Some(open) if open.limiter.check().is_err() => {
@@ -140,7 +141,7 @@ impl<S: Store> Courier<S> {
                 }
                 Some(open) => self.send(open, &batch, now).await,
             };
-            for notice in &batch {
+            for Due { notice, .. } in &batch {
                 match &result {
                     Ok(()) => {
                         self.store.notice_delivered(notice.id, now).await?;
@@ -167,12 +168,11 @@ impl<S: Store> Courier<S> {
     }
 
     /// Sends one notice, or warnings grouped into one message.
-    async fn send(&self, open: &Open, batch: &[Notice], now: DateTime<Utc>) -> Result<(), DeliveryError> {
+    async fn send(&self, open: &Open, batch: &[Due], now: DateTime<Utc>) -> Result<(), DeliveryError> {
         let to = open.to.as_ref().map_err(Clone::clone)?;
         let mut bodies = Vec::with_capacity(batch.len());
-        for notice in batch {
-            let mut body: Body =
-                serde_json::from_str(&notice.body).map_err(|e| DeliveryError::Unreadable(e.to_string()))?;
+        for due in batch {
+            let mut body = due.body.clone()?;
             if let (Body::Message(message), Some(public_url)) = (&mut body, &self.public_url)
                 && let Some(expires) = message.link_expires
             {
@@ -227,6 +227,23 @@ impl<S: Store> Courier<S> {
     }
 }
 
+/// A notice due, with its body read once: unreadable, it fails as it is sent.
+struct Due {
+    notice: Notice,
+    body: Result<Body, DeliveryError>,
+}
+
+impl Due {
+    fn read(notice: Notice) -> Due {
+        let body = serde_json::from_str(&notice.body).map_err(|e| DeliveryError::Unreadable(e.to_string()));
+        Due { notice, body }
+    }
+
+    fn is_warning(&self) -> bool {
+        matches!(&self.body, Ok(Body::Message(m)) if m.event == super::Event::Warning)
+    }
+}
+
 /// Warnings due together on a channel that groups, at least this many, go out as one message.
 const GROUP_FROM: usize = 4;
 /// At most this many to a message: WeCom takes 4,096 bytes of markdown.
@@ -235,15 +252,14 @@ const GROUP_MOST: usize = 10;
 /// The due notices as sends: one each, except a channel's warnings in a
 /// burst, which go in groups (a schedule's stop warns a hundred people at
 /// once, and a bot takes twenty messages a minute).
-fn batches(due: Vec<Notice>, grouped: impl Fn(&str) -> bool) -> Vec<Vec<Notice>> {
-    let is_warning = |n: &Notice| matches!(serde_json::from_str::<Body>(&n.body), Ok(Body::Message(m)) if m.event == super::Event::Warning);
-    let mut warnings: BTreeMap<String, Vec<Notice>> = BTreeMap::new();
+fn batches(due: Vec<Due>, grouped: impl Fn(&str) -> bool) -> Vec<Vec<Due>> {
+    let mut warnings: BTreeMap<String, Vec<Due>> = BTreeMap::new();
     let mut out = Vec::new();
-    for notice in due {
-        if grouped(&notice.channel) && is_warning(&notice) {
-            warnings.entry(notice.channel.clone()).or_default().push(notice);
+    for due in due {
+        if grouped(&due.notice.channel) && due.is_warning() {
+            warnings.entry(due.notice.channel.clone()).or_default().push(due);
         } else {
-            out.push(vec![notice]);
+            out.push(vec![due]);
         }
     }
     for (_, notices) in warnings {

@@ -208,7 +208,7 @@ impl<'a> Planner<'a> {
     /// What a cold start of `instance` costs now, with the scarcity of its GPUs.
     pub(super) fn cold_start(&self, adaptive: &Adaptive, instance: &Instance) -> ColdStart {
         match self.observed.sku(&instance.cost.sku_id) {
-            Some(sku) => scarcity(adaptive.cold_start_cost, sku.free_gpus, sku.gpu_count),
+            Some(sku) => scarcity(adaptive.cold_start_cost, sku.free_gpus, sku.hardware.gpu_count),
             None => ColdStart { cost: adaptive.cold_start_cost, scarce: false },
         }
     }

@@ -90,7 +90,13 @@ pub fn plan_memo(
     let prices: Vec<(String, Money, u8)> = observed
         .skus
         .iter()
-        .map(|s| (s.id.clone(), pricing::effective_price(s, now), keep_alive::scarcity_level(s.free_gpus, s.gpu_count)))
+        .map(|s| {
+            (
+                s.id.clone(),
+                pricing::effective_price(s, now),
+                keep_alive::scarcity_level(s.free_gpus, s.hardware.gpu_count),
+            )
+        })
         .collect();
     let learned = observed.habits.as_of;
     let count = observed.instances.len();

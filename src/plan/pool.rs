@@ -196,7 +196,7 @@ impl<'a> Planner<'a> {
                 return 0;
             }
             let sku = self.observed.sku(&instance.cost.sku_id);
-            if sku.is_some_and(|s| self.free_gpus(s) < s.gpu_count) {
+            if sku.is_some_and(|s| self.free_gpus(s) < s.hardware.gpu_count) {
                 self.note(policy, Some(instance), || {
                     format!("not started: no free GPUs on SKU {}", instance.cost.sku_id)
                 });
@@ -375,12 +375,13 @@ impl<'a> Planner<'a> {
 impl Planner<'_> {
     /// Free GPUs of a SKU, less what this plan has taken from its model's pool.
     pub(super) fn free_gpus(&self, sku: &Sku) -> u32 {
-        let key = (sku.region_id.clone(), sku.gpu_resource_key.clone());
+        let key = (sku.region_id.clone(), sku.hardware.gpu_resource_key.clone());
         sku.free_gpus.saturating_sub(self.reserved.get(&key).copied().unwrap_or(0))
     }
 
     pub(super) fn reserve(&mut self, sku: &Sku) {
-        *self.reserved.entry((sku.region_id.clone(), sku.gpu_resource_key.clone())).or_default() += sku.gpu_count;
+        *self.reserved.entry((sku.region_id.clone(), sku.hardware.gpu_resource_key.clone())).or_default() +=
+            sku.hardware.gpu_count;
     }
 }
 

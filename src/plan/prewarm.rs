@@ -78,7 +78,7 @@ impl<'a> Planner<'a> {
                 continue;
             }
             let sku = self.observed.sku(&instance.cost.sku_id);
-            if let Some(sku) = sku.filter(|s| self.free_gpus(s) < s.gpu_count) {
+            if let Some(sku) = sku.filter(|s| self.free_gpus(s) < s.hardware.gpu_count) {
                 let text = format!("not pre-warmed: no free GPUs on SKU {}", sku.id);
                 self.note(policy, Some(instance), || text);
                 return true;

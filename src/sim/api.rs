@@ -106,8 +106,11 @@ impl Simulator {
                 SimError::BadRequest(format!("Cost.CostTime {:?} is not like 3D", body.cost.cost_time))
             })?,
         };
-        if self.free_gpus(&sku) < sku.gpu_count {
-            return Err(SimError::NoCapacity(format!("no free {} in {}", sku.gpu_resource_key, sku.region_id)));
+        if self.free_gpus(&sku) < sku.hardware.gpu_count {
+            return Err(SimError::NoCapacity(format!(
+                "no free {} in {}",
+                sku.hardware.gpu_resource_key, sku.region_id
+            )));
         }
         let name = format!("instance-{}", &hex(&mut self.rng, 8));
         let uid = uuid(&mut self.rng);
@@ -225,9 +228,9 @@ impl Simulator {
             .get(&sku_id)
             .cloned()
             .ok_or_else(|| SimError::Conflict(format!("instance {name}: its SKU is no longer sold")))?;
-        let has_gpu = self.free_gpus(&sku) >= sku.gpu_count;
+        let has_gpu = self.free_gpus(&sku) >= sku.hardware.gpu_count;
         if !has_gpu && self.settings.power_on_without_gpu == NoGpu::Fail {
-            return Err(SimError::NoCapacity(format!("no free {} for {name}", sku.gpu_resource_key)));
+            return Err(SimError::NoCapacity(format!("no free {} for {name}", sku.hardware.gpu_resource_key)));
         }
         let start_time = self.settings.start_time;
         let instance = self.edit(name).expect("checked");

@@ -61,10 +61,10 @@ impl Simulator {
             .get(&instance.sku_id)
             .cloned()
             .ok_or_else(|| SimError::BadRequest(format!("unknown SKU {:?}", instance.sku_id)))?;
-        if instance.holds_gpu && self.free_gpus(&sku) < sku.gpu_count {
+        if instance.holds_gpu && self.free_gpus(&sku) < sku.hardware.gpu_count {
             return Err(SimError::NoCapacity(format!(
                 "{} would exceed the {} pool",
-                instance.display_name, sku.gpu_resource_key
+                instance.display_name, sku.hardware.gpu_resource_key
             )));
         }
         instance.name = format!("instance-{}", hex(&mut self.rng, 8));

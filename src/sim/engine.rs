@@ -95,7 +95,7 @@ impl Simulator {
         waiting.sort();
         for (_, name) in waiting {
             let sku = self.skus.get(&self.instances[&name].sku_id).cloned();
-            if sku.is_some_and(|s| self.free_gpus(&s) >= s.gpu_count) {
+            if sku.is_some_and(|s| self.free_gpus(&s) >= s.hardware.gpu_count) {
                 let start_time = self.settings.start_time;
                 let i = self.edit(&name).expect("exists");
                 i.holds_gpu = true;
@@ -105,8 +105,11 @@ impl Simulator {
     }
 
     fn record_image(&mut self, name: &str, snapshot: &PendingSnapshot, at: DateTime<Utc>) {
-        let size_gb =
-            self.instances.get(name).and_then(|i| self.skus.get(&i.sku_id)).map_or(30, |s| s.system_storage_gb);
+        let size_gb = self
+            .instances
+            .get(name)
+            .and_then(|i| self.skus.get(&i.sku_id))
+            .map_or(30, |s| s.hardware.system_storage_gb);
         if !snapshot.fails {
             let same = |i: &&mut SavedImage| {
                 i.succeeded && i.replaced_at.is_none() && i.image == snapshot.image && i.tag == snapshot.tag

@@ -14,7 +14,7 @@ use super::{
     Activity, DiscountSchedule, Phase, PlatformSettings, Session, SimDiscount, SimInstance, SimRegion, SimSku,
     SimVolume, Simulator,
 };
-use crate::cloud::BillingType;
+use crate::cloud::{BillingType, Hardware};
 use crate::config::raw::Volume;
 use crate::money::{Money, Ratio};
 
@@ -274,18 +274,20 @@ impl FleetSku {
             id: self.id.clone(),
             region_id: self.region.clone(),
             name: self.name.clone(),
-            gpu_product: self.gpu_product.clone(),
-            gpu_series: self.gpu_series.clone().unwrap_or_else(|| self.gpu_product.clone()),
-            gpu_resource_key: self.gpu_resource_key.clone(),
-            gpu_count: self.gpu_count,
-            gpu_memory_gb: self.gpu_memory_gb,
-            cpu_cores: self.cpu_cores,
-            cpu_arch: self.cpu_arch.clone(),
-            cpu_series: self.cpu_series.clone(),
-            cpu_vendor: self.cpu_vendor.clone(),
-            memory_gb: self.memory_gb,
-            system_storage_gb: self.system_storage_gb,
-            data_storage_gb: self.data_storage_gb,
+            hardware: Hardware {
+                gpu_product: self.gpu_product.clone(),
+                gpu_series: self.gpu_series.clone().unwrap_or_else(|| self.gpu_product.clone()),
+                gpu_resource_key: self.gpu_resource_key.clone(),
+                gpu_count: self.gpu_count,
+                gpu_memory_gb: self.gpu_memory_gb,
+                cpu_cores: self.cpu_cores,
+                cpu_arch: self.cpu_arch.clone(),
+                cpu_series: self.cpu_series.clone(),
+                cpu_vendor: self.cpu_vendor.clone(),
+                memory_gb: self.memory_gb,
+                system_storage_gb: self.system_storage_gb,
+                data_storage_gb: self.data_storage_gb,
+            },
             billing_type: self.billing.clone(),
             price_per_hour: price(self.price)?,
             price_changes,

@@ -166,12 +166,13 @@ impl Simulator {
 
     /// Free GPUs in the pool a SKU draws from.
     pub fn free_gpus(&self, sku: &SimSku) -> u32 {
-        let blocked = self.faults.no_free_gpus.iter().any(|k| k == "*" || *k == sku.gpu_resource_key);
+        let blocked = self.faults.no_free_gpus.iter().any(|k| k == "*" || *k == sku.hardware.gpu_resource_key);
         if blocked {
             return 0;
         }
-        let total = self.region(&sku.region_id).and_then(|r| r.gpus.get(&sku.gpu_resource_key)).copied().unwrap_or(0);
-        total.saturating_sub(self.gpus_in_use(&sku.region_id, &sku.gpu_resource_key))
+        let total =
+            self.region(&sku.region_id).and_then(|r| r.gpus.get(&sku.hardware.gpu_resource_key)).copied().unwrap_or(0);
+        total.saturating_sub(self.gpus_in_use(&sku.region_id, &sku.hardware.gpu_resource_key))
     }
 
     pub fn gpus_in_use(&self, region_id: &str, resource_key: &str) -> u32 {
@@ -179,8 +180,8 @@ impl Simulator {
         let drawing: Vec<(&str, u32)> = self
             .skus
             .values()
-            .filter(|s| s.region_id == region_id && s.gpu_resource_key == resource_key)
-            .map(|s| (s.id.as_str(), s.gpu_count))
+            .filter(|s| s.region_id == region_id && s.hardware.gpu_resource_key == resource_key)
+            .map(|s| (s.id.as_str(), s.hardware.gpu_count))
             .collect();
         self.instances
             .values()

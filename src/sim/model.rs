@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cloud::{BillingType, InstanceStatus};
+use crate::cloud::{BillingType, Hardware, InstanceStatus};
 use crate::money::Money;
 
 use super::{Activity, SimDiscount};
@@ -117,18 +117,7 @@ pub struct SimSku {
     pub id: String,
     pub region_id: String,
     pub name: String,
-    pub gpu_product: String,
-    pub gpu_series: String,
-    pub gpu_resource_key: String,
-    pub gpu_count: u32,
-    pub gpu_memory_gb: u32,
-    pub cpu_cores: u32,
-    pub cpu_arch: String,
-    pub cpu_series: String,
-    pub cpu_vendor: String,
-    pub memory_gb: u32,
-    pub system_storage_gb: u32,
-    pub data_storage_gb: u32,
+    pub hardware: Hardware,
     pub billing_type: BillingType,
     /// The list price until the first of `price_changes`.
     pub price_per_hour: Money,

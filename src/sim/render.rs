@@ -43,21 +43,22 @@ pub fn region(r: &SimRegion) -> wire::Region {
 pub fn sku(sim: &Simulator, s: &SimSku) -> wire::Sku {
     let region = sim.region(&s.region_id);
     let shown = s.discount.as_ref().and_then(|d| d.shown_at(sim.now()).map(|w| (d, w)));
+    let h = &s.hardware;
     wire::Sku {
         name: s.name.clone(),
         region_id: s.region_id.clone(),
-        cpu_arch: s.cpu_arch.clone(),
-        cpu_series: s.cpu_series.clone(),
-        cpu_cores: s.cpu_cores,
-        memory_count: s.memory_gb,
-        cpu_vendor: s.cpu_vendor.clone(),
-        gpu_series: s.gpu_series.clone(),
-        gpu_product: s.gpu_product.clone(),
-        gpu_resource_key: s.gpu_resource_key.clone(),
-        gpu_counts: s.gpu_count,
-        gpu_memory: s.gpu_memory_gb,
-        system_storage: s.system_storage_gb,
-        data_storage: s.data_storage_gb,
+        cpu_arch: h.cpu_arch.clone(),
+        cpu_series: h.cpu_series.clone(),
+        cpu_cores: h.cpu_cores,
+        memory_count: h.memory_gb,
+        cpu_vendor: h.cpu_vendor.clone(),
+        gpu_series: h.gpu_series.clone(),
+        gpu_product: h.gpu_product.clone(),
+        gpu_resource_key: h.gpu_resource_key.clone(),
+        gpu_counts: h.gpu_count,
+        gpu_memory: h.gpu_memory_gb,
+        system_storage: h.system_storage_gb,
+        data_storage: h.data_storage_gb,
         skus_id: s.id.clone(),
         region_name: region.map(|r| r.name.clone()).unwrap_or_default(),
         cluster_name: region.map(|r| r.cluster.clone()).unwrap_or_default(),
@@ -86,8 +87,8 @@ pub fn instance(sim: &Simulator, i: &SimInstance) -> wire::Instance {
     note("cost-type", i.billing_type.code().to_owned());
     note("description", String::new());
     note("display-name", i.display_name.clone());
-    note("gpu.machine", sku.map(|s| s.gpu_product.clone()).unwrap_or_default());
-    note("gpu.resource.key", sku.map(|s| s.gpu_resource_key.clone()).unwrap_or_default());
+    note("gpu.machine", sku.map(|s| s.hardware.gpu_product.clone()).unwrap_or_default());
+    note("gpu.resource.key", sku.map(|s| s.hardware.gpu_resource_key.clone()).unwrap_or_default());
     note("region", i.cluster.clone());
     note("saveDataEnabled", "false".into());
     note("unit-price", sku.map(|s| (s.price_at(sim.now()).micros() / 10_000).to_string()).unwrap_or_default());
@@ -105,7 +106,7 @@ pub fn instance(sim: &Simulator, i: &SimInstance) -> wire::Instance {
     let mut volume_mounts = vec![wire::VolumeMount {
         path_in_container: "/".into(),
         kind: "local-filesystem".into(),
-        size: sku.map_or(30, |s| s.system_storage_gb),
+        size: sku.map_or(30, |s| s.hardware.system_storage_gb),
         pvc_name: String::new(),
         display_name: "系统盘".into(),
         filesystem_type: "system".into(),
@@ -136,10 +137,10 @@ pub fn instance(sim: &Simulator, i: &SimInstance) -> wire::Instance {
         image: i.image.clone(),
         replicas: 1,
         resources: wire::Resources {
-            cpu: sku.map(|s| s.cpu_cores.to_string()).unwrap_or_default(),
-            memory: sku.map(|s| format!("{}Gi", s.memory_gb)).unwrap_or_default(),
-            gpu_num: sku.map(|s| s.gpu_count.to_string()).unwrap_or_default(),
-            gpu_type: sku.map(|s| s.gpu_product.clone()).unwrap_or_default(),
+            cpu: sku.map(|s| s.hardware.cpu_cores.to_string()).unwrap_or_default(),
+            memory: sku.map(|s| format!("{}Gi", s.hardware.memory_gb)).unwrap_or_default(),
+            gpu_num: sku.map(|s| s.hardware.gpu_count.to_string()).unwrap_or_default(),
+            gpu_type: sku.map(|s| s.hardware.gpu_product.clone()).unwrap_or_default(),
         },
         volume_mounts,
         creation_timestamp: Some(beijing(i.created_at)),

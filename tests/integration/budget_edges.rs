@@ -194,7 +194,7 @@ fn run(w: &World) -> (Tally, Money, usize) {
 /// The list price of the pool's dearest SKU.
 fn skus_highest(sim: &mut mdc_autoscaler::sim::Simulator, region: &str, at: DateTime<Utc>) -> Money {
     let skus = sim.list_skus(at, region).into_iter().map(|s| s.into_domain().unwrap());
-    skus.filter(|s| ["H20", "4090"].contains(&s.gpu_product.as_str())).map(|s| s.price_per_hour).max().unwrap()
+    skus.filter(|s| ["H20", "4090"].contains(&s.hardware.gpu_product.as_str())).map(|s| s.price_per_hour).max().unwrap()
 }
 
 proptest! {

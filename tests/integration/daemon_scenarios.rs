@@ -118,7 +118,7 @@ async fn a_pool_fills_the_cheapest_sku_then_fails_over_to_the_next() {
         skus.extend(client.list_skus(&region.id).await.unwrap());
     }
     let now = Utc::now();
-    skus.retain(|s| s.gpu_product == "4090" && s.billing_type == BillingType::PayAsYouGo && s.free_gpus > 0);
+    skus.retain(|s| s.hardware.gpu_product == "4090" && s.billing_type == BillingType::PayAsYouGo && s.free_gpus > 0);
     skus.sort_by_key(|s| (effective_price(s, now), s.id.clone()));
     let (cheapest, next) = (&skus[0], &skus[1]);
     assert!(effective_price(cheapest, now) < effective_price(next, now), "the test needs two prices");

@@ -155,7 +155,7 @@ fn observed(specs: &[InstanceSpec], now: DateTime<Utc>, spend: Option<(u32, u32)
                 status: s.status.into(),
                 resources: wire::Resources {
                     gpu_num: "1".into(),
-                    gpu_type: sku.gpu_product.clone(),
+                    gpu_type: sku.hardware.gpu_product.clone(),
                     ..Default::default()
                 },
                 volume_mounts: vec![wire::VolumeMount {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset};
-use mdc_autoscaler::cloud::{BillingType, Discount, Instance, InstanceCost, Resources, Sku, VolumeMount};
+use mdc_autoscaler::cloud::{BillingType, Discount, Hardware, Instance, InstanceCost, Resources, Sku, VolumeMount};
 use mdc_autoscaler::config::load::load_str;
 use mdc_autoscaler::config::policy::Config;
 use mdc_autoscaler::money::{Money, Ratio};
@@ -216,18 +216,20 @@ pub fn observed(s: &Scenario) -> Observed {
             region_id: format!("region-of-{}", k.cluster),
             region_name: String::new(),
             cluster: k.cluster.clone(),
-            gpu_product: k.product.clone(),
-            gpu_series: k.product.clone(),
-            gpu_resource_key: format!("nvidia.com/gpu-{}", k.product.to_lowercase()),
-            gpu_count: k.gpus,
-            gpu_memory_gb: k.memory_gb,
-            cpu_cores: 16,
-            cpu_arch: "x86-64".into(),
-            cpu_series: String::new(),
-            cpu_vendor: String::new(),
-            memory_gb: 96,
-            system_storage_gb: 30,
-            data_storage_gb: 50,
+            hardware: Hardware {
+                gpu_product: k.product.clone(),
+                gpu_series: k.product.clone(),
+                gpu_resource_key: format!("nvidia.com/gpu-{}", k.product.to_lowercase()),
+                gpu_count: k.gpus,
+                gpu_memory_gb: k.memory_gb,
+                cpu_cores: 16,
+                cpu_arch: "x86-64".into(),
+                cpu_series: String::new(),
+                cpu_vendor: String::new(),
+                memory_gb: 96,
+                system_storage_gb: 30,
+                data_storage_gb: 50,
+            },
             billing_type: billing(&k.prepaid),
             price_per_hour: Money::from_yuan_f64(k.price).unwrap(),
             discount: k.discount.as_ref().map(|d| Discount {
@@ -259,8 +261,8 @@ pub fn observed(s: &Scenario) -> Observed {
                 resources: Resources {
                     cpu: "16".into(),
                     memory: "96Gi".into(),
-                    gpu_count: sku.gpu_count,
-                    gpu_type: sku.gpu_product.clone(),
+                    gpu_count: sku.hardware.gpu_count,
+                    gpu_type: sku.hardware.gpu_product.clone(),
                 },
                 volume_mounts: vec![VolumeMount {
                     path: "/root/data".into(),

@@ -29,12 +29,15 @@ fn regions_sample() {
 fn skus_sample() {
     let skus: Vec<wire::Sku> = serde_json::from_str(&fixture("skus.json")).unwrap();
     let sku = skus.into_iter().next().unwrap().into_domain().unwrap();
-    assert_eq!((sku.id.as_str(), sku.name.as_str(), sku.gpu_product.as_str()), ("2", "H20", "H20"));
+    assert_eq!((sku.id.as_str(), sku.name.as_str(), sku.hardware.gpu_product.as_str()), ("2", "H20", "H20"));
     assert_eq!(sku.billing_type, BillingType::PayAsYouGo);
     assert_eq!(sku.price_per_hour, Money::from_yuan(10));
-    assert_eq!((sku.gpu_count, sku.gpu_memory_gb, sku.cpu_cores, sku.memory_gb), (1, 96, 24, 192));
-    assert_eq!((sku.system_storage_gb, sku.data_storage_gb, sku.free_gpus), (30, 50, 8));
-    assert_eq!(sku.gpu_resource_key, "nvidia.com/gpu-h20");
+    assert_eq!(
+        (sku.hardware.gpu_count, sku.hardware.gpu_memory_gb, sku.hardware.cpu_cores, sku.hardware.memory_gb),
+        (1, 96, 24, 192)
+    );
+    assert_eq!((sku.hardware.system_storage_gb, sku.hardware.data_storage_gb, sku.free_gpus), (30, 50, 8));
+    assert_eq!(sku.hardware.gpu_resource_key, "nvidia.com/gpu-h20");
     let discount = sku.discount.unwrap();
     assert_eq!(discount.id, "10000");
     assert_eq!(discount.ratio, Ratio::from_f64(0.48).unwrap());
