@@ -38,7 +38,7 @@ pub struct Options {
 /// this one leads; a standby campaigns every `ha.try_every` and watches the
 /// cloud every `ha.observe_every` intervals.
 pub async fn run<C: Cloud>(mut daemon: Daemon<C, AnyStore>, shared: Arc<Shared>, options: Options) {
-    one_arena();
+    tune_allocator();
     let mut asked = listen(daemon.halt().clone());
     let watchdog = sd_notify::watchdog_enabled();
     let settings = &daemon.config().settings;
@@ -359,13 +359,18 @@ fn listen(halt: Halt) -> tokio::sync::mpsc::UnboundedReceiver<Asked> {
 
 /// One malloc arena for every thread: the ledger's connection threads
 /// otherwise each keep an arena of their own, and the memory they free stays
-/// with it. The daemon is one loop; it gains nothing from more.
-fn one_arena() {
+/// with it. The daemon is one loop; it gains nothing from more. And a fixed
+/// mmap threshold: glibc otherwise raises it to the largest block freed, so
+/// after the first list page the next ones are carved from the heap among
+/// smaller blocks rather than mapped and handed back whole (a mebibyte of
+/// the peak).
+fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable of the allocator; threads that
+    // SAFETY: mallopt only sets tunables of the allocator; threads that
     // start after it share the arenas there are.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
